@@ -1,0 +1,9 @@
+//! Sans-IO protocol handlers for ringmaster.
+//!
+//! Each protocol is a state machine: bytes in, bytes out. The glue to the runtime is a
+//! [`ringmaster_runtime::Handler`] implementation; nothing here touches a socket or a ring.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod echo;
+pub mod http1;

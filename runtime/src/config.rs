@@ -1,0 +1,180 @@
+//! Server configuration and its builder. Every bound has a safe default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::server::Server;
+
+/// Everything a server needs to know before it starts. Built with [`ServerBuilder`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address every shard's listener binds (port 0 picks one port for all shards).
+    pub listen: SocketAddr,
+    /// Number of shards (threads, rings, listeners).
+    pub shards: usize,
+    /// CPUs to pin shards to, in order (shard i gets `cpus[i % len]`); `None`: all online.
+    pub cpus: Option<Vec<usize>>,
+    /// Listen backlog (accept-queue length) of each listener.
+    pub backlog: u32,
+    /// Connections a shard holds at once; past it, new ones are accepted and closed.
+    pub max_conns_per_shard: usize,
+    /// Buffers in each shard's provided-buffer ring (a power of two, at most 32768).
+    pub buf_ring_entries: u16,
+    /// Size of each provided buffer.
+    pub buf_size: u32,
+    /// Submission-queue entries per ring (the completion queue gets four times that).
+    pub ring_entries: u32,
+    /// Owned buffers at least this long are sent with SEND_ZC.
+    pub zero_copy_threshold: usize,
+    /// Close connections with no input for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Per-connection unsent bytes past which reading stops until half has drained.
+    pub write_backlog_limit: usize,
+    /// Most bytes a handler may leave unconsumed before the connection is closed.
+    pub max_input_carry: usize,
+    /// How long a graceful shutdown waits for connections to finish.
+    pub drain_timeout: Duration,
+    /// Whether `serve` handles SIGINT/SIGTERM itself (drain on the first, exit on the second).
+    pub handle_signals: bool,
+    /// Use recv bundles when the kernel has them.
+    pub recv_bundles: bool,
+    /// Use incremental buffer consumption when the kernel has it.
+    pub buf_incremental: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            cpus: None,
+            backlog: default_backlog(),
+            max_conns_per_shard: 100_000,
+            buf_ring_entries: 1024,
+            buf_size: 16 * 1024,
+            ring_entries: 1024,
+            zero_copy_threshold: 64 * 1024,
+            idle_timeout: Some(Duration::from_secs(300)),
+            write_backlog_limit: 4 * 1024 * 1024,
+            max_input_carry: 1024 * 1024,
+            drain_timeout: Duration::from_secs(5),
+            handle_signals: true,
+            recv_bundles: true,
+            buf_incremental: true,
+        }
+    }
+}
+
+/// The kernel's `net.core.somaxconn`, the ceiling it applies to any backlog anyway.
+fn default_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+impl Config {
+    /// Checks the bounds the kernel or the runtime would reject later, with a message
+    /// that says how to fix each.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.shards == 0 || self.shards > 1024 {
+            return bad(format!("--shards {} is out of range: use 1 to 1024", self.shards));
+        }
+        if !self.buf_ring_entries.is_power_of_two() || self.buf_ring_entries > 32768 {
+            return bad(format!(
+                "buffer ring entries {} must be a power of two up to 32768",
+                self.buf_ring_entries
+            ));
+        }
+        if self.buf_size < 64 || self.buf_size > (1 << 24) {
+            return bad(format!(
+                "buffer size {} is out of range: use 64 bytes to 16 MiB",
+                self.buf_size
+            ));
+        }
+        if !(8..=32768).contains(&self.ring_entries) {
+            return bad(format!(
+                "ring entries {} out of range: use 8 to 32768",
+                self.ring_entries
+            ));
+        }
+        if self.max_conns_per_shard == 0 {
+            return bad("max connections per shard must be at least 1".into());
+        }
+        if self.backlog == 0 {
+            return bad("backlog must be at least 1".into());
+        }
+        if let Some(cpus) = &self.cpus {
+            if cpus.is_empty() {
+                return bad("the CPU list is empty: give e.g. --cpus 0,1".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Server`]: `Server::builder().listen(addr).shards(2).build()?`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    config: Config,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident : $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl ServerBuilder {
+    setter!(/// Address to listen on (IPv4 or IPv6).
+        listen: SocketAddr);
+    setter!(/// Number of shards (default: one per online CPU).
+        shards: usize);
+    setter!(/// CPUs to pin shards to (default: all online, in order).
+        cpus: Option<Vec<usize>>);
+    setter!(/// Listen backlog (default: `net.core.somaxconn`).
+        backlog: u32);
+    setter!(/// Maximum connections per shard.
+        max_conns_per_shard: usize);
+    setter!(/// Provided buffers per shard (power of two).
+        buf_ring_entries: u16);
+    setter!(/// Size of each provided buffer in bytes.
+        buf_size: u32);
+    setter!(/// Submission-queue entries per ring.
+        ring_entries: u32);
+    setter!(/// Owned buffers at least this long go out with SEND_ZC.
+        zero_copy_threshold: usize);
+    setter!(/// Idle timeout (`None`: never).
+        idle_timeout: Option<Duration>);
+    setter!(/// Write backlog bound per connection.
+        write_backlog_limit: usize);
+    setter!(/// Unconsumed-input bound per connection.
+        max_input_carry: usize);
+    setter!(/// Graceful-shutdown drain deadline.
+        drain_timeout: Duration);
+    setter!(/// Whether `serve` handles SIGINT/SIGTERM.
+        handle_signals: bool);
+    setter!(/// Allow recv bundles when the kernel has them.
+        recv_bundles: bool);
+    setter!(/// Allow incremental buffer consumption when the kernel has it.
+        buf_incremental: bool);
+
+    /// The configuration as it stands.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Validates the configuration and binds one listener per shard.
+    pub fn build(self) -> Result<Server, Error> {
+        self.config.validate()?;
+        Server::bind(self.config)
+    }
+}

@@ -1,0 +1,136 @@
+//! A connection's runtime-side state: everything the shard tracks besides the
+//! handler's own `Conn`.
+//!
+//! The slot that holds this is freed only when `inflight` is zero and no zero-copy
+//! notification is owed: until then the kernel may still write into the buffer ring
+//! for it, read from its send queue, or complete an operation that names its slot.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use crate::handler::Close;
+use crate::send_queue::SendQueue;
+use crate::timer::TimerKey;
+use crate::token::ConnToken;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Reading and writing.
+    Open,
+    /// The handler asked to close once queued output is sent; input is discarded.
+    Flushing,
+    /// Our write side is shut down; input is read and discarded until the peer closes or
+    /// the linger timer fires, so that a peer still sending does not get a reset that
+    /// would destroy the responses it has not read yet.
+    Lingering,
+    /// The handler has been told; waiting for the kernel to return every operation.
+    Closed,
+}
+
+/// See the module docs.
+pub(crate) struct ConnIo {
+    pub token: ConnToken,
+    pub fd: OwnedFd,
+    pub peer: SocketAddr,
+    pub send: SendQueue,
+    /// Input the handler left unconsumed, shown again before new bytes.
+    pub carry: Vec<u8>,
+    pub phase: Phase,
+    pub close_why: Close,
+    pub abort_requested: bool,
+    pub user_paused: bool,
+    /// Show the carry-over again even without new bytes (after a pause ends).
+    pub redeliver: bool,
+    pub want_writable: bool,
+    /// Reading stopped because the write backlog passed its bound.
+    pub backpressured: bool,
+    pub peer_eof: bool,
+    pub recv_armed: bool,
+    pub recv_cancelling: bool,
+    /// Waiting for the buffer ring to refill (ENOBUFS).
+    pub parked: bool,
+    /// Submissions whose final completion has not arrived yet.
+    pub inflight: u32,
+    /// Last time bytes moved either way (for the idle timeout).
+    pub last_active: Instant,
+    pub idle_timer: Option<TimerKey>,
+    /// Queued on the shard's dirty list.
+    pub dirty: bool,
+}
+
+impl ConnIo {
+    pub(crate) fn new(token: ConnToken, fd: OwnedFd, peer: SocketAddr, now: Instant) -> Self {
+        ConnIo {
+            token,
+            fd,
+            peer,
+            send: SendQueue::default(),
+            carry: Vec::new(),
+            phase: Phase::Open,
+            close_why: Close::Local,
+            abort_requested: false,
+            user_paused: false,
+            redeliver: false,
+            want_writable: false,
+            backpressured: false,
+            peer_eof: false,
+            recv_armed: false,
+            recv_cancelling: false,
+            parked: false,
+            inflight: 0,
+            last_active: now,
+            idle_timer: None,
+            dirty: false,
+        }
+    }
+
+    /// True once nothing more may be queued (closed or being aborted).
+    pub(crate) fn closing_now(&self) -> bool {
+        self.abort_requested || matches!(self.phase, Phase::Closed | Phase::Lingering)
+    }
+
+    /// Close once queued output is sent.
+    pub(crate) fn close_after_flush(&mut self, why: Close) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Flushing;
+            self.close_why = if self.peer_eof && why == Close::Local {
+                Close::PeerClosed
+            } else {
+                why
+            };
+        }
+    }
+
+    /// Close now, dropping queued output.
+    pub(crate) fn abort(&mut self, why: Close) {
+        if self.phase != Phase::Closed && !self.abort_requested {
+            self.abort_requested = true;
+            self.close_why = why;
+        }
+    }
+
+    /// Whether input should be delivered to the handler now.
+    pub(crate) fn reading_enabled(&self) -> bool {
+        self.phase == Phase::Open && !self.user_paused && !self.backpressured && !self.abort_requested
+    }
+
+    /// Whether a receive should be armed.
+    pub(crate) fn wants_recv(&self) -> bool {
+        !self.peer_eof
+            && !self.abort_requested
+            && match self.phase {
+                Phase::Open => !self.user_paused && !self.backpressured,
+                // Keep reading (and discarding) while flushing and lingering: input
+                // left in the socket at close() would turn our FIN into a reset.
+                Phase::Flushing | Phase::Lingering => true,
+                Phase::Closed => false,
+            }
+    }
+
+    /// Whether every operation has come back and the slot can be freed.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.inflight == 0 && self.send.zc_notifs_owed() == 0
+    }
+}

@@ -1,0 +1,82 @@
+//! Per-shard counters: plain integers owned by the shard thread, never shared or locked.
+
+use std::fmt;
+
+/// What a shard has seen since it started. Read through `Io::counters` or in the
+/// shutdown summary.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Connections accepted and handed to the handler.
+    pub accepted: u64,
+    /// Connections closed (every cause).
+    pub closed: u64,
+    /// Connections accepted and closed at once because the shard was at its limit.
+    pub refused: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Receive completions carrying data.
+    pub recv_completions: u64,
+    /// Send submissions (plain and zero-copy).
+    pub sends: u64,
+    /// Sends that went out with SEND_ZC.
+    pub zc_sends: u64,
+    /// Sends the kernel took only part of, resumed where they stopped.
+    pub short_sends: u64,
+    /// Receives that found the buffer ring empty (recovered by re-arming).
+    pub enobufs: u64,
+    /// Accepts that failed for lack of file descriptors (EMFILE/ENFILE).
+    pub emfile: u64,
+    /// Other accept failures (e.g. ECONNABORTED).
+    pub accept_errors: u64,
+    /// Completion-queue overflows reported by the kernel.
+    pub cq_overflow: u64,
+    /// Connections closed by the idle timeout.
+    pub idle_closed: u64,
+    /// Connections whose reading was paused by the write-backlog bound.
+    pub backpressure_pauses: u64,
+    /// Connections closed because unconsumed input exceeded the carry-over limit.
+    pub input_overflow: u64,
+    /// Connections still open at the drain deadline and closed by force.
+    pub drain_forced: u64,
+}
+
+impl Counters {
+    /// Name/value pairs, in a stable order (for JSON or logs).
+    pub fn fields(&self) -> [(&'static str, u64); 17] {
+        [
+            ("accepted", self.accepted),
+            ("closed", self.closed),
+            ("refused", self.refused),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("recv_completions", self.recv_completions),
+            ("sends", self.sends),
+            ("zc_sends", self.zc_sends),
+            ("short_sends", self.short_sends),
+            ("enobufs", self.enobufs),
+            ("emfile", self.emfile),
+            ("accept_errors", self.accept_errors),
+            ("cq_overflow", self.cq_overflow),
+            ("idle_closed", self.idle_closed),
+            ("backpressure_pauses", self.backpressure_pauses),
+            ("input_overflow", self.input_overflow),
+            ("drain_forced", self.drain_forced),
+        ]
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, value) in self.fields() {
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{name}={value}")?;
+        }
+        Ok(())
+    }
+}

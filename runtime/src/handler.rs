@@ -1,0 +1,231 @@
+//! The handler API: what a protocol sees of the runtime.
+//!
+//! A protocol implements [`Handler`]; the shard calls it back with the kernel-filled
+//! bytes ([`Input`]) and an [`Io`] through which it queues output, sets timers and
+//! steers reading. Nothing here exposes io_uring: a handler can be driven by a test
+//! harness as easily as by a shard.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::conn::ConnIo;
+use crate::counters::Counters;
+use crate::shard::ShardCtx;
+use crate::timer::TimerKey;
+use crate::token::ConnToken;
+
+/// Why a connection was closed, as told to [`Handler::on_close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The handler asked for it (`Io::close` after the flush, or `Io::abort`).
+    Local,
+    /// The peer closed its side and everything queued was sent.
+    PeerClosed,
+    /// The peer reset the connection or a socket error occurred (the errno).
+    Error(i32),
+    /// No input within the idle timeout.
+    Idle,
+    /// The handler left more unconsumed input than the carry-over limit allows.
+    InputOverflow,
+    /// The server is shutting down and the drain deadline passed.
+    Shutdown,
+}
+
+/// A protocol: one value per shard, called back for every connection of that shard.
+///
+/// All callbacks run on the shard's thread; none may block. Per-connection state lives
+/// in [`Handler::Conn`], which the shard stores beside its own bookkeeping.
+pub trait Handler: 'static {
+    /// Per-connection state.
+    type Conn;
+
+    /// A connection was accepted. Returns its state; may already queue output.
+    fn on_open(&mut self, peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn;
+
+    /// Bytes arrived. `input` holds them in place (the kernel-filled buffer, or the
+    /// connection's carry-over when an earlier call left bytes unconsumed). Consume
+    /// what was handled; the rest is kept and shown again, with more, next time.
+    fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>);
+
+    /// The peer shut down its write side. Default: close once queued output is sent.
+    fn on_eof(&mut self, _conn: &mut Self::Conn, io: &mut Io<'_>) {
+        io.close();
+    }
+
+    /// Output drained below the low-water mark after [`Io::want_writable`] was called
+    /// or after the write backlog had paused reading.
+    fn on_writable(&mut self, _conn: &mut Self::Conn, _io: &mut Io<'_>) {}
+
+    /// A timer set with [`Io::set_timer`] fired; `tag` is the value given then.
+    fn on_timer(&mut self, _conn: &mut Self::Conn, _tag: u64, _io: &mut Io<'_>) {}
+
+    /// The server is draining. Default: close once queued output is sent. A protocol
+    /// with work in progress may keep the connection until it is done; the shard
+    /// closes whatever is left at the drain deadline.
+    fn on_shutdown(&mut self, _conn: &mut Self::Conn, io: &mut Io<'_>) {
+        io.close();
+    }
+
+    /// The connection is gone (after this, no callback names it again).
+    fn on_close(&mut self, conn: Self::Conn, why: Close);
+}
+
+/// Bytes received on a connection, shown in place.
+///
+/// The handler consumes a prefix; whatever it leaves is copied into the connection's
+/// carry-over buffer by the shard and shown again, followed by new bytes, next time.
+#[derive(Debug)]
+pub struct Input<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    /// Wraps `buf` with nothing consumed yet.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Input { buf, pos: 0 }
+    }
+
+    /// The bytes not consumed yet.
+    pub fn bytes(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Marks the first `n` of [`Input::bytes`] as handled. `n` is clamped to what is there.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+
+    /// Marks everything as handled.
+    pub fn consume_all(&mut self) {
+        self.pos = self.buf.len();
+    }
+
+    /// How many bytes have been consumed in this call.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+
+    /// How many bytes are left unconsumed.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// True when nothing is left unconsumed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A handler's whole vocabulary towards the runtime, for one connection.
+pub struct Io<'a> {
+    pub(crate) conn: &'a mut ConnIo,
+    pub(crate) shard: &'a mut ShardCtx,
+}
+
+impl<'a> Io<'a> {
+    /// Queues a copy of `bytes` for sending. Writes made while a send is in flight are
+    /// coalesced into the next send.
+    pub fn write(&mut self, bytes: &[u8]) {
+        if self.conn.closing_now() {
+            return;
+        }
+        self.conn.send.write(bytes);
+        self.shard.note_output(self.conn);
+    }
+
+    /// Queues an owned buffer. At or above the zero-copy threshold it goes out with
+    /// SEND_ZC and is dropped only after the kernel's notification; below it, it is
+    /// sent like any other write.
+    pub fn send_owned(&mut self, buf: Vec<u8>) {
+        if self.conn.closing_now() || buf.is_empty() {
+            return;
+        }
+        let zc = buf.len() >= self.shard.config.zero_copy_threshold;
+        self.conn.send.push_owned(buf, zc);
+        self.shard.note_output(self.conn);
+    }
+
+    /// Bytes queued and not yet acknowledged by the kernel.
+    pub fn backlog(&self) -> usize {
+        self.conn.send.backlog()
+    }
+
+    /// Closes the connection once everything queued has been sent. Input arriving
+    /// after this is discarded.
+    pub fn close(&mut self) {
+        self.conn.close_after_flush(Close::Local);
+        self.shard.note_output(self.conn);
+    }
+
+    /// Closes the connection now, dropping queued output, with a TCP reset.
+    pub fn abort(&mut self) {
+        self.conn.abort(Close::Local);
+        self.shard.note_output(self.conn);
+    }
+
+    /// Stops delivering input (the shard cancels its receive) until
+    /// [`Io::resume_reading`]. Bytes already received wait in the carry-over.
+    pub fn pause_reading(&mut self) {
+        self.conn.user_paused = true;
+        self.shard.note_output(self.conn);
+    }
+
+    /// Undoes [`Io::pause_reading`]; bytes left unconsumed are shown again at once.
+    pub fn resume_reading(&mut self) {
+        if self.conn.user_paused {
+            self.conn.user_paused = false;
+            self.conn.redeliver = true;
+            self.shard.note_output(self.conn);
+        }
+    }
+
+    /// Asks for one [`Handler::on_writable`] call once queued output has drained below
+    /// the low-water mark (at once, on the shard's next turn, if it already has).
+    pub fn want_writable(&mut self) {
+        self.conn.want_writable = true;
+        self.shard.note_output(self.conn);
+    }
+
+    /// Arms a one-shot timer; [`Handler::on_timer`] gets `tag` when it fires.
+    pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
+        let token = self.conn.token;
+        self.shard.timers_set(after, token, tag)
+    }
+
+    /// Cancels a timer; returns false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, key: TimerKey) -> bool {
+        self.shard.timers_cancel(key)
+    }
+
+    /// This connection's token (slot and generation): stable for its lifetime, never
+    /// reused for another connection while a stale copy could still matter.
+    pub fn token(&self) -> ConnToken {
+        self.conn.token
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// The index of the shard running this connection.
+    pub fn shard_id(&self) -> usize {
+        self.shard.id
+    }
+
+    /// The shard's clock, read once per loop turn.
+    pub fn now(&self) -> Instant {
+        self.shard.now
+    }
+
+    /// The shard's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shard.counters
+    }
+
+    /// True once the server has started draining.
+    pub fn is_draining(&self) -> bool {
+        self.shard.draining
+    }
+}

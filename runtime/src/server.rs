@@ -1,0 +1,393 @@
+//! The server: binds one SO_REUSEPORT listener per shard, starts the shards on their
+//! pinned threads, relays shutdown signals, and collects the shards' counters.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{unbounded, Sender};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::{Config, ServerBuilder};
+use crate::counters::Counters;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::shard::{Shard, ShardMsg, ShardParts};
+use crate::sys::fd;
+use crate::sys::ring::{RingFeatures, TaskRunMode};
+
+/// A server with its listeners bound, ready to start.
+#[derive(Debug)]
+pub struct Server {
+    config: Arc<Config>,
+    listeners: Vec<Socket>,
+    local_addr: SocketAddr,
+}
+
+/// What one shard's kernel offered.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardFeatures {
+    /// The ring's features.
+    pub ring: RingFeatures,
+    /// Whether the buffer ring consumes buffers incrementally.
+    pub buf_incremental: bool,
+}
+
+/// What the running server uses, for the startup line.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// Number of shards.
+    pub shards: usize,
+    /// CPU each shard is pinned to (`None`: pinning failed or was impossible).
+    pub cpus: Vec<Option<usize>>,
+    /// Shard 0's ring features (all shards run on the same kernel).
+    pub shard: ShardFeatures,
+    /// Provided buffers per shard and their size.
+    pub buffers: (u16, u32),
+    /// The zero-copy send threshold in bytes.
+    pub zero_copy_threshold: usize,
+}
+
+impl fmt::Display for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.shard.ring;
+        let mode = match r.mode {
+            TaskRunMode::DeferTaskrun => "defer-taskrun",
+            TaskRunMode::CoopTaskrun => "coop-taskrun",
+            TaskRunMode::Plain => "plain taskrun",
+        };
+        let yes_no = |b: bool| if b { "on" } else { "off" };
+        let pinned: Vec<String> = self
+            .cpus
+            .iter()
+            .map(|c| c.map_or("-".to_string(), |c| c.to_string()))
+            .collect();
+        write!(
+            f,
+            "{} shard{}, cpus {}, {mode}, sq {} cq {}, multishot accept+recv, recv bundles {}, \
+             incremental buffers {}, buffers {}x{}, send-zc {} (>= {} B)",
+            self.shards,
+            if self.shards == 1 { "" } else { "s" },
+            pinned.join(","),
+            r.sq_entries,
+            r.cq_entries,
+            yes_no(r.recv_bundles),
+            yes_no(self.shard.buf_incremental),
+            self.buffers.0,
+            self.buffers.1,
+            yes_no(r.send_zc),
+            self.zero_copy_threshold,
+        )
+    }
+}
+
+/// A handle that asks every shard to drain and stop. Cheap to clone, usable from any
+/// thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shards: Arc<Vec<ShardLink>>,
+}
+
+struct ShardLink {
+    tx: Sender<ShardMsg>,
+    wake: Arc<OwnedFd>,
+}
+
+impl ShardLink {
+    fn send(&self, msg: ShardMsg) {
+        if self.tx.send(msg).is_ok() {
+            fd::eventfd_signal(std::os::fd::AsRawFd::as_raw_fd(&*self.wake));
+        }
+    }
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown on every shard (idempotent).
+    pub fn shutdown(&self) {
+        for s in self.shards.iter() {
+            s.send(ShardMsg::Shutdown);
+        }
+    }
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ShutdownHandle({} shards)", self.shards.len())
+    }
+}
+
+/// A started server.
+pub struct Running {
+    threads: Vec<JoinHandle<Option<Counters>>>,
+    done: crossbeam_channel::Receiver<(usize, bool)>,
+    handle: ShutdownHandle,
+    features: Features,
+    local_addr: SocketAddr,
+}
+
+/// What the shards report when they stop.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Each shard's counters, by shard index.
+    pub shards: Vec<Counters>,
+}
+
+impl Server {
+    /// Starts configuring a server.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    pub(crate) fn bind(config: Config) -> Result<Server, Error> {
+        let mut addr = config.listen;
+        let mut listeners = Vec::with_capacity(config.shards);
+        for _ in 0..config.shards {
+            let sock = bind_listener(addr, config.backlog)
+                .map_err(|source| Error::Bind { addr, source })?;
+            if addr.port() == 0 {
+                // Port 0: the first bind picked a port; every other shard joins it.
+                if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket()) {
+                    addr = a;
+                }
+            }
+            listeners.push(sock);
+        }
+        Ok(Server {
+            config: Arc::new(config),
+            listeners,
+            local_addr: addr,
+        })
+    }
+
+    /// The address the listeners are bound to (with the real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Starts the shards, each with its own handler from `factory(shard_index)`, and
+    /// returns once all are ready to accept.
+    pub fn start<H, F>(self, factory: F) -> Result<Running, Error>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        fd::ignore_sigpipe();
+        if self.config.handle_signals {
+            // Blocked here, inherited by every thread spawned below: only the signal
+            // thread's sigwait sees SIGINT/SIGTERM.
+            fd::block_shutdown_signals();
+        }
+        let factory = Arc::new(factory);
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let n = self.config.shards;
+        let mut links = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        let (ready_tx, ready_rx) = unbounded::<(usize, Result<(ShardFeatures, Option<usize>), Error>)>();
+        let (done_tx, done_rx) = unbounded();
+        for (id, listener) in self.listeners.into_iter().enumerate() {
+            let wake = Arc::new(fd::eventfd().map_err(|source| Error::Io {
+                what: "creating the shard wake eventfd",
+                source,
+            })?);
+            let (tx, rx) = unbounded();
+            links.push(ShardLink {
+                tx,
+                wake: wake.clone(),
+            });
+            let cpu = pick_cpu(&self.config, &cores, id);
+            let parts = ShardParts {
+                id,
+                config: self.config.clone(),
+                listener: listener.into(),
+                wake_fd: wake,
+                rx,
+            };
+            let factory = factory.clone();
+            let ready_tx = ready_tx.clone();
+            let done_tx = done_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{id}"))
+                .spawn(move || {
+                    let pinned = cpu.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+                    let result = catch_unwind(AssertUnwindSafe(|| {
+                        let handler = factory(id);
+                        match Shard::new(parts, handler) {
+                            Ok((shard, features)) => {
+                                let _ = ready_tx.send((id, Ok((features, pinned))));
+                                Some(shard.run())
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send((id, Err(e)));
+                                None
+                            }
+                        }
+                    }));
+                    let _ = done_tx.send((id, result.is_ok()));
+                    result.unwrap_or(None)
+                })
+                .map_err(|source| Error::Io {
+                    what: "spawning a shard thread",
+                    source,
+                })?;
+            threads.push(thread);
+        }
+        drop(done_tx);
+        let handle = ShutdownHandle {
+            shards: Arc::new(links),
+        };
+        let mut first: Option<ShardFeatures> = None;
+        let mut cpus = vec![None; n];
+        let mut failure = None;
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok((id, Ok((f, cpu)))) => {
+                    cpus[id] = cpu;
+                    if id == 0 || first.is_none() {
+                        first = Some(f);
+                    }
+                }
+                Ok((_, Err(e))) => {
+                    failure.get_or_insert(e);
+                }
+                Err(_) => {
+                    failure.get_or_insert(Error::ShardPanicked(0));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            handle.shutdown();
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(e);
+        }
+        let Some(shard) = first else {
+            return Err(Error::ShardPanicked(0));
+        };
+        if self.config.handle_signals {
+            spawn_signal_thread(handle.clone());
+        }
+        Ok(Running {
+            threads,
+            done: done_rx,
+            handle,
+            features: Features {
+                shards: n,
+                cpus,
+                shard,
+                buffers: (self.config.buf_ring_entries, self.config.buf_size),
+                zero_copy_threshold: self.config.zero_copy_threshold,
+            },
+            local_addr: self.local_addr,
+        })
+    }
+
+    /// `start` then `wait`: runs until shut down.
+    pub fn serve<H, F>(self, factory: F) -> Result<Report, Error>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        self.start(factory)?.wait()
+    }
+}
+
+impl Running {
+    /// What the shards use.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to shut the server down from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until every shard has stopped. If one panics, the others are shut down
+    /// and the panic is reported as an error.
+    pub fn wait(self) -> Result<Report, Error> {
+        let mut panicked = None;
+        for _ in 0..self.threads.len() {
+            match self.done.recv() {
+                Ok((_, true)) => {}
+                Ok((id, false)) => {
+                    panicked.get_or_insert(id);
+                    self.handle.shutdown();
+                }
+                Err(_) => break,
+            }
+        }
+        let mut shards = Vec::with_capacity(self.threads.len());
+        for t in self.threads {
+            shards.push(t.join().ok().flatten().unwrap_or_default());
+        }
+        match panicked {
+            Some(id) => Err(Error::ShardPanicked(id)),
+            None => Ok(Report { shards }),
+        }
+    }
+}
+
+fn pick_cpu(
+    config: &Config,
+    cores: &[core_affinity::CoreId],
+    shard: usize,
+) -> Option<core_affinity::CoreId> {
+    match &config.cpus {
+        Some(list) => Some(core_affinity::CoreId {
+            id: list[shard % list.len()],
+        }),
+        None if cores.is_empty() => None,
+        None => Some(cores[shard % cores.len()]),
+    }
+}
+
+fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+    Ok(sock)
+}
+
+/// First SIGINT/SIGTERM: drain. Second: exit at once.
+fn spawn_signal_thread(handle: ShutdownHandle) {
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = fd::wait_signal();
+            eprintln!(
+                "ringmaster: {} received, draining (send it again to exit at once)",
+                signal_name(sig)
+            );
+            handle.shutdown();
+            let sig = fd::wait_signal();
+            eprintln!("ringmaster: second {}, exiting without draining", signal_name(sig));
+            std::process::exit(1);
+        });
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,69 @@
+//! File descriptors and signals: the few libc calls std does not wrap.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// Takes ownership of a descriptor the kernel just created for us (an accept result).
+pub(crate) fn adopt(fd: RawFd) -> OwnedFd {
+    debug_assert!(fd >= 0);
+    // SAFETY: `fd` comes from a successful accept completion; nothing else in the
+    // process has seen it, so this is its only owner and it is closed exactly once.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A non-blocking, close-on-exec eventfd used to wake a shard's ring.
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with no pointer arguments.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(adopt(fd))
+}
+
+/// Increments an eventfd (wakes whoever reads it). Errors are ignored: EAGAIN means the
+/// counter is saturated, i.e. a wake is already pending.
+pub(crate) fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live local; the fd stays open for the caller's
+    // lifetime (it is owned by the shard's handle, which the caller holds).
+    unsafe {
+        libc::write(fd, (&one as *const u64).cast(), 8);
+    }
+}
+
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in signals {
+        // SAFETY: as above; `s` is a valid signal number.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    set
+}
+
+/// Blocks SIGINT and SIGTERM in the calling thread (and the threads it spawns after),
+/// so that only [`wait_signal`] receives them.
+pub(crate) fn block_shutdown_signals() {
+    let set = signal_set(&[libc::SIGINT, libc::SIGTERM]);
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Waits for SIGINT or SIGTERM (which must be blocked) and returns its number.
+pub(crate) fn wait_signal() -> libc::c_int {
+    let set = signal_set(&[libc::SIGINT, libc::SIGTERM]);
+    let mut sig: libc::c_int = 0;
+    // SAFETY: both pointers point to live, initialised locals.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    sig
+}
+
+/// Ignores SIGPIPE process-wide: a peer closing mid-send must be an error code, not a
+/// process kill (sends also pass MSG_NOSIGNAL).
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: installs the predefined SIG_IGN disposition; no handler code runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}

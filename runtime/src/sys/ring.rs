@@ -1,0 +1,236 @@
+//! One io_uring per shard: setup with fallbacks, opcode probing, typed submissions.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
+
+use crate::error::Error;
+use crate::send_queue::NextSend;
+
+/// How the ring was set up; the best the kernel accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRunMode {
+    /// SINGLE_ISSUER | DEFER_TASKRUN (6.1+): completions are processed only when the
+    /// shard asks, in batches, with no interrupts.
+    DeferTaskrun,
+    /// COOP_TASKRUN | TASKRUN_FLAG (5.19+): no IPIs, task work at the next syscall.
+    CoopTaskrun,
+    /// Plain setup.
+    Plain,
+}
+
+/// What the kernel offered this ring.
+#[derive(Debug, Clone, Copy)]
+pub struct RingFeatures {
+    /// The task-run mode in use.
+    pub mode: TaskRunMode,
+    /// Recv bundles (6.10+).
+    pub recv_bundles: bool,
+    /// SEND_ZC is available.
+    pub send_zc: bool,
+    /// Submission and completion queue sizes.
+    pub sq_entries: u32,
+    /// Completion queue size.
+    pub cq_entries: u32,
+}
+
+/// A shard's ring. Not `Send`: it lives and dies on its shard's thread.
+pub(crate) struct Ring {
+    ring: IoUring,
+    pub(crate) features: RingFeatures,
+}
+
+const REQUIRED: &[(u8, &str)] = &[
+    (opcode::AcceptMulti::CODE, "multishot accept"),
+    (opcode::RecvMulti::CODE, "recv"),
+    (opcode::Send::CODE, "send"),
+    (opcode::AsyncCancel::CODE, "async cancel"),
+    (opcode::Read::CODE, "read"),
+];
+
+impl Ring {
+    /// Sets up a ring of `entries` submissions with a completion queue four times as
+    /// large, trying DEFER_TASKRUN, then COOP_TASKRUN, then plain.
+    pub(crate) fn new(entries: u32, allow_bundles: bool) -> Result<Ring, Error> {
+        let cq = entries.saturating_mul(4);
+        let attempts: [(TaskRunMode, fn(&mut io_uring::Builder)); 3] = [
+            (TaskRunMode::DeferTaskrun, |b| {
+                b.setup_single_issuer().setup_defer_taskrun();
+            }),
+            (TaskRunMode::CoopTaskrun, |b| {
+                b.setup_coop_taskrun().setup_taskrun_flag();
+            }),
+            (TaskRunMode::Plain, |_| {}),
+        ];
+        let mut last_err = None;
+        for (mode, configure) in attempts {
+            let mut builder = IoUring::builder();
+            builder.setup_cqsize(cq).setup_submit_all().setup_clamp();
+            configure(&mut builder);
+            match builder.build(entries) {
+                Ok(ring) => return Self::finish(ring, mode, allow_bundles),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
+                Err(e) => return Err(Error::Uring { source: e }),
+            }
+        }
+        Err(Error::Uring {
+            source: last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)),
+        })
+    }
+
+    fn finish(ring: IoUring, mode: TaskRunMode, allow_bundles: bool) -> Result<Ring, Error> {
+        let mut probe = Probe::new();
+        ring.submitter()
+            .register_probe(&mut probe)
+            .map_err(|source| Error::Uring { source })?;
+        for (code, name) in REQUIRED {
+            if !probe.is_supported(*code) {
+                return Err(Error::Unsupported(name));
+            }
+        }
+        if !ring.params().is_feature_ext_arg() {
+            return Err(Error::Unsupported("EXT_ARG waits"));
+        }
+        let features = RingFeatures {
+            mode,
+            recv_bundles: allow_bundles && ring.params().is_feature_recvsend_bundle(),
+            send_zc: probe.is_supported(opcode::SendZc::CODE),
+            sq_entries: ring.params().sq_entries(),
+            cq_entries: ring.params().cq_entries(),
+        };
+        Ok(Ring { ring, features })
+    }
+
+    /// The submitter, for registrations.
+    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+        self.ring.submitter()
+    }
+
+    /// Queues an entry, flushing the submission queue to the kernel first if it is full.
+    ///
+    /// # Safety
+    /// Every pointer in `entry` must stay valid, and its memory unmoved, until the
+    /// entry's final completion is reaped.
+    unsafe fn push(&mut self, entry: squeue::Entry) {
+        loop {
+            // SAFETY: forwarded from this function's contract.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            // Full: hand what is queued to the kernel and retry. An error here (EBUSY
+            // while the CQ is backed up) still leaves room once completions are reaped,
+            // which the shard does on every turn; spinning is bounded by that.
+            if self.ring.submit().is_err() {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Arms a multishot accept on `listener`.
+    pub(crate) fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
+        let e = opcode::AcceptMulti::new(Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry holds no pointers.
+        unsafe { self.push(e) }
+    }
+
+    /// Arms a multishot receive into buffer group `bgid`, as bundles if asked.
+    pub(crate) fn recv_multi(&mut self, fd: RawFd, bgid: u16, bundle: bool, user_data: u64) {
+        let e = if bundle {
+            opcode::RecvMultiBundle::new(Fd(fd), bgid).build()
+        } else {
+            opcode::RecvMulti::new(Fd(fd), bgid).build()
+        };
+        // SAFETY: no pointers; the kernel picks buffers from the registered ring, whose
+        // memory lives as long as the ring (see BufRing).
+        unsafe { self.push(e.user_data(user_data)) }
+    }
+
+    /// Submits a send (SEND_ZC when `next.zc`) of memory owned by a connection's send
+    /// queue, which keeps it unmoved until the completion (and, for zero-copy, the
+    /// notification) arrives; the shard frees a connection only when none is owed.
+    pub(crate) fn send(&mut self, fd: RawFd, next: NextSend, user_data: u64) {
+        let e = if next.zc {
+            opcode::SendZc::new(Fd(fd), next.ptr, next.len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            opcode::Send::new(Fd(fd), next.ptr, next.len)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        };
+        // SAFETY: see the doc comment: the send queue owns the memory and keeps it in
+        // place until its completion is reaped.
+        unsafe { self.push(e.user_data(user_data)) }
+    }
+
+    /// Cancels every request in flight on `fd`.
+    pub(crate) fn cancel_fd(&mut self, fd: RawFd, user_data: u64) {
+        let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry holds no pointers that outlive this call (the cancel
+        // builder's fields are copied into the entry).
+        unsafe { self.push(e) }
+    }
+
+    /// Cancels the request submitted with `target` as its user data.
+    pub(crate) fn cancel_user_data(&mut self, target: u64, user_data: u64) {
+        let e = opcode::AsyncCancel::new(target).build().user_data(user_data);
+        // SAFETY: the entry holds no pointers.
+        unsafe { self.push(e) }
+    }
+
+    /// Reads 8 bytes from an eventfd into `buf`, which the caller keeps alive and in
+    /// place until the completion is reaped (the shard owns it in a Box).
+    pub(crate) fn read_eventfd(&mut self, fd: RawFd, buf: &mut [u8; 8], user_data: u64) {
+        let e = opcode::Read::new(Fd(fd), buf.as_mut_ptr(), 8)
+            .build()
+            .user_data(user_data);
+        // SAFETY: `buf` is boxed by the shard, never moved, and dropped only after the
+        // read's completion (the shard waits for it before exiting).
+        unsafe { self.push(e) }
+    }
+
+    /// Submits what is queued and waits for at least one completion, or `timeout`.
+    pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let res = match timeout {
+            Some(t) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submitter().submit_and_wait(1),
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Submits what is queued without waiting.
+    pub(crate) fn submit(&mut self) -> io::Result<()> {
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves every available completion into `out`; returns the kernel's overflow count.
+    pub(crate) fn reap(&mut self, out: &mut Vec<cqueue::Entry>) -> u32 {
+        let mut cq = self.ring.completion();
+        cq.sync();
+        let overflow = cq.overflow();
+        out.extend(&mut cq);
+        overflow
+    }
+}

@@ -1,0 +1,175 @@
+//! Flags every server shares, and the one way every server starts, reports and stops.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use ringmaster_runtime::{Handler, Server, ServerBuilder};
+
+/// Runtime flags common to every server mode.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to listen on, e.g. 127.0.0.1:7000 or [::1]:7000 (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Number of shards (threads, each with its own ring and listener) [default: one per online CPU, or one per --cpus entry]
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// CPUs to pin shards to, e.g. 0,1 or 0-3 (shard i gets the i-th, wrapping) [default: all online CPUs]
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<Vec<usize>>,
+
+    /// Listen backlog (accept-queue length) per shard [default: net.core.somaxconn]
+    #[arg(long, value_name = "N")]
+    pub backlog: Option<u32>,
+
+    /// Connections each shard holds at once; past it, new ones are accepted and reset
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub max_conns: usize,
+
+    /// Provided receive buffers per shard (a power of two, up to 32768)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub buffers: u16,
+
+    /// Size of each provided receive buffer in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 16384)]
+    pub buffer_size: u32,
+
+    /// io_uring submission-queue entries per shard (the completion queue gets 4x)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub ring_entries: u32,
+
+    /// Owned send buffers at least this large go out with SEND_ZC
+    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
+    pub zero_copy_threshold: usize,
+
+    /// Close connections idle this many seconds (0: never)
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub idle_timeout: u64,
+
+    /// Unsent bytes per connection past which reading pauses until half has drained
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub write_backlog: usize,
+
+    /// Seconds a graceful shutdown (SIGINT/SIGTERM) waits for connections to finish
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub drain_timeout: f64,
+
+    /// Do not use recv bundles even if the kernel has them
+    #[arg(long)]
+    pub no_recv_bundles: bool,
+
+    /// Do not use incremental buffer consumption even if the kernel has it
+    #[arg(long)]
+    pub no_incremental_buffers: bool,
+}
+
+/// Parses `0,2,4-7`.
+fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("'{part}' is not a CPU number or range (use e.g. 0,1 or 0-3)");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().map_err(|_| bad())?;
+                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err("the CPU list is empty (use e.g. 0,1 or 0-3)".into());
+    }
+    Ok(out)
+}
+
+impl ServerArgs {
+    /// The runtime builder these flags describe.
+    pub fn builder(&self) -> ServerBuilder {
+        let mut b = Server::builder()
+            .listen(self.listen)
+            .cpus(self.cpus.clone())
+            .max_conns_per_shard(self.max_conns)
+            .buf_ring_entries(self.buffers)
+            .buf_size(self.buffer_size)
+            .ring_entries(self.ring_entries)
+            .zero_copy_threshold(self.zero_copy_threshold)
+            .idle_timeout((self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)))
+            .write_backlog_limit(self.write_backlog)
+            .drain_timeout(Duration::from_secs_f64(self.drain_timeout.clamp(0.0, 3600.0)))
+            .recv_bundles(!self.no_recv_bundles)
+            .buf_incremental(!self.no_incremental_buffers);
+        let shards = self
+            .shards
+            .or_else(|| self.cpus.as_ref().map(Vec::len));
+        if let Some(n) = shards {
+            b = b.shards(n);
+        }
+        if let Some(backlog) = self.backlog {
+            b = b.backlog(backlog);
+        }
+        b
+    }
+}
+
+/// Prints one line for a failure and returns the exit code: 2 for bad settings, 1 for
+/// anything the environment refused.
+pub fn fail(err: &ringmaster_runtime::Error) -> ExitCode {
+    eprintln!("ringmaster: {err}");
+    match err {
+        ringmaster_runtime::Error::Config(_) => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
+
+/// Builds, starts, announces and runs a server until it is shut down, then prints one
+/// summary line per shard. `mode` names the server in the startup line.
+pub fn run_server<H, F>(mode: &str, builder: ServerBuilder, factory: F) -> ExitCode
+where
+    H: Handler,
+    F: Fn(usize) -> H + Send + Sync + 'static,
+{
+    let server = match builder.build() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let running = match server.start(factory) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    eprintln!(
+        "ringmaster {mode} listening on {} ({})",
+        running.local_addr(),
+        running.features()
+    );
+    match running.wait() {
+        Ok(report) => {
+            for (i, c) in report.shards.iter().enumerate() {
+                eprintln!("ringmaster: shard {i}: {c}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpus;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0").unwrap(), vec![0]);
+        assert_eq!(parse_cpus("0,2, 5-7").unwrap(), vec![0, 2, 5, 6, 7]);
+        assert!(parse_cpus("").is_err());
+        assert!(parse_cpus("a").is_err());
+        assert!(parse_cpus("3-1").is_err());
+    }
+}

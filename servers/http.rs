@@ -1,0 +1,247 @@
+//! `ringmaster http`: the HTTP/1.1 server, with TechEmpower-shaped routes so results
+//! compare with published ones.
+//!
+//! Routes (HEAD works wherever GET does):
+//! - `GET /plaintext` → `Hello, World!` (text/plain)
+//! - `GET /json` → `{"message":"Hello, World!"}` (application/json)
+//! - `POST /echo` → the request body back
+//! - `GET /bytes/N` → N bytes (at most 1 GiB), sent as owned buffers of up to 1 MiB,
+//!   paced by the connection's write backlog, so large ones go out zero-copy without
+//!   ever holding the whole body
+//! - `GET /delay/MS` → answered after MS milliseconds (at most 60 s) from a runtime timer
+//! - `GET /stats` → this shard's runtime and HTTP counters as JSON
+//! - anything else 404; a known path with the wrong method 405 with `Allow`.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use ringmaster_protocols::http1::{App, Exchange, Http, Limits, Request, Response};
+
+use crate::cli::{run_server, ServerArgs};
+
+/// Flags of `ringmaster http`: the common server flags plus one per HTTP limit.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Longest request line in bytes; a longer one gets 414
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_request_line)]
+    pub max_request_line: usize,
+
+    /// Largest request head (request line and header fields) in bytes; larger gets 431
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_header_bytes)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in one request (at most 256); more gets 431
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_headers)]
+    pub max_headers: usize,
+
+    /// Largest request body in bytes; larger gets 413
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body)]
+    pub max_body: u64,
+
+    /// Seconds a request head may take to arrive once started; slower gets 408 and a close
+    #[arg(long, value_name = "SECS",
+          default_value_t = Limits::default().header_read_timeout.as_secs_f64())]
+    pub header_timeout: f64,
+
+    /// Seconds a keep-alive connection may wait for its next request before it is closed
+    #[arg(long, value_name = "SECS",
+          default_value_t = Limits::default().idle_timeout.as_secs_f64())]
+    pub keepalive_timeout: f64,
+
+    /// Pipelined requests waiting for their responses per connection before reading pauses
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_pipelined)]
+    pub max_pipelined: usize,
+}
+
+impl HttpArgs {
+    /// The protocol limits these flags describe.
+    pub fn limits(&self) -> Limits {
+        let secs = |s: f64| {
+            Duration::from_secs_f64(if s.is_finite() {
+                s.clamp(0.001, 1e6)
+            } else {
+                1e6
+            })
+        };
+        Limits {
+            max_request_line: self.max_request_line,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_body: self.max_body,
+            header_read_timeout: secs(self.header_timeout),
+            idle_timeout: secs(self.keepalive_timeout),
+            max_pipelined: self.max_pipelined,
+        }
+    }
+}
+
+/// Runs the HTTP server until SIGINT/SIGTERM.
+pub fn run(args: &HttpArgs) -> ExitCode {
+    let limits = args.limits();
+    run_server("http", args.server.builder(), move |_shard| {
+        Http::new(BenchApp, limits.clone())
+    })
+}
+
+/// Largest body `/bytes/N` sends.
+const MAX_BYTES: u64 = 1 << 30;
+/// Largest piece of a `/bytes/N` body queued at once.
+const PIECE: u64 = 1 << 20;
+/// Longest `/delay/MS`.
+const MAX_DELAY_MS: u64 = 60_000;
+
+const TEXT: &[(&str, &str)] = &[("Content-Type", "text/plain")];
+const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+const OCTETS: &[(&str, &str)] = &[("Content-Type", "application/octet-stream")];
+const ALLOW_GET: &[(&str, &str)] = &[("Allow", "GET, HEAD"), ("Content-Type", "text/plain")];
+const ALLOW_POST: &[(&str, &str)] = &[("Allow", "POST"), ("Content-Type", "text/plain")];
+
+/// The routes above; stateless, one per shard.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BenchApp;
+
+/// A request answered after [`App::on_request`] returns.
+#[derive(Debug)]
+pub enum Task {
+    /// `/delay/MS`: answered when the timer fires.
+    Delay,
+    /// `/bytes/N`: this many bytes still to queue, one piece per writable callback.
+    Bytes { left: u64 },
+}
+
+impl App for BenchApp {
+    type Task = Task;
+
+    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Task> {
+        let path = req.path();
+        let get = matches!(req.method(), "GET" | "HEAD");
+        match path {
+            "/plaintext" if get => {
+                ex.respond(Response::new(200).fields(TEXT).body(b"Hello, World!"));
+            }
+            "/json" if get => {
+                let body = br#"{"message":"Hello, World!"}"#;
+                ex.respond(Response::new(200).fields(JSON).body(body));
+            }
+            "/echo" if req.method() == "POST" => {
+                ex.respond(Response::new(200).fields(OCTETS).body(req.body()));
+            }
+            "/stats" if get => {
+                let body = stats(ex);
+                ex.respond(Response::new(200).fields(JSON).body(body.as_bytes()));
+            }
+            "/plaintext" | "/json" | "/stats" => method_not_allowed(ex, ALLOW_GET),
+            "/echo" => method_not_allowed(ex, ALLOW_POST),
+            _ => {
+                if let Some(n) = path.strip_prefix("/bytes/") {
+                    if !get {
+                        method_not_allowed(ex, ALLOW_GET);
+                        return None;
+                    }
+                    return bytes(n, ex);
+                }
+                if let Some(ms) = path.strip_prefix("/delay/") {
+                    if !get {
+                        method_not_allowed(ex, ALLOW_GET);
+                        return None;
+                    }
+                    return delay(ms, ex);
+                }
+                ex.respond(Response::new(404).fields(TEXT).body(b"Not Found\n"));
+            }
+        }
+        None
+    }
+
+    fn on_timer(&mut self, task: &mut Task, _tag: u32, ex: &mut Exchange<'_>) {
+        if let Task::Delay = task {
+            ex.respond(Response::new(200).fields(TEXT).body(b"OK"));
+        }
+    }
+
+    fn on_writable(&mut self, task: &mut Task, ex: &mut Exchange<'_>) {
+        if let Task::Bytes { left } = task {
+            send_piece(left, ex);
+        }
+    }
+}
+
+fn method_not_allowed(ex: &mut Exchange<'_>, allow: &[(&str, &str)]) {
+    ex.respond(
+        Response::new(405)
+            .fields(allow)
+            .body(b"Method Not Allowed\n"),
+    );
+}
+
+fn bad_request(ex: &mut Exchange<'_>, why: &str) {
+    ex.respond(Response::new(400).fields(TEXT).body(why.as_bytes()));
+}
+
+/// `/bytes/N`: announces N, then queues pieces as the connection drains.
+fn bytes(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
+    let n = match n.parse::<u64>() {
+        Ok(n) if n <= MAX_BYTES => n,
+        _ => {
+            bad_request(ex, "N must be a byte count of at most 1073741824\n");
+            return None;
+        }
+    };
+    ex.start_sized(200, OCTETS, n);
+    let mut left = if ex.is_head() { 0 } else { n };
+    send_piece(&mut left, ex);
+    (!ex.is_done()).then_some(Task::Bytes { left })
+}
+
+/// Queues the next piece of a `/bytes` body; finishes, or asks to be called again.
+fn send_piece(left: &mut u64, ex: &mut Exchange<'_>) {
+    if *left > 0 {
+        let piece = (*left).min(PIECE);
+        ex.send_chunk_owned(vec![b'x'; piece as usize]);
+        *left -= piece;
+    }
+    if *left == 0 {
+        ex.finish();
+    } else {
+        ex.want_writable();
+    }
+}
+
+/// `/delay/MS`: a timer on the shard, no thread sleeps.
+fn delay(ms: &str, ex: &mut Exchange<'_>) -> Option<Task> {
+    match ms.parse::<u64>() {
+        Ok(ms) if ms <= MAX_DELAY_MS => {
+            ex.set_timer(Duration::from_millis(ms), 0);
+            Some(Task::Delay)
+        }
+        _ => {
+            bad_request(ex, "MS must be a number of milliseconds of at most 60000\n");
+            None
+        }
+    }
+}
+
+/// This shard's counters as one JSON object.
+fn stats(ex: &mut Exchange<'_>) -> String {
+    let shard = ex.shard_id();
+    let http = ex.http_counters().fields();
+    let runtime = ex.runtime_counters().map(|c| c.fields());
+    let mut s = String::with_capacity(1024);
+    let _ = write!(s, "{{\"shard\":{shard},\"runtime\":{{");
+    for (i, (name, v)) in runtime.iter().flatten().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(s, "{sep}\"{name}\":{v}");
+    }
+    s.push_str("},\"http\":{");
+    for (i, (name, v)) in http.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(s, "{sep}\"{name}\":{v}");
+    }
+    s.push_str("}}");
+    s
+}

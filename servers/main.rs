@@ -1,0 +1,69 @@
+//! `ringmaster`: the benchmark servers (and, later, the load generator) in one binary.
+
+use std::process::ExitCode;
+
+use clap::{error::ErrorKind, Parser, Subcommand};
+
+mod cli;
+mod echo;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Thread-per-core io_uring servers: one shard per core, each with its own ring,
+/// SO_REUSEPORT listener, provided-buffer ring and timers.
+#[derive(Parser, Debug)]
+#[command(name = "ringmaster", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// TCP echo server: every byte received is sent back
+    Echo(echo::EchoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match &cli.command {
+        Command::Echo(args) => echo::run(args),
+    }
+}
+
+/// Help and version go out as clap renders them; a usage error becomes one line with
+/// the way to fix it, and exit code 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            let hint = text
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("tip:"))
+                .map(|t| format!("; {t}"))
+                .unwrap_or_default();
+            eprintln!("ringmaster: {first}{hint} (see `ringmaster --help`)");
+            ExitCode::from(2)
+        }
+    }
+}
