@@ -1,7 +1,8 @@
 //! TCP echo: every byte received is sent back, in order.
 //!
 //! The bytes are echoed straight from the kernel-filled buffer (one copy, into the send
-//! queue, which coalesces everything that arrives while a send is in flight). When the
+//! queue, which coalesces everything that arrives while a send is in flight; pieces at
+//! or above the zero-copy threshold go out as their own SEND_ZC buffer instead). When the
 //! peer half-closes, whatever is queued is sent and then the connection closes. During a
 //! graceful shutdown a connection in the middle of a transfer keeps echoing until its
 //! peer finishes or the drain deadline passes; one that never sent anything closes at once.
@@ -30,7 +31,12 @@ impl Handler for Echo {
 
     fn on_data(&mut self, conn: &mut EchoConn, input: &mut Input<'_>, io: &mut Io<'_>) {
         let bytes = input.bytes();
-        io.write(bytes);
+        if bytes.len() >= io.zero_copy_threshold() {
+            // Large enough that SEND_ZC beats coalescing a copy into the queue.
+            io.send_owned(bytes.to_vec());
+        } else {
+            io.write(bytes);
+        }
         conn.echoed += bytes.len() as u64;
         input.consume_all();
     }

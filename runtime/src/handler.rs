@@ -146,6 +146,11 @@ impl<'a> Io<'a> {
         self.shard.note_output(self.conn);
     }
 
+    /// Owned buffers at least this long go out zero-copy (see [`Io::send_owned`]).
+    pub fn zero_copy_threshold(&self) -> usize {
+        self.shard.config.zero_copy_threshold
+    }
+
     /// Bytes queued and not yet acknowledged by the kernel.
     pub fn backlog(&self) -> usize {
         self.conn.send.backlog()
