@@ -82,7 +82,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: String| Err(Error::Config(m));
         if self.shards == 0 || self.shards > 1024 {
-            return bad(format!("--shards {} is out of range: use 1 to 1024", self.shards));
+            return bad(format!(
+                "--shards {} is out of range: use 1 to 1024",
+                self.shards
+            ));
         }
         if !self.buf_ring_entries.is_power_of_two() || self.buf_ring_entries > 32768 {
             return bad(format!(

@@ -113,7 +113,10 @@ impl ConnIo {
 
     /// Whether input should be delivered to the handler now.
     pub(crate) fn reading_enabled(&self) -> bool {
-        self.phase == Phase::Open && !self.user_paused && !self.backpressured && !self.abort_requested
+        self.phase == Phase::Open
+            && !self.user_paused
+            && !self.backpressured
+            && !self.abort_requested
     }
 
     /// Whether a receive should be armed.

@@ -141,11 +141,11 @@ impl SendQueue {
         }
         self.front_sent = 0;
         match self.segments.pop_front() {
-            Some(Segment::Copied(mut v)) => {
-                if v.capacity() <= SPARE_MAX_CAPACITY && self.spare.is_none() {
-                    v.clear();
-                    self.spare = Some(v);
-                }
+            Some(Segment::Copied(mut v))
+                if v.capacity() <= SPARE_MAX_CAPACITY && self.spare.is_none() =>
+            {
+                v.clear();
+                self.spare = Some(v);
             }
             Some(Segment::Owned { buf, zc: true }) if self.zc_notifs_owed > 0 => {
                 self.zc_retired.push(buf)

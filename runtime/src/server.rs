@@ -190,7 +190,8 @@ impl Server {
         let n = self.config.shards;
         let mut links = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        let (ready_tx, ready_rx) = unbounded::<(usize, Result<(ShardFeatures, Option<usize>), Error>)>();
+        let (ready_tx, ready_rx) =
+            unbounded::<(usize, Result<(ShardFeatures, Option<usize>), Error>)>();
         let (done_tx, done_rx) = unbounded();
         for (id, listener) in self.listeners.into_iter().enumerate() {
             let wake = Arc::new(fd::eventfd().map_err(|source| Error::Io {
@@ -216,7 +217,9 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
                 .spawn(move || {
-                    let pinned = cpu.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+                    let pinned = cpu
+                        .filter(|c| core_affinity::set_for_current(*c))
+                        .map(|c| c.id);
                     let result = catch_unwind(AssertUnwindSafe(|| {
                         let handler = factory(id);
                         match Shard::new(parts, handler) {
@@ -356,7 +359,11 @@ fn pick_cpu(
 }
 
 fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
@@ -379,7 +386,10 @@ fn spawn_signal_thread(handle: ShutdownHandle) {
             );
             handle.shutdown();
             let sig = fd::wait_signal();
-            eprintln!("ringmaster: second {}, exiting without draining", signal_name(sig));
+            eprintln!(
+                "ringmaster: second {}, exiting without draining",
+                signal_name(sig)
+            );
             std::process::exit(1);
         });
 }

@@ -181,7 +181,10 @@ impl<H: Handler> Shard<H> {
                 .next_wake()
                 .map(|t| t.saturating_duration_since(Instant::now()));
             if let Err(e) = self.ring.submit_and_wait(timeout) {
-                eprintln!("ringmaster: shard {}: io_uring_enter failed: {e}", self.ctx.id);
+                eprintln!(
+                    "ringmaster: shard {}: io_uring_enter failed: {e}",
+                    self.ctx.id
+                );
                 break;
             }
             self.ctx.now = Instant::now();
@@ -306,7 +309,11 @@ impl<H: Handler> Shard<H> {
         });
         self.ctx.counters.accepted += 1;
         if let Some(t) = self.ctx.config.idle_timeout {
-            slot.io.idle_timer = Some(self.ctx.timers.insert(self.ctx.now, t, TimerEvent::Idle(token)));
+            slot.io.idle_timer = Some(self.ctx.timers.insert(
+                self.ctx.now,
+                t,
+                TimerEvent::Idle(token),
+            ));
         }
         let mut io = Io {
             conn: &mut slot.io,
@@ -335,10 +342,7 @@ impl<H: Handler> Shard<H> {
             parked,
             ..
         } = self;
-        let Some(slot) = slots
-            .get_mut(token.slot as usize)
-            .filter(|s| s.io.token.generation == token.generation)
-        else {
+        let Some(slot) = live(slots, token) else {
             if bid.is_some() {
                 bufs.finish(pieces);
             }
@@ -404,11 +408,7 @@ impl<H: Handler> Shard<H> {
             return;
         }
         for token in mem::take(&mut self.parked) {
-            if let Some(slot) = self
-                .slots
-                .get_mut(token.slot as usize)
-                .filter(|s| s.io.token.generation == token.generation)
-            {
+            if let Some(slot) = live(&mut self.slots, token) {
                 slot.io.parked = false;
                 self.ctx.note_output(&mut slot.io);
             }
@@ -419,10 +419,7 @@ impl<H: Handler> Shard<H> {
 
     fn on_send(&mut self, token: ConnToken, res: i32, zc: bool, flags: u32) {
         let Shard { slots, ctx, .. } = self;
-        let Some(slot) = slots
-            .get_mut(token.slot as usize)
-            .filter(|s| s.io.token.generation == token.generation)
-        else {
+        let Some(slot) = live(slots, token) else {
             return;
         };
         slot.io.inflight -= 1;
@@ -448,10 +445,7 @@ impl<H: Handler> Shard<H> {
 
     fn on_zc_notif(&mut self, token: ConnToken) {
         let Shard { slots, ctx, .. } = self;
-        if let Some(slot) = slots
-            .get_mut(token.slot as usize)
-            .filter(|s| s.io.token.generation == token.generation)
-        {
+        if let Some(slot) = live(slots, token) {
             slot.io.send.zc_notif();
             ctx.note_output(&mut slot.io);
         }
@@ -581,12 +575,12 @@ impl<H: Handler> Shard<H> {
             TimerEvent::DrainDeadline => self.force_close_all(),
             TimerEvent::Conn { token, tag } => {
                 let Shard {
-                    slots, ctx, handler, ..
+                    slots,
+                    ctx,
+                    handler,
+                    ..
                 } = self;
-                let Some(slot) = slots
-                    .get_mut(token.slot as usize)
-                    .filter(|s| s.io.token.generation == token.generation)
-                else {
+                let Some(slot) = live(slots, token) else {
                     return;
                 };
                 if slot.io.phase == Phase::Closed || slot.io.abort_requested {
@@ -607,10 +601,7 @@ impl<H: Handler> Shard<H> {
                     return;
                 };
                 let Shard { slots, ctx, .. } = self;
-                let Some(slot) = slots
-                    .get_mut(token.slot as usize)
-                    .filter(|s| s.io.token.generation == token.generation)
-                else {
+                let Some(slot) = live(slots, token) else {
                     return;
                 };
                 slot.io.idle_timer = None;
@@ -623,16 +614,16 @@ impl<H: Handler> Shard<H> {
                     slot.io.abort(Close::Idle);
                     ctx.note_output(&mut slot.io);
                 } else {
-                    slot.io.idle_timer =
-                        Some(ctx.timers.insert(now, timeout - idle, TimerEvent::Idle(token)));
+                    slot.io.idle_timer = Some(ctx.timers.insert(
+                        now,
+                        timeout - idle,
+                        TimerEvent::Idle(token),
+                    ));
                 }
             }
             TimerEvent::Linger(token) => {
                 let Shard { slots, ctx, .. } = self;
-                if let Some(slot) = slots
-                    .get_mut(token.slot as usize)
-                    .filter(|s| s.io.token.generation == token.generation)
-                {
+                if let Some(slot) = live(slots, token) {
                     if slot.io.phase == Phase::Lingering {
                         slot.io.abort_requested = true;
                         ctx.note_output(&mut slot.io);
@@ -679,7 +670,10 @@ impl<H: Handler> Shard<H> {
         }
         let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
         let Shard {
-            slots, ctx, handler, ..
+            slots,
+            ctx,
+            handler,
+            ..
         } = self;
         for k in keys {
             let slot = &mut slots[k];
@@ -738,6 +732,14 @@ impl<H: Handler> Shard<H> {
         self.bufs.unregister(&self.ring);
         mem::take(&mut self.ctx.counters)
     }
+}
+
+/// The connection `token` names, if its slot still holds that generation: a completion
+/// or timer for a connection that is gone (its slot maybe reused) finds nothing.
+fn live<C>(slots: &mut Slab<Slot<C>>, token: ConnToken) -> Option<&mut Slot<C>> {
+    slots
+        .get_mut(token.slot as usize)
+        .filter(|s| s.io.token.generation == token.generation)
 }
 
 /// Shows `data` to the handler, after any carry-over, keeping what it leaves.
@@ -846,5 +848,46 @@ fn close_conn<H: Handler>(
     slot.io.carry = Vec::new();
     if slot.io.inflight > 0 {
         ring.cancel_fd(slot.io.fd.as_raw_fd(), pack_shard(OpKind::Cancel));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(slots: &mut Slab<Slot<u32>>, generation: u32, app: u32) -> ConnToken {
+        let entry = slots.vacant_entry();
+        let token = ConnToken {
+            slot: entry.key() as u32,
+            generation,
+        };
+        let fd = fd::eventfd().expect("eventfd");
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        entry.insert(Slot {
+            io: ConnIo::new(token, fd, peer, Instant::now()),
+            app: Some(app),
+        });
+        token
+    }
+
+    #[test]
+    fn a_stale_token_does_not_reach_the_slots_next_occupant() {
+        let mut slots = Slab::new();
+        let old = slot(&mut slots, 1, 10);
+        assert_eq!(live(&mut slots, old).and_then(|s| s.app), Some(10));
+        slots.remove(old.slot as usize);
+        assert!(live(&mut slots, old).is_none(), "freed slot");
+        let new = slot(&mut slots, 2, 20);
+        assert_eq!(new.slot, old.slot, "the slab reuses the slot");
+        assert!(
+            live(&mut slots, old).is_none(),
+            "old generation must not match"
+        );
+        assert_eq!(live(&mut slots, new).and_then(|s| s.app), Some(20));
+        let beyond = ConnToken {
+            slot: 99,
+            generation: 2,
+        };
+        assert!(live(&mut slots, beyond).is_none());
     }
 }

@@ -266,7 +266,7 @@ mod tests {
         let mut out = vec![];
         w.advance(t0 + ms(400), &mut out);
         out.sort();
-        let expect: Vec<u32> = (0..100).filter(|i| i * 7 + 1 <= 400).collect();
+        let expect: Vec<u32> = (0..100).filter(|i| i * 7 < 400).collect();
         assert_eq!(out, expect);
         assert_eq!(w.len(), 100 - expect.len());
         out.clear();

@@ -226,7 +226,11 @@ impl BufRing {
         let mut i: u16 = 0;
         while remaining > 0 && i < self.entries {
             let b = self.bid_at_pos[(start.wrapping_add(i) & self.mask) as usize];
-            let offset = if self.incremental { self.consumed[b as usize] } else { 0 };
+            let offset = if self.incremental {
+                self.consumed[b as usize]
+            } else {
+                0
+            };
             let take = remaining.min(self.size - offset.min(self.size));
             if take == 0 {
                 break;

@@ -56,7 +56,8 @@ impl Ring {
     /// large, trying DEFER_TASKRUN, then COOP_TASKRUN, then plain.
     pub(crate) fn new(entries: u32, allow_bundles: bool) -> Result<Ring, Error> {
         let cq = entries.saturating_mul(4);
-        let attempts: [(TaskRunMode, fn(&mut io_uring::Builder)); 3] = [
+        type Configure = fn(&mut io_uring::Builder);
+        let attempts: [(TaskRunMode, Configure); 3] = [
             (TaskRunMode::DeferTaskrun, |b| {
                 b.setup_single_issuer().setup_defer_taskrun();
             }),
@@ -181,7 +182,9 @@ impl Ring {
 
     /// Cancels the request submitted with `target` as its user data.
     pub(crate) fn cancel_user_data(&mut self, target: u64, user_data: u64) {
-        let e = opcode::AsyncCancel::new(target).build().user_data(user_data);
+        let e = opcode::AsyncCancel::new(target)
+            .build()
+            .user_data(user_data);
         // SAFETY: the entry holds no pointers.
         unsafe { self.push(e) }
     }
