@@ -103,12 +103,12 @@ impl ServerArgs {
             .zero_copy_threshold(self.zero_copy_threshold)
             .idle_timeout((self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)))
             .write_backlog_limit(self.write_backlog)
-            .drain_timeout(Duration::from_secs_f64(self.drain_timeout.clamp(0.0, 3600.0)))
+            .drain_timeout(Duration::from_secs_f64(
+                self.drain_timeout.clamp(0.0, 3600.0),
+            ))
             .recv_bundles(!self.no_recv_bundles)
             .buf_incremental(!self.no_incremental_buffers);
-        let shards = self
-            .shards
-            .or_else(|| self.cpus.as_ref().map(Vec::len));
+        let shards = self.shards.or_else(|| self.cpus.as_ref().map(Vec::len));
         if let Some(n) = shards {
             b = b.shards(n);
         }

@@ -6,6 +6,7 @@ use clap::{error::ErrorKind, Parser, Subcommand};
 
 mod cli;
 mod echo;
+mod http;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// TCP echo server: every byte received is sent back
     Echo(echo::EchoArgs),
+    /// HTTP/1.1 server: keep-alive, pipelining, TechEmpower-shaped routes
+    Http(http::HttpArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Echo(args) => echo::run(args),
+        Command::Http(args) => http::run(args),
     }
 }
 

@@ -53,8 +53,9 @@ fn random_payload(rng: &mut impl Rng, max: usize) -> Vec<u8> {
 
 fn checksum(b: &[u8]) -> u64 {
     // FNV-1a: enough to tell payloads apart in a failure message.
-    b.iter()
-        .fold(0xcbf29ce484222325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100000001b3))
+    b.iter().fold(0xcbf29ce484222325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[test]
@@ -182,7 +183,10 @@ fn resets_and_churn_leave_no_descriptor_behind() {
 fn a_tiny_buffer_ring_runs_dry_and_loses_nothing() {
     // Once with whatever the kernel offers (bundles, incremental buffers), once with
     // plain one-buffer-per-receive, so both buffer paths see ENOBUFS.
-    for extra in [&[][..], &["--no-recv-bundles", "--no-incremental-buffers"][..]] {
+    for extra in [
+        &[][..],
+        &["--no-recv-bundles", "--no-incremental-buffers"][..],
+    ] {
         let mut args = vec![
             "echo",
             "--listen",
@@ -211,7 +215,10 @@ fn a_tiny_buffer_ring_runs_dry_and_loses_nothing() {
             h.join().unwrap();
         }
         assert!(srv.stop().success());
-        assert!(srv.counter("enobufs") > 0, "the buffer ring never ran dry ({extra:?})");
+        assert!(
+            srv.counter("enobufs") > 0,
+            "the buffer ring never ran dry ({extra:?})"
+        );
     }
 }
 
@@ -287,7 +294,11 @@ fn sigterm_lets_transfers_in_flight_complete_and_exits_zero() {
                 let mut r = s;
                 r.read_to_end(&mut got).unwrap();
                 writer.join().unwrap();
-                assert!(got == expect, "client {i}: transfer cut short ({} bytes)", got.len());
+                assert!(
+                    got == expect,
+                    "client {i}: transfer cut short ({} bytes)",
+                    got.len()
+                );
             })
         })
         .collect();

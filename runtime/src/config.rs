@@ -41,6 +41,12 @@ pub struct Config {
     pub recv_bundles: bool,
     /// Use incremental buffer consumption when the kernel has it.
     pub buf_incremental: bool,
+    /// Worker threads in the offload pool (0: no pool).
+    pub offload_threads: usize,
+    /// Jobs the offload queue holds before `Io::offload` refuses more.
+    pub offload_queue: usize,
+    /// CPUs to pin offload workers to (`None`: not pinned).
+    pub offload_cpus: Option<Vec<usize>>,
 }
 
 impl Default for Config {
@@ -64,6 +70,11 @@ impl Default for Config {
             handle_signals: true,
             recv_bundles: true,
             buf_incremental: true,
+            offload_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            offload_queue: 1024,
+            offload_cpus: None,
         }
     }
 }
@@ -169,6 +180,12 @@ impl ServerBuilder {
         recv_bundles: bool);
     setter!(/// Allow incremental buffer consumption when the kernel has it.
         buf_incremental: bool);
+    setter!(/// Offload worker threads (0: none).
+        offload_threads: usize);
+    setter!(/// Offload queue depth.
+        offload_queue: usize);
+    setter!(/// CPUs for offload workers.
+        offload_cpus: Option<Vec<usize>>);
 
     /// The configuration as it stands.
     pub fn config(&self) -> &Config {

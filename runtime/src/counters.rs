@@ -40,11 +40,19 @@ pub struct Counters {
     pub input_overflow: u64,
     /// Connections still open at the drain deadline and closed by force.
     pub drain_forced: u64,
+    /// Jobs handed to the offload pool.
+    pub offload_submitted: u64,
+    /// Jobs refused because the pool's queue was full.
+    pub offload_rejected: u64,
+    /// Jobs that came back with a result.
+    pub offload_completed: u64,
+    /// Jobs that panicked on the pool.
+    pub offload_panicked: u64,
 }
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 17] {
+    pub fn fields(&self) -> [(&'static str, u64); 21] {
         [
             ("accepted", self.accepted),
             ("closed", self.closed),
@@ -63,6 +71,10 @@ impl Counters {
             ("backpressure_pauses", self.backpressure_pauses),
             ("input_overflow", self.input_overflow),
             ("drain_forced", self.drain_forced),
+            ("offload_submitted", self.offload_submitted),
+            ("offload_rejected", self.offload_rejected),
+            ("offload_completed", self.offload_completed),
+            ("offload_panicked", self.offload_panicked),
         ]
     }
 }

@@ -5,11 +5,14 @@
 //! steers reading. Nothing here exposes io_uring: a handler can be driven by a test
 //! harness as easily as by a shard.
 
+use std::any::Any;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::conn::ConnIo;
 use crate::counters::Counters;
+use crate::offload::{OffloadError, OffloadResult};
 use crate::shard::ShardCtx;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
@@ -68,6 +71,38 @@ pub trait Handler: 'static {
 
     /// The connection is gone (after this, no callback names it again).
     fn on_close(&mut self, conn: Self::Conn, why: Close);
+
+    /// A job this connection gave [`Io::offload`] finished on the worker pool (or
+    /// panicked there). Not called if the connection closed in the meantime.
+    fn on_offload_done(
+        &mut self,
+        _conn: &mut Self::Conn,
+        _result: OffloadResult,
+        _io: &mut Io<'_>,
+    ) {
+    }
+
+    /// A message sent with [`Io::broadcast`] (from this shard or another) arrived;
+    /// `conns` reaches every open connection of this shard.
+    fn on_message(&mut self, _msg: &Message, _conns: &mut Conns<'_, Self::Conn>) {}
+}
+
+/// A message between shards: shared, immutable, of any type the protocol chooses.
+pub type Message = Arc<dyn Any + Send + Sync>;
+
+/// A callback run for one connection.
+pub(crate) type ConnFn<'f, C> = dyn FnMut(&mut C, &mut Io<'_>) + 'f;
+
+/// Every open connection of a shard, for [`Handler::on_message`].
+pub struct Conns<'a, C> {
+    pub(crate) visit: &'a mut dyn for<'f> FnMut(&mut ConnFn<'f, C>),
+}
+
+impl<C> Conns<'_, C> {
+    /// Calls `f` for every open connection of this shard.
+    pub fn for_each(&mut self, mut f: impl FnMut(&mut C, &mut Io<'_>)) {
+        (self.visit)(&mut f)
+    }
 }
 
 /// Bytes received on a connection, shown in place.
@@ -119,14 +154,41 @@ impl<'a> Input<'a> {
 
 /// A handler's whole vocabulary towards the runtime, for one connection.
 pub struct Io<'a> {
-    pub(crate) conn: &'a mut ConnIo,
-    pub(crate) shard: &'a mut ShardCtx,
+    conn: &'a mut ConnIo,
+    shard: &'a mut ShardCtx,
+    /// When set, output goes here instead of the socket (see [`Io::capture`]).
+    capture: Option<&'a mut Vec<u8>>,
 }
 
 impl<'a> Io<'a> {
+    pub(crate) fn new(conn: &'a mut ConnIo, shard: &'a mut ShardCtx) -> Self {
+        Io {
+            conn,
+            shard,
+            capture: None,
+        }
+    }
+
+    /// Runs `f` with an `Io` whose [`Io::write`] and [`Io::send_owned`] append to `out`
+    /// instead of the socket; everything else (timers, close, reading) passes through.
+    /// This is how a wrapping protocol (TLS) sees its inner protocol's output before it
+    /// goes out.
+    pub fn capture<R>(&mut self, out: &mut Vec<u8>, f: impl FnOnce(&mut Io<'_>) -> R) -> R {
+        let mut inner = Io {
+            conn: &mut *self.conn,
+            shard: &mut *self.shard,
+            capture: Some(out),
+        };
+        f(&mut inner)
+    }
+
     /// Queues a copy of `bytes` for sending. Writes made while a send is in flight are
     /// coalesced into the next send.
     pub fn write(&mut self, bytes: &[u8]) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(bytes);
+            return;
+        }
         if self.conn.closing_now() {
             return;
         }
@@ -138,6 +200,10 @@ impl<'a> Io<'a> {
     /// SEND_ZC and is dropped only after the kernel's notification; below it, it is
     /// sent like any other write.
     pub fn send_owned(&mut self, buf: Vec<u8>) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(&buf);
+            return;
+        }
         if self.conn.closing_now() || buf.is_empty() {
             return;
         }
@@ -151,9 +217,9 @@ impl<'a> Io<'a> {
         self.shard.config.zero_copy_threshold
     }
 
-    /// Bytes queued and not yet acknowledged by the kernel.
+    /// Bytes queued and not yet acknowledged by the kernel (plus any captured output).
     pub fn backlog(&self) -> usize {
-        self.conn.send.backlog()
+        self.conn.send.backlog() + self.capture.as_deref().map_or(0, Vec::len)
     }
 
     /// Closes the connection once everything queued has been sent. Input arriving
@@ -232,5 +298,22 @@ impl<'a> Io<'a> {
     /// True once the server has started draining.
     pub fn is_draining(&self) -> bool {
         self.shard.draining
+    }
+
+    /// Runs `job` on the worker pool; its result comes back to this connection, on this
+    /// shard, through [`Handler::on_offload_done`]. Never blocks: with the pool's queue
+    /// full (or no pool configured) it fails at once and the job is not run.
+    pub fn offload<F>(&mut self, job: F) -> Result<(), OffloadError>
+    where
+        F: FnOnce() -> Box<dyn Any + Send> + Send + 'static,
+    {
+        let token = self.conn.token;
+        self.shard.offload(token, Box::new(job))
+    }
+
+    /// Sends `msg` to every shard, this one included; each calls
+    /// [`Handler::on_message`] on its next turn.
+    pub fn broadcast(&mut self, msg: Message) {
+        self.shard.broadcast(msg);
     }
 }

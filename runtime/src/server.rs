@@ -3,19 +3,20 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::unbounded;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, ServerBuilder};
 use crate::counters::Counters;
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::shard::{Shard, ShardMsg, ShardParts};
+use crate::mailbox::{Mailbox, Mailboxes, ShardMsg};
+use crate::offload::OffloadPool;
+use crate::shard::{Shard, ShardParts};
 use crate::sys::fd;
 use crate::sys::ring::{RingFeatures, TaskRunMode};
 
@@ -88,20 +89,7 @@ impl fmt::Display for Features {
 /// thread.
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    shards: Arc<Vec<ShardLink>>,
-}
-
-struct ShardLink {
-    tx: Sender<ShardMsg>,
-    wake: Arc<OwnedFd>,
-}
-
-impl ShardLink {
-    fn send(&self, msg: ShardMsg) {
-        if self.tx.send(msg).is_ok() {
-            fd::eventfd_signal(std::os::fd::AsRawFd::as_raw_fd(&*self.wake));
-        }
-    }
+    shards: Mailboxes,
 }
 
 impl ShutdownHandle {
@@ -126,6 +114,7 @@ pub struct Running {
     handle: ShutdownHandle,
     features: Features,
     local_addr: SocketAddr,
+    pool: Option<OffloadPool>,
 }
 
 /// What the shards report when they stop.
@@ -188,28 +177,49 @@ impl Server {
         let factory = Arc::new(factory);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let n = self.config.shards;
-        let mut links = Vec::with_capacity(n);
-        let mut threads = Vec::with_capacity(n);
-        let (ready_tx, ready_rx) =
-            unbounded::<(usize, Result<(ShardFeatures, Option<usize>), Error>)>();
-        let (done_tx, done_rx) = unbounded();
-        for (id, listener) in self.listeners.into_iter().enumerate() {
+        let mut inboxes = Vec::with_capacity(n);
+        let mut receivers = Vec::with_capacity(n);
+        for _ in 0..n {
             let wake = Arc::new(fd::eventfd().map_err(|source| Error::Io {
                 what: "creating the shard wake eventfd",
                 source,
             })?);
             let (tx, rx) = unbounded();
-            links.push(ShardLink {
-                tx,
-                wake: wake.clone(),
-            });
+            inboxes.push(Mailbox { tx, wake });
+            receivers.push(rx);
+        }
+        let mailboxes: Mailboxes = Arc::new(inboxes);
+        let pool = if self.config.offload_threads > 0 {
+            Some(
+                OffloadPool::start(
+                    self.config.offload_threads,
+                    self.config.offload_queue,
+                    self.config.offload_cpus.clone(),
+                    mailboxes.clone(),
+                )
+                .map_err(|source| Error::Io {
+                    what: "starting the offload pool",
+                    source,
+                })?,
+            )
+        } else {
+            None
+        };
+        let offload_tx = pool.as_ref().and_then(OffloadPool::sender);
+        let mut threads = Vec::with_capacity(n);
+        type Ready = (usize, Result<(ShardFeatures, Option<usize>), Error>);
+        let (ready_tx, ready_rx) = unbounded::<Ready>();
+        let (done_tx, done_rx) = unbounded();
+        for ((id, listener), rx) in self.listeners.into_iter().enumerate().zip(receivers) {
             let cpu = pick_cpu(&self.config, &cores, id);
             let parts = ShardParts {
                 id,
                 config: self.config.clone(),
                 listener: listener.into(),
-                wake_fd: wake,
+                wake_fd: mailboxes[id].wake.clone(),
                 rx,
+                mailboxes: mailboxes.clone(),
+                offload_tx: offload_tx.clone(),
             };
             let factory = factory.clone();
             let ready_tx = ready_tx.clone();
@@ -243,9 +253,8 @@ impl Server {
             threads.push(thread);
         }
         drop(done_tx);
-        let handle = ShutdownHandle {
-            shards: Arc::new(links),
-        };
+        drop(offload_tx);
+        let handle = ShutdownHandle { shards: mailboxes };
         let mut first: Option<ShardFeatures> = None;
         let mut cpus = vec![None; n];
         let mut failure = None;
@@ -270,6 +279,9 @@ impl Server {
             for t in threads {
                 let _ = t.join();
             }
+            if let Some(p) = pool {
+                p.stop();
+            }
             return Err(e);
         }
         let Some(shard) = first else {
@@ -290,6 +302,7 @@ impl Server {
                 zero_copy_threshold: self.config.zero_copy_threshold,
             },
             local_addr: self.local_addr,
+            pool,
         })
     }
 
@@ -336,6 +349,9 @@ impl Running {
         let mut shards = Vec::with_capacity(self.threads.len());
         for t in self.threads {
             shards.push(t.join().ok().flatten().unwrap_or_default());
+        }
+        if let Some(p) = self.pool {
+            p.stop();
         }
         match panicked {
             Some(id) => Err(Error::ShardPanicked(id)),

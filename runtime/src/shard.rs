@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
 use slab::Slab;
 use socket2::SockRef;
@@ -18,7 +18,9 @@ use socket2::SockRef;
 use crate::config::Config;
 use crate::conn::{ConnIo, Phase};
 use crate::counters::Counters;
-use crate::handler::{Close, Handler, Input, Io};
+use crate::handler::{Close, ConnFn, Conns, Handler, Input, Io, Message};
+use crate::mailbox::{Mailboxes, ShardMsg};
+use crate::offload::{self, Job, OffloadError, Work};
 use crate::sys::buf_ring::{BufRing, Pieces};
 use crate::sys::fd;
 use crate::sys::ring::Ring;
@@ -31,13 +33,6 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const LINGER: Duration = Duration::from_secs(2);
 /// Timer granularity.
 const TICK: Duration = Duration::from_millis(1);
-
-/// Messages other threads send a shard (through its channel, then a wake).
-#[derive(Debug)]
-pub(crate) enum ShardMsg {
-    /// Start a graceful shutdown.
-    Shutdown,
-}
 
 /// What a timer means when it fires.
 #[derive(Debug)]
@@ -59,6 +54,12 @@ pub(crate) struct ShardCtx {
     /// Slots whose state changed since they were last serviced.
     pub dirty: Vec<u32>,
     pub draining: bool,
+    /// Every shard's inbox (for broadcasts).
+    pub mailboxes: Mailboxes,
+    /// The worker pool's queue, if there is a pool.
+    pub offload_tx: Option<Sender<Job>>,
+    /// Jobs submitted by this shard whose results have not come back.
+    pub offload_pending: usize,
 }
 
 impl ShardCtx {
@@ -78,6 +79,34 @@ impl ShardCtx {
     pub(crate) fn timers_cancel(&mut self, key: TimerKey) -> bool {
         self.timers.cancel(key).is_some()
     }
+
+    pub(crate) fn offload(&mut self, token: ConnToken, work: Work) -> Result<(), OffloadError> {
+        let Some(tx) = &self.offload_tx else {
+            return Err(OffloadError::NoPool);
+        };
+        let job = Job {
+            shard: self.id,
+            token,
+            work,
+        };
+        match offload::try_submit(tx, job) {
+            Ok(()) => {
+                self.offload_pending += 1;
+                self.counters.offload_submitted += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.offload_rejected += 1;
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn broadcast(&mut self, msg: Message) {
+        for mb in self.mailboxes.iter() {
+            mb.send(ShardMsg::User(msg.clone()));
+        }
+    }
 }
 
 struct Slot<C> {
@@ -92,6 +121,8 @@ pub(crate) struct ShardParts {
     pub listener: OwnedFd,
     pub wake_fd: Arc<OwnedFd>,
     pub rx: Receiver<ShardMsg>,
+    pub mailboxes: Mailboxes,
+    pub offload_tx: Option<Sender<Job>>,
 }
 
 /// See the module docs.
@@ -116,6 +147,7 @@ pub(crate) struct Shard<H: Handler> {
     fired: Vec<TimerEvent>,
     parked: Vec<ConnToken>,
     exiting: bool,
+    drain_expired: bool,
 }
 
 impl<H: Handler> Shard<H> {
@@ -149,6 +181,9 @@ impl<H: Handler> Shard<H> {
                 counters: Counters::default(),
                 dirty: Vec::new(),
                 draining: false,
+                mailboxes: parts.mailboxes,
+                offload_tx: parts.offload_tx,
+                offload_pending: 0,
             },
             handler,
             slots: Slab::new(),
@@ -165,6 +200,7 @@ impl<H: Handler> Shard<H> {
             fired: Vec::new(),
             parked: Vec::new(),
             exiting: false,
+            drain_expired: false,
         };
         Ok((shard, features))
     }
@@ -209,7 +245,11 @@ impl<H: Handler> Shard<H> {
         self.service_dirty();
         self.unpark();
         self.service_dirty();
-        if self.ctx.draining && self.slots.is_empty() && !self.accept_armed {
+        if self.ctx.draining
+            && self.slots.is_empty()
+            && !self.accept_armed
+            && (self.ctx.offload_pending == 0 || self.drain_expired)
+        {
             self.exiting = true;
         }
     }
@@ -315,10 +355,7 @@ impl<H: Handler> Shard<H> {
                 TimerEvent::Idle(token),
             ));
         }
-        let mut io = Io {
-            conn: &mut slot.io,
-            shard: &mut self.ctx,
-        };
+        let mut io = Io::new(&mut slot.io, &mut self.ctx);
         let app = self.handler.on_open(peer, &mut io);
         slot.app = Some(app);
         self.ctx.note_output(&mut slot.io);
@@ -369,10 +406,7 @@ impl<H: Handler> Shard<H> {
             match slot.io.phase {
                 Phase::Open if !slot.io.abort_requested => {
                     if let Some(app) = slot.app.as_mut() {
-                        let mut io = Io {
-                            conn: &mut slot.io,
-                            shard: ctx,
-                        };
+                        let mut io = Io::new(&mut slot.io, ctx);
                         handler.on_eof(app, &mut io);
                     }
                 }
@@ -493,10 +527,7 @@ impl<H: Handler> Shard<H> {
                 if slot.io.want_writable && backlog <= limit / 2 && slot.io.phase == Phase::Open {
                     slot.io.want_writable = false;
                     if let Some(app) = slot.app.as_mut() {
-                        let mut io = Io {
-                            conn: &mut slot.io,
-                            shard: ctx,
-                        };
+                        let mut io = Io::new(&mut slot.io, ctx);
                         handler.on_writable(app, &mut io);
                     }
                 }
@@ -572,7 +603,10 @@ impl<H: Handler> Shard<H> {
     fn on_timer(&mut self, ev: TimerEvent) {
         match ev {
             TimerEvent::ResumeAccept => self.accept_paused = false,
-            TimerEvent::DrainDeadline => self.force_close_all(),
+            TimerEvent::DrainDeadline => {
+                self.drain_expired = true;
+                self.force_close_all();
+            }
             TimerEvent::Conn { token, tag } => {
                 let Shard {
                     slots,
@@ -587,10 +621,7 @@ impl<H: Handler> Shard<H> {
                     return;
                 }
                 if let Some(app) = slot.app.as_mut() {
-                    let mut io = Io {
-                        conn: &mut slot.io,
-                        shard: ctx,
-                    };
+                    let mut io = Io::new(&mut slot.io, ctx);
                     handler.on_timer(app, tag, &mut io);
                 }
                 ctx.note_output(&mut slot.io);
@@ -651,11 +682,59 @@ impl<H: Handler> Shard<H> {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 ShardMsg::Shutdown => self.begin_drain(),
+                ShardMsg::User(msg) => self.on_message(msg),
+                ShardMsg::OffloadDone { token, result } => {
+                    self.ctx.offload_pending = self.ctx.offload_pending.saturating_sub(1);
+                    match &result {
+                        Ok(_) => self.ctx.counters.offload_completed += 1,
+                        Err(_) => self.ctx.counters.offload_panicked += 1,
+                    }
+                    let Shard {
+                        slots,
+                        ctx,
+                        handler,
+                        ..
+                    } = self;
+                    let Some(slot) = live(slots, token) else {
+                        continue; // the connection closed meanwhile: drop the result
+                    };
+                    if slot.io.phase != Phase::Open || slot.io.abort_requested {
+                        continue;
+                    }
+                    if let Some(app) = slot.app.as_mut() {
+                        let mut io = Io::new(&mut slot.io, ctx);
+                        handler.on_offload_done(app, result, &mut io);
+                    }
+                    ctx.note_output(&mut slot.io);
+                }
             }
         }
         if res != -libc::ECANCELED && !self.exiting {
             self.arm_wake();
         }
+    }
+
+    fn on_message(&mut self, msg: Message) {
+        let Shard {
+            slots,
+            ctx,
+            handler,
+            ..
+        } = self;
+        let mut visit = |f: &mut ConnFn<'_, H::Conn>| {
+            for (_, slot) in slots.iter_mut() {
+                if slot.io.phase != Phase::Open || slot.io.abort_requested {
+                    continue;
+                }
+                if let Some(app) = slot.app.as_mut() {
+                    let mut io = Io::new(&mut slot.io, ctx);
+                    f(app, &mut io);
+                }
+                ctx.note_output(&mut slot.io);
+            }
+        };
+        let mut conns = Conns { visit: &mut visit };
+        handler.on_message(&msg, &mut conns);
     }
 
     fn begin_drain(&mut self) {
@@ -679,10 +758,7 @@ impl<H: Handler> Shard<H> {
             let slot = &mut slots[k];
             if slot.io.phase == Phase::Open && !slot.io.abort_requested {
                 if let Some(app) = slot.app.as_mut() {
-                    let mut io = Io {
-                        conn: &mut slot.io,
-                        shard: ctx,
-                    };
+                    let mut io = Io::new(&mut slot.io, ctx);
                     handler.on_shutdown(app, &mut io);
                 }
             } else if slot.io.phase == Phase::Lingering {
@@ -764,10 +840,7 @@ fn deliver<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &mut Slot<H::C
         return;
     };
     let mut input = Input::new(data);
-    let mut io = Io {
-        conn: &mut slot.io,
-        shard: ctx,
-    };
+    let mut io = Io::new(&mut slot.io, ctx);
     handler.on_data(app, &mut input, &mut io);
     let rest = input.bytes();
     if !rest.is_empty() && slot.io.phase == Phase::Open && !slot.io.abort_requested {
@@ -794,10 +867,7 @@ fn run_carry<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &mut Slot<H:
     };
     let mut carry = mem::take(&mut slot.io.carry);
     let mut input = Input::new(&carry);
-    let mut io = Io {
-        conn: &mut slot.io,
-        shard: ctx,
-    };
+    let mut io = Io::new(&mut slot.io, ctx);
     handler.on_data(app, &mut input, &mut io);
     let used = input.consumed();
     carry.drain(..used);

@@ -1,0 +1,412 @@
+//! Response encoding: status line, the fields the protocol owns, chunk framing, and the
+//! cached `Date` value.
+//!
+//! The protocol owns the framing fields (`Content-Length`, `Transfer-Encoding`,
+//! `Connection`) and `Date`/`Server`; application fields with those names are dropped, as
+//! are fields whose name is not a token or whose value holds CR, LF or another control
+//! byte, so an application can never split a response or desynchronise the framing.
+//! Everything is appended to a caller's `Vec<u8>`; nothing here allocates on its own.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Length of an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const DATE_LEN: usize = 29;
+
+/// The `Date` field value, formatted at most once per second per shard.
+///
+/// Formatting a date costs more than the rest of a small response head; caching it per
+/// shard (no sharing, no atomics) makes it a 29-byte copy per response.
+#[derive(Debug, Clone)]
+pub struct DateCache {
+    value: [u8; DATE_LEN],
+    /// When the wall-clock second changes next; `None` forces a refresh.
+    next: Option<Instant>,
+}
+
+impl Default for DateCache {
+    fn default() -> Self {
+        let mut d = DateCache {
+            value: imf_fixdate(0),
+            next: None,
+        };
+        d.refresh(Instant::now());
+        d
+    }
+}
+
+impl DateCache {
+    /// A cache holding the current date.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reformats the value if `now` (the shard's loop clock) has passed the next second
+    /// boundary. Cheap when it has not: one comparison.
+    pub fn refresh(&mut self, now: Instant) {
+        if self.next.is_some_and(|next| now < next) {
+            return;
+        }
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        self.value = imf_fixdate(since.as_secs());
+        let to_next_second = Duration::from_nanos(1_000_000_000 - u64::from(since.subsec_nanos()));
+        self.next = Some(now + to_next_second);
+    }
+
+    /// The current value, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+    pub fn value(&self) -> &[u8; DATE_LEN] {
+        &self.value
+    }
+}
+
+/// Formats seconds since the Unix epoch as an RFC 9110 IMF-fixdate.
+pub fn imf_fixdate(secs: u64) -> [u8; DATE_LEN] {
+    const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (hour, min, sec) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let weekday = DAYS[(days % 7) as usize];
+    let (year, month, day) = civil_from_days(days);
+
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    out[..3].copy_from_slice(weekday);
+    put2(&mut out[5..7], day);
+    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize % 12]);
+    let year = year % 10_000;
+    put2(&mut out[12..14], year / 100);
+    put2(&mut out[14..16], year % 100);
+    put2(&mut out[17..19], hour);
+    put2(&mut out[20..22], min);
+    put2(&mut out[23..25], sec);
+    out
+}
+
+fn put2(dst: &mut [u8], v: u64) {
+    dst[0] = b'0' + (v / 10 % 10) as u8;
+    dst[1] = b'0' + (v % 10) as u8;
+}
+
+/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic Gregorian.
+/// Howard Hinnant's `civil_from_days`, restricted to dates after the epoch.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The reason phrase for a status code (empty for codes without a registered one, which
+/// RFC 9112 allows).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// True for statuses whose responses never carry content (RFC 9110 6.4.1).
+pub fn status_has_no_body(status: u16) -> bool {
+    (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// How a response body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Neither: the body ends when the connection closes (HTTP/1.0 streaming).
+    UntilClose,
+    /// No body and no length field (1xx, 204, 304).
+    None,
+}
+
+/// What the `Connection` field says, if anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnField {
+    /// No field: the HTTP/1.1 default (persistent).
+    Omit,
+    /// `Connection: close`: this is the last response on the connection.
+    Close,
+    /// `Connection: keep-alive`: an HTTP/1.0 client asked to keep the connection.
+    KeepAlive,
+}
+
+/// Appends `n` in decimal.
+pub fn put_u64(buf: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends `n` in lowercase hex (chunk sizes).
+fn put_hex(buf: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// True if the application may send this field: a token name, a value free of control
+/// bytes, and not one of the fields the protocol owns.
+pub fn field_allowed(name: &str, value: &str) -> bool {
+    let n = name.as_bytes();
+    let token = !n.is_empty()
+        && n.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let clean = value
+        .as_bytes()
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+    // Dispatch on length first: most application fields match none of these lengths.
+    let owned = match n.len() {
+        4 => n.eq_ignore_ascii_case(b"date"),
+        6 => n.eq_ignore_ascii_case(b"server"),
+        10 => n.eq_ignore_ascii_case(b"connection"),
+        14 => n.eq_ignore_ascii_case(b"content-length"),
+        17 => n.eq_ignore_ascii_case(b"transfer-encoding"),
+        _ => false,
+    };
+    token && clean && !owned
+}
+
+/// Appends a response head. Returns how many application fields were dropped by
+/// [`field_allowed`].
+pub fn write_head(
+    buf: &mut Vec<u8>,
+    status: u16,
+    date: &[u8; DATE_LEN],
+    framing: Framing,
+    conn: ConnField,
+    fields: &[(&str, &str)],
+) -> usize {
+    let status = status.clamp(100, 999);
+    // One reservation for the fixed part and the fields, instead of a check per piece.
+    let fields_len: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    buf.reserve(128 + fields_len);
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    put_u64(buf, u64::from(status));
+    buf.push(b' ');
+    buf.extend_from_slice(reason(status).as_bytes());
+    buf.extend_from_slice(b"\r\nServer: ringmaster\r\nDate: ");
+    buf.extend_from_slice(date);
+    match framing {
+        Framing::Length(n) => {
+            buf.extend_from_slice(b"\r\nContent-Length: ");
+            put_u64(buf, n);
+        }
+        Framing::Chunked => buf.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
+        Framing::UntilClose | Framing::None => {}
+    }
+    match conn {
+        ConnField::Omit => {}
+        ConnField::Close => buf.extend_from_slice(b"\r\nConnection: close"),
+        ConnField::KeepAlive => buf.extend_from_slice(b"\r\nConnection: keep-alive"),
+    }
+    let mut dropped = 0;
+    for &(name, value) in fields {
+        if field_allowed(name, value) {
+            buf.extend_from_slice(b"\r\n");
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(value.as_bytes());
+        } else {
+            dropped += 1;
+        }
+    }
+    buf.extend_from_slice(b"\r\n\r\n");
+    dropped
+}
+
+/// The interim response sent before reading a body the client holds back.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Appends the framing before a chunk of `len` bytes (the data follows, then
+/// [`CHUNK_END`]). Zero-length chunks must not be framed: they would end the body.
+pub fn write_chunk_start(buf: &mut Vec<u8>, len: usize) {
+    put_hex(buf, len as u64);
+    buf.extend_from_slice(b"\r\n");
+}
+
+/// The CRLF after each chunk's data.
+pub const CHUNK_END: &[u8] = b"\r\n";
+
+/// The last chunk and an empty trailer section: the end of a chunked body.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends a complete response with an in-memory body (the body is omitted, but its
+/// length still announced, when `head_only`).
+pub fn write_simple(
+    buf: &mut Vec<u8>,
+    status: u16,
+    date: &[u8; DATE_LEN],
+    conn: ConnField,
+    fields: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+) -> usize {
+    let framing = if status_has_no_body(status) {
+        Framing::None
+    } else {
+        Framing::Length(body.len() as u64)
+    };
+    let dropped = write_head(buf, status, date, framing, conn, fields);
+    if !head_only && framing != Framing::None {
+        buf.extend_from_slice(body);
+    }
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(&imf_fixdate(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(&imf_fixdate(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(&imf_fixdate(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(
+            &imf_fixdate(1_709_164_799),
+            b"Wed, 28 Feb 2024 23:59:59 GMT"
+        );
+        assert_eq!(
+            &imf_fixdate(1_709_251_200),
+            b"Fri, 01 Mar 2024 00:00:00 GMT"
+        );
+        assert_eq!(
+            &imf_fixdate(4_102_444_800),
+            b"Fri, 01 Jan 2100 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn date_cache_refreshes_only_on_new_second() {
+        let mut d = DateCache::new();
+        let first = *d.value();
+        let next = d.next.unwrap();
+        d.refresh(next - Duration::from_millis(1));
+        assert_eq!(d.next, Some(next), "no refresh before the boundary");
+        assert_eq!(*d.value(), first);
+        d.refresh(next);
+        assert!(d.next.unwrap() > next);
+    }
+
+    #[test]
+    fn head_layout() {
+        let date = imf_fixdate(0);
+        let mut buf = Vec::new();
+        let dropped = write_simple(
+            &mut buf,
+            200,
+            &date,
+            ConnField::Close,
+            &[
+                ("Content-Type", "text/plain"),
+                ("X-Bad", "a\r\nb"),
+                ("Content-Length", "9"),
+            ],
+            b"hi",
+            false,
+        );
+        assert_eq!(dropped, 2);
+        assert_eq!(
+            buf,
+            b"HTTP/1.1 200 OK\r\nServer: ringmaster\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+              Content-Length: 2\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nhi"
+        );
+    }
+
+    #[test]
+    fn head_only_and_bodyless_statuses() {
+        let date = imf_fixdate(0);
+        let mut buf = Vec::new();
+        write_simple(&mut buf, 200, &date, ConnField::Omit, &[], b"hello", true);
+        let s = String::from_utf8(buf).unwrap();
+        assert!(s.contains("Content-Length: 5\r\n"));
+        assert!(s.ends_with("\r\n\r\n"));
+        let mut buf = Vec::new();
+        write_simple(
+            &mut buf,
+            204,
+            &date,
+            ConnField::Omit,
+            &[],
+            b"ignored",
+            false,
+        );
+        let s = String::from_utf8(buf).unwrap();
+        assert!(!s.contains("Content-Length"));
+        assert!(s.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn numbers() {
+        let mut b = Vec::new();
+        put_u64(&mut b, 0);
+        b.push(b' ');
+        put_u64(&mut b, u64::MAX);
+        b.push(b' ');
+        put_hex(&mut b, 0x1a2b);
+        assert_eq!(b, b"0 18446744073709551615 1a2b");
+    }
+}

@@ -1,0 +1,291 @@
+//! The glue between the sans-IO HTTP/1.1 state machine and the runtime: [`Http`]
+//! implements the runtime's [`Handler`].
+//!
+//! This module owns what is per shard (the application, the limits, the counters, the
+//! cached `Date`, one output scratch buffer) and the protocol's single timer per
+//! connection. It must stay thin: every protocol decision lives in `conn`, so that it
+//! can be tested without a socket.
+//!
+//! Output batching: everything a callback produces is appended to the shard's scratch
+//! buffer and handed to the runtime with one `Io::write` when the callback returns, so
+//! all the responses to one read of pipelined requests leave in one send.
+//!
+//! Timers: a connection has at most one protocol timer, armed for its nearest deadline
+//! (header read or keep-alive idle). It is not re-armed per request: when it fires it
+//! checks the deadline, which may have moved later, and sleeps again if so.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ringmaster_runtime::{Close, Counters, Handler, Input, Io, TimerKey};
+
+use super::app::{split_app_tag, App, Port};
+use super::conn::Conn;
+use super::encode::{DateCache, DATE_LEN};
+use super::limits::{HttpCounters, Limits};
+
+/// The timer tag of the protocol's own timer (application tags have the top bit set).
+const PROTO_TIMER: u64 = 0;
+
+/// Above this capacity the scratch buffer is given back after a flush, so one large
+/// copied body does not pin its memory for the life of the shard.
+const SCRATCH_KEEP: usize = 256 * 1024;
+
+/// HTTP/1.1 on the runtime: one per shard, wrapping the embedder's [`App`].
+///
+/// ```no_run
+/// use ringmaster_protocols::http1::{App, Exchange, Http, Limits, Request, Response};
+/// use ringmaster_runtime::Server;
+///
+/// struct Hello;
+/// impl App for Hello {
+///     type Task = ();
+///     fn on_request(&mut self, _req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<()> {
+///         ex.respond(Response::text(200, "Hello, World!"));
+///         None
+///     }
+/// }
+///
+/// let server = Server::builder().listen("127.0.0.1:8080".parse().unwrap()).build().unwrap();
+/// server.serve(|_shard| Http::new(Hello, Limits::default())).unwrap();
+/// ```
+#[derive(Debug)]
+pub struct Http<A: App> {
+    app: A,
+    limits: Limits,
+    counters: HttpCounters,
+    date: DateCache,
+    out: Vec<u8>,
+}
+
+/// Per-connection state of [`Http`] (about a hundred bytes; nothing allocated while idle).
+pub struct HttpConn<T> {
+    core: Conn<T>,
+    /// The protocol timer, if armed, and when it is due.
+    timer: Option<(TimerKey, Instant)>,
+}
+
+impl<T> std::fmt::Debug for HttpConn<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConn")
+            .field("timer", &self.timer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: App> Http<A> {
+    /// Serves `app` with these limits.
+    pub fn new(app: A, limits: Limits) -> Self {
+        Http {
+            app,
+            limits,
+            counters: HttpCounters::default(),
+            date: DateCache::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The application, mutably.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// This shard's HTTP counters.
+    pub fn counters(&self) -> &HttpCounters {
+        &self.counters
+    }
+}
+
+/// [`Port`] over the runtime's [`Io`] and the shard's scratch buffer.
+struct IoPort<'p, 'io> {
+    io: &'p mut Io<'io>,
+    out: &'p mut Vec<u8>,
+    date: &'p DateCache,
+    counters: &'p mut HttpCounters,
+}
+
+impl IoPort<'_, '_> {
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.io.write(self.out);
+            self.out.clear();
+            if self.out.capacity() > SCRATCH_KEEP {
+                *self.out = Vec::new();
+            }
+        }
+    }
+}
+
+impl Port for IoPort<'_, '_> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+    fn send_owned(&mut self, bytes: Vec<u8>) {
+        // Order: everything encoded before this buffer goes first.
+        self.flush();
+        self.io.send_owned(bytes);
+    }
+    fn date(&self) -> &[u8; DATE_LEN] {
+        self.date.value()
+    }
+    fn set_timer(&mut self, after: Duration, tag: u64) {
+        self.io.set_timer(after, tag);
+    }
+    fn want_writable(&mut self) {
+        self.io.want_writable();
+    }
+    fn backlog(&self) -> usize {
+        self.io.backlog() + self.out.len()
+    }
+    fn now(&self) -> Instant {
+        self.io.now()
+    }
+    fn peer(&self) -> Option<SocketAddr> {
+        Some(self.io.peer())
+    }
+    fn shard_id(&self) -> usize {
+        self.io.shard_id()
+    }
+    fn close(&mut self) {
+        self.flush();
+        self.io.close();
+    }
+    fn pause_reading(&mut self) {
+        self.io.pause_reading();
+    }
+    fn resume_reading(&mut self) {
+        self.io.resume_reading();
+    }
+    fn counters(&mut self) -> &mut HttpCounters {
+        self.counters
+    }
+    fn runtime_counters(&self) -> Option<&Counters> {
+        Some(self.io.counters())
+    }
+}
+
+impl<A: App> Http<A> {
+    /// Runs `f` on the connection's state machine with a port over `io`, then sends
+    /// what it produced and re-arms the protocol timer if the deadline moved earlier.
+    fn with_port(
+        &mut self,
+        conn: &mut HttpConn<A::Task>,
+        io: &mut Io<'_>,
+        f: impl FnOnce(&mut Conn<A::Task>, &mut A, &Limits, &mut IoPort<'_, '_>),
+    ) {
+        self.date.refresh(io.now());
+        let mut port = IoPort {
+            io,
+            out: &mut self.out,
+            date: &self.date,
+            counters: &mut self.counters,
+        };
+        f(&mut conn.core, &mut self.app, &self.limits, &mut port);
+        port.flush();
+        arm(conn, &self.limits, io);
+    }
+}
+
+/// Makes sure a protocol timer fires no later than the connection's deadline.
+fn arm<T>(conn: &mut HttpConn<T>, limits: &Limits, io: &mut Io<'_>) {
+    let Some((due, _)) = conn.core.deadline(limits) else {
+        // Nothing to time (busy or closing); an armed timer finds nothing to do.
+        return;
+    };
+    if let Some((key, armed)) = conn.timer {
+        if armed <= due {
+            return;
+        }
+        io.cancel_timer(key);
+    }
+    let key = io.set_timer(due.saturating_duration_since(io.now()), PROTO_TIMER);
+    conn.timer = Some((key, due));
+}
+
+impl<A: App> Handler for Http<A> {
+    type Conn = HttpConn<A::Task>;
+
+    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
+        let mut conn = HttpConn {
+            core: Conn::new(io.now()),
+            timer: None,
+        };
+        arm(&mut conn, &self.limits, io);
+        conn
+    }
+
+    fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let bytes = input.bytes();
+        let mut used = 0;
+        self.with_port(conn, io, |core, app, limits, port| {
+            used = core.feed(app, bytes, limits, port);
+        });
+        input.consume(used);
+    }
+
+    fn on_eof(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
+        self.with_port(conn, io, |core, _app, limits, port| {
+            core.peer_closed(limits, port);
+        });
+    }
+
+    fn on_writable(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
+        self.with_port(conn, io, |core, app, limits, port| {
+            core.writable(app, limits, port);
+        });
+    }
+
+    fn on_timer(&mut self, conn: &mut Self::Conn, tag: u64, io: &mut Io<'_>) {
+        if let Some((seq, app_tag)) = split_app_tag(tag) {
+            self.with_port(conn, io, |core, app, limits, port| {
+                core.app_timer(app, seq, app_tag, limits, port);
+            });
+            return;
+        }
+        conn.timer = None;
+        let now = io.now();
+        self.with_port(conn, io, |core, _app, limits, port| {
+            if let Some((due, kind)) = core.deadline(limits) {
+                if now >= due {
+                    core.expire(kind, limits, port);
+                }
+            }
+        });
+    }
+
+    fn on_shutdown(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
+        self.with_port(conn, io, |core, _app, limits, port| {
+            core.drain(limits, port);
+        });
+    }
+
+    fn on_close(&mut self, conn: Self::Conn, _why: Close) {
+        for task in conn.core.into_tasks() {
+            self.app.on_cancel(task);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connection_state_is_small() {
+        // Per-connection memory matters at 100k connections: keep the protocol's share
+        // well under the 1 KiB budget for a whole idle keep-alive connection.
+        let size = std::mem::size_of::<HttpConn<Box<u64>>>();
+        eprintln!("HttpConn: {size} bytes");
+        assert!(size <= 160, "HttpConn grew to {size} bytes");
+    }
+}
