@@ -65,6 +65,18 @@ pub struct ServerArgs {
     /// Do not use incremental buffer consumption even if the kernel has it
     #[arg(long)]
     pub no_incremental_buffers: bool,
+
+    /// Worker threads of the offload pool for CPU-bound jobs (0: no pool) [default: one per online CPU]
+    #[arg(long, value_name = "N")]
+    pub offload_threads: Option<usize>,
+
+    /// Jobs the offload queue holds; past it new jobs are refused at once (HTTP: 503)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub offload_queue: usize,
+
+    /// CPUs to pin offload workers to, e.g. 1 or 2-3 (worker i gets the i-th, wrapping) [default: not pinned]
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub offload_cpus: Option<Vec<usize>>,
 }
 
 /// Parses `0,2,4-7`.
@@ -107,7 +119,12 @@ impl ServerArgs {
                 self.drain_timeout.clamp(0.0, 3600.0),
             ))
             .recv_bundles(!self.no_recv_bundles)
-            .buf_incremental(!self.no_incremental_buffers);
+            .buf_incremental(!self.no_incremental_buffers)
+            .offload_queue(self.offload_queue)
+            .offload_cpus(self.offload_cpus.clone());
+        if let Some(n) = self.offload_threads {
+            b = b.offload_threads(n);
+        }
         let shards = self.shards.or_else(|| self.cpus.as_ref().map(Vec::len));
         if let Some(n) = shards {
             b = b.shards(n);

@@ -7,6 +7,7 @@ use clap::{error::ErrorKind, Parser, Subcommand};
 mod cli;
 mod echo;
 mod http;
+mod udp_echo;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,6 +27,9 @@ enum Command {
     Echo(echo::EchoArgs),
     /// HTTP/1.1 server: keep-alive, pipelining, TechEmpower-shaped routes
     Http(http::HttpArgs),
+    /// UDP echo server: every datagram goes back to its sender
+    #[command(name = "udp-echo")]
+    UdpEcho(udp_echo::UdpEchoArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Echo(args) => echo::run(args),
         Command::Http(args) => http::run(args),
+        Command::UdpEcho(args) => udp_echo::run(args),
     }
 }
 

@@ -6,4 +6,5 @@
 #![deny(missing_docs)]
 
 pub mod echo;
+pub mod udp_echo;
 pub mod http1;

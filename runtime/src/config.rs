@@ -47,6 +47,12 @@ pub struct Config {
     pub offload_queue: usize,
     /// CPUs to pin offload workers to (`None`: not pinned).
     pub offload_cpus: Option<Vec<usize>>,
+    /// Accept TCP connections on `listen`.
+    pub tcp: bool,
+    /// Receive UDP datagrams on `listen` (one SO_REUSEPORT socket per shard).
+    pub udp: bool,
+    /// Datagram sends a shard keeps in flight before dropping more.
+    pub udp_send_queue: usize,
 }
 
 impl Default for Config {
@@ -75,6 +81,9 @@ impl Default for Config {
                 .unwrap_or(1),
             offload_queue: 1024,
             offload_cpus: None,
+            tcp: true,
+            udp: false,
+            udp_send_queue: 4096,
         }
     }
 }
@@ -118,6 +127,9 @@ impl Config {
         }
         if self.max_conns_per_shard == 0 {
             return bad("max connections per shard must be at least 1".into());
+        }
+        if !self.tcp && !self.udp {
+            return bad("enable TCP, UDP or both".into());
         }
         if self.backlog == 0 {
             return bad("backlog must be at least 1".into());
@@ -186,6 +198,12 @@ impl ServerBuilder {
         offload_queue: usize);
     setter!(/// CPUs for offload workers.
         offload_cpus: Option<Vec<usize>>);
+    setter!(/// Accept TCP connections.
+        tcp: bool);
+    setter!(/// Receive UDP datagrams.
+        udp: bool);
+    setter!(/// Datagram sends in flight per shard.
+        udp_send_queue: usize);
 
     /// The configuration as it stands.
     pub fn config(&self) -> &Config {

@@ -48,11 +48,21 @@ pub struct Counters {
     pub offload_completed: u64,
     /// Jobs that panicked on the pool.
     pub offload_panicked: u64,
+    /// Datagrams received and handed to the handler.
+    pub datagrams_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Datagrams that arrived truncated (larger than a buffer): dropped.
+    pub udp_truncated: u64,
+    /// Datagrams dropped because the send table was full.
+    pub udp_send_dropped: u64,
+    /// Datagram sends the kernel failed.
+    pub udp_send_errors: u64,
 }
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 21] {
+    pub fn fields(&self) -> [(&'static str, u64); 26] {
         [
             ("accepted", self.accepted),
             ("closed", self.closed),
@@ -75,6 +85,11 @@ impl Counters {
             ("offload_rejected", self.offload_rejected),
             ("offload_completed", self.offload_completed),
             ("offload_panicked", self.offload_panicked),
+            ("datagrams_in", self.datagrams_in),
+            ("datagrams_out", self.datagrams_out),
+            ("udp_truncated", self.udp_truncated),
+            ("udp_send_dropped", self.udp_send_dropped),
+            ("udp_send_errors", self.udp_send_errors),
         ]
     }
 }

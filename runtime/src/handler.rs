@@ -14,6 +14,7 @@ use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::offload::{OffloadError, OffloadResult};
 use crate::shard::ShardCtx;
+use crate::udp::DatagramIo;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
 
@@ -85,6 +86,10 @@ pub trait Handler: 'static {
     /// A message sent with [`Io::broadcast`] (from this shard or another) arrived;
     /// `conns` reaches every open connection of this shard.
     fn on_message(&mut self, _msg: &Message, _conns: &mut Conns<'_, Self::Conn>) {}
+
+    /// A datagram arrived on the shard's UDP socket (servers built with UDP enabled).
+    /// Default: dropped. See also [`crate::DatagramHandler`].
+    fn on_datagram(&mut self, _peer: SocketAddr, _payload: &[u8], _io: &mut DatagramIo<'_>) {}
 }
 
 /// A message between shards: shared, immutable, of any type the protocol chooses.
@@ -207,14 +212,14 @@ impl<'a> Io<'a> {
         if self.conn.closing_now() || buf.is_empty() {
             return;
         }
-        let zc = buf.len() >= self.shard.config.zero_copy_threshold;
+        let zc = buf.len() >= self.shard.zero_copy_threshold();
         self.conn.send.push_owned(buf, zc);
         self.shard.note_output(self.conn);
     }
 
     /// Owned buffers at least this long go out zero-copy (see [`Io::send_owned`]).
     pub fn zero_copy_threshold(&self) -> usize {
-        self.shard.config.zero_copy_threshold
+        self.shard.zero_copy_threshold()
     }
 
     /// Bytes queued and not yet acknowledged by the kernel (plus any captured output).

@@ -38,6 +38,7 @@ mod shard;
 mod sys;
 mod timer;
 mod token;
+mod udp;
 
 pub use config::{Config, ServerBuilder};
 pub use counters::Counters;
@@ -48,3 +49,4 @@ pub use server::{Features, Report, Running, Server, ShardFeatures, ShutdownHandl
 pub use sys::ring::{RingFeatures, TaskRunMode};
 pub use timer::TimerKey;
 pub use token::ConnToken;
+pub use udp::{DatagramHandler, DatagramIo, Datagrams};

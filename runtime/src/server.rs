@@ -24,7 +24,8 @@ use crate::sys::ring::{RingFeatures, TaskRunMode};
 #[derive(Debug)]
 pub struct Server {
     config: Arc<Config>,
-    listeners: Vec<Socket>,
+    /// Per shard: its TCP listener and/or its UDP socket.
+    sockets: Vec<(Option<Socket>, Option<Socket>)>,
     local_addr: SocketAddr,
 }
 
@@ -50,6 +51,10 @@ pub struct Features {
     pub buffers: (u16, u32),
     /// The zero-copy send threshold in bytes.
     pub zero_copy_threshold: usize,
+    /// TCP and/or UDP.
+    pub tcp: bool,
+    /// See `tcp`.
+    pub udp: bool,
 }
 
 impl fmt::Display for Features {
@@ -68,14 +73,19 @@ impl fmt::Display for Features {
             .collect();
         write!(
             f,
-            "{} shard{}, cpus {}, {mode}, sq {} cq {}, multishot accept+recv, recv bundles {}, \
+            "{} shard{}, cpus {}, {mode}, sq {} cq {}, {}, recv bundles {}, \
              incremental buffers {}, buffers {}x{}, send-zc {} (>= {} B)",
             self.shards,
             if self.shards == 1 { "" } else { "s" },
             pinned.join(","),
             r.sq_entries,
             r.cq_entries,
-            yes_no(r.recv_bundles),
+            match (self.tcp, self.udp) {
+                (true, true) => "multishot accept+recv+recvmsg",
+                (false, true) => "multishot recvmsg",
+                _ => "multishot accept+recv",
+            },
+            yes_no(r.recv_bundles && self.tcp),
             yes_no(self.shard.buf_incremental),
             self.buffers.0,
             self.buffers.1,
@@ -132,21 +142,28 @@ impl Server {
 
     pub(crate) fn bind(config: Config) -> Result<Server, Error> {
         let mut addr = config.listen;
-        let mut listeners = Vec::with_capacity(config.shards);
+        let mut sockets = Vec::with_capacity(config.shards);
         for _ in 0..config.shards {
-            let sock = bind_listener(addr, config.backlog)
-                .map_err(|source| Error::Bind { addr, source })?;
-            if addr.port() == 0 {
-                // Port 0: the first bind picked a port; every other shard joins it.
-                if let Some(a) = sock.local_addr().ok().and_then(|a| a.as_socket()) {
-                    addr = a;
-                }
-            }
-            listeners.push(sock);
+            let tcp = if config.tcp {
+                let s = bind_listener(addr, config.backlog)
+                    .map_err(|source| Error::Bind { addr, source })?;
+                addr = bound_port(&s, addr);
+                Some(s)
+            } else {
+                None
+            };
+            let udp = if config.udp {
+                let s = bind_udp(addr).map_err(|source| Error::Bind { addr, source })?;
+                addr = bound_port(&s, addr);
+                Some(s)
+            } else {
+                None
+            };
+            sockets.push((tcp, udp));
         }
         Ok(Server {
             config: Arc::new(config),
-            listeners,
+            sockets,
             local_addr: addr,
         })
     }
@@ -210,12 +227,13 @@ impl Server {
         type Ready = (usize, Result<(ShardFeatures, Option<usize>), Error>);
         let (ready_tx, ready_rx) = unbounded::<Ready>();
         let (done_tx, done_rx) = unbounded();
-        for ((id, listener), rx) in self.listeners.into_iter().enumerate().zip(receivers) {
+        for ((id, (listener, udp)), rx) in self.sockets.into_iter().enumerate().zip(receivers) {
             let cpu = pick_cpu(&self.config, &cores, id);
             let parts = ShardParts {
                 id,
                 config: self.config.clone(),
-                listener: listener.into(),
+                listener: listener.map(Into::into),
+                udp: udp.map(Into::into),
                 wake_fd: mailboxes[id].wake.clone(),
                 rx,
                 mailboxes: mailboxes.clone(),
@@ -300,6 +318,8 @@ impl Server {
                 shard,
                 buffers: (self.config.buf_ring_entries, self.config.buf_size),
                 zero_copy_threshold: self.config.zero_copy_threshold,
+                tcp: self.config.tcp,
+                udp: self.config.udp,
             },
             local_addr: self.local_addr,
             pool,
@@ -372,6 +392,27 @@ fn pick_cpu(
         None if cores.is_empty() => None,
         None => Some(cores[shard % cores.len()]),
     }
+}
+
+/// Port 0: the first bind picked a port; every later socket joins it.
+fn bound_port(sock: &Socket, addr: SocketAddr) -> SocketAddr {
+    if addr.port() != 0 {
+        return addr;
+    }
+    sock.local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr)
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock)
 }
 
 fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {

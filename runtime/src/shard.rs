@@ -26,6 +26,9 @@ use crate::sys::fd;
 use crate::sys::ring::Ring;
 use crate::timer::{TimerKey, TimerWheel};
 use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
+use crate::udp::{empty_msghdr, UdpPort, UdpSends};
+
+mod udp_io;
 
 /// How long accepting pauses after EMFILE/ENFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -60,6 +63,8 @@ pub(crate) struct ShardCtx {
     pub offload_tx: Option<Sender<Job>>,
     /// Jobs submitted by this shard whose results have not come back.
     pub offload_pending: usize,
+    /// The kernel has SEND_ZC / SENDMSG_ZC.
+    pub send_zc: bool,
 }
 
 impl ShardCtx {
@@ -74,6 +79,15 @@ impl ShardCtx {
     pub(crate) fn timers_set(&mut self, after: Duration, token: ConnToken, tag: u64) -> TimerKey {
         self.timers
             .insert(self.now, after, TimerEvent::Conn { token, tag })
+    }
+
+    /// Owned buffers at least this long go out zero-copy (never, if the kernel lacks it).
+    pub(crate) fn zero_copy_threshold(&self) -> usize {
+        if self.send_zc {
+            self.config.zero_copy_threshold
+        } else {
+            usize::MAX
+        }
     }
 
     pub(crate) fn timers_cancel(&mut self, key: TimerKey) -> bool {
@@ -118,7 +132,8 @@ struct Slot<C> {
 pub(crate) struct ShardParts {
     pub id: usize,
     pub config: Arc<Config>,
-    pub listener: OwnedFd,
+    pub listener: Option<OwnedFd>,
+    pub udp: Option<OwnedFd>,
     pub wake_fd: Arc<OwnedFd>,
     pub rx: Receiver<ShardMsg>,
     pub mailboxes: Mailboxes,
@@ -135,6 +150,7 @@ pub(crate) struct Shard<H: Handler> {
     handler: H,
     slots: Slab<Slot<H::Conn>>,
     listener: Option<OwnedFd>,
+    udp: Option<UdpPort>,
     accept_armed: bool,
     accept_paused: bool,
     wake_fd: Arc<OwnedFd>,
@@ -165,6 +181,23 @@ impl<H: Handler> Shard<H> {
             config.buf_size,
             config.buf_incremental,
         )?;
+        let udp = match parts.udp {
+            Some(fd) => {
+                // Its own buffer group, one datagram per buffer (no incremental mode).
+                let bufs = BufRing::new(&ring, 1, config.buf_ring_entries, config.buf_size, false)?;
+                let mut hdr = Box::new(empty_msghdr());
+                hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+                Some(UdpPort {
+                    fd,
+                    bufs,
+                    recv_hdr: hdr,
+                    recv_armed: false,
+                    sends: UdpSends::new(config.udp_send_queue),
+                })
+            }
+            None => None,
+        };
+        let send_zc = ring.features.send_zc;
         let features = crate::server::ShardFeatures {
             ring: ring.features,
             buf_incremental: bufs.incremental(),
@@ -184,10 +217,12 @@ impl<H: Handler> Shard<H> {
                 mailboxes: parts.mailboxes,
                 offload_tx: parts.offload_tx,
                 offload_pending: 0,
+                send_zc,
             },
             handler,
             slots: Slab::new(),
-            listener: Some(parts.listener),
+            listener: parts.listener,
+            udp,
             accept_armed: false,
             accept_paused: false,
             wake_fd: parts.wake_fd,
@@ -210,7 +245,12 @@ impl<H: Handler> Shard<H> {
         self.arm_wake();
         loop {
             self.arm_accept();
+            self.arm_udp();
+            self.flush_udp();
             self.bufs.publish();
+            if let Some(p) = self.udp.as_mut() {
+                p.bufs.publish();
+            }
             let timeout = self
                 .ctx
                 .timers
@@ -248,6 +288,7 @@ impl<H: Handler> Shard<H> {
         if self.ctx.draining
             && self.slots.is_empty()
             && !self.accept_armed
+            && self.udp_quiet()
             && (self.ctx.offload_pending == 0 || self.drain_expired)
         {
             self.exiting = true;
@@ -266,6 +307,8 @@ impl<H: Handler> Shard<H> {
             OpKind::SendZc => self.on_send(token, res, true, flags),
             OpKind::Cancel => {}
             OpKind::Wake => self.on_wake(res),
+            OpKind::UdpRecv => self.on_udp_recv(res, flags),
+            OpKind::UdpSend => self.on_udp_send(token, res, flags),
         }
     }
 
@@ -747,6 +790,10 @@ impl<H: Handler> Shard<H> {
         } else {
             self.listener = None;
         }
+        if self.udp.as_ref().is_some_and(|p| p.recv_armed) {
+            self.ring
+                .cancel_user_data(pack_shard(OpKind::UdpRecv), pack_shard(OpKind::Cancel));
+        }
         let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
         let Shard {
             slots,
@@ -806,6 +853,9 @@ impl<H: Handler> Shard<H> {
         }
         let _ = self.ring.submit();
         self.bufs.unregister(&self.ring);
+        if let Some(p) = self.udp.as_mut() {
+            p.bufs.unregister(&self.ring);
+        }
         mem::take(&mut self.ctx.counters)
     }
 }

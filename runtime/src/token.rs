@@ -35,6 +35,10 @@ pub(crate) enum OpKind {
     Cancel = 5,
     /// Read of the shard's wake eventfd (no slot).
     Wake = 6,
+    /// Multishot recvmsg on the shard's UDP socket (no slot).
+    UdpRecv = 7,
+    /// A datagram send; the slot field is its key in the send table.
+    UdpSend = 8,
 }
 
 impl OpKind {
@@ -46,6 +50,8 @@ impl OpKind {
             4 => OpKind::SendZc,
             5 => OpKind::Cancel,
             6 => OpKind::Wake,
+            7 => OpKind::UdpRecv,
+            8 => OpKind::UdpSend,
             _ => return None,
         })
     }
@@ -84,6 +90,8 @@ mod tests {
             OpKind::SendZc,
             OpKind::Cancel,
             OpKind::Wake,
+            OpKind::UdpRecv,
+            OpKind::UdpSend,
         ];
         for kind in kinds {
             for (slot, generation) in [(0, 0), (1, 1), (u32::MAX, GEN_MASK), (12345, 777)] {

@@ -49,6 +49,8 @@ const REQUIRED: &[(u8, &str)] = &[
     (opcode::Send::CODE, "send"),
     (opcode::AsyncCancel::CODE, "async cancel"),
     (opcode::Read::CODE, "read"),
+    (opcode::RecvMsg::CODE, "recvmsg"),
+    (opcode::SendMsg::CODE, "sendmsg"),
 ];
 
 impl Ring {
@@ -98,7 +100,8 @@ impl Ring {
         let features = RingFeatures {
             mode,
             recv_bundles: allow_bundles && ring.params().is_feature_recvsend_bundle(),
-            send_zc: probe.is_supported(opcode::SendZc::CODE),
+            send_zc: probe.is_supported(opcode::SendZc::CODE)
+                && probe.is_supported(opcode::SendMsgZc::CODE),
             sq_entries: ring.params().sq_entries(),
             cq_entries: ring.params().cq_entries(),
         };
@@ -198,6 +201,40 @@ impl Ring {
         // SAFETY: `buf` is boxed by the shard, never moved, and dropped only after the
         // read's completion (the shard waits for it before exiting).
         unsafe { self.push(e) }
+    }
+
+    /// Arms a multishot recvmsg into buffer group `bgid`. `hdr` (name and control sizes
+    /// only) must stay in place until the final completion: the shard keeps it boxed in
+    /// its UDP port, which outlives every operation on the socket.
+    pub(crate) fn recvmsg_multi(
+        &mut self,
+        fd: RawFd,
+        hdr: &libc::msghdr,
+        bgid: u16,
+        user_data: u64,
+    ) {
+        let e = opcode::RecvMsgMulti::new(Fd(fd), hdr, bgid)
+            .build()
+            .user_data(user_data);
+        // SAFETY: see above; the buffers come from the registered ring.
+        unsafe { self.push(e) }
+    }
+
+    /// Sends one datagram described by `hdr` (SENDMSG_ZC if `zc`). `hdr`, its iovec,
+    /// address and payload live in one boxed send-table entry that is removed only after
+    /// the result (and, for zero-copy, the notification) completion.
+    pub(crate) fn sendmsg(&mut self, fd: RawFd, hdr: &libc::msghdr, zc: bool, user_data: u64) {
+        let e = if zc {
+            opcode::SendMsgZc::new(Fd(fd), hdr)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        } else {
+            opcode::SendMsg::new(Fd(fd), hdr)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        // SAFETY: see above.
+        unsafe { self.push(e.user_data(user_data)) }
     }
 
     /// Submits what is queued and waits for at least one completion, or `timeout`.

@@ -1,0 +1,139 @@
+//! The shard's UDP side: receive completions to `on_datagram`, the send table to the ring.
+
+use io_uring::cqueue;
+use io_uring::types::RecvMsgOut;
+
+use super::Shard;
+use crate::handler::Handler;
+use crate::token::{pack, pack_shard, ConnToken, OpKind};
+use crate::udp::{parse_sockaddr, DatagramIo};
+
+impl<H: Handler> Shard<H> {
+    /// Arms the multishot recvmsg if it is not running (and the shard is not draining).
+    pub(super) fn arm_udp(&mut self) {
+        if self.ctx.draining {
+            return;
+        }
+        if let Some(port) = self.udp.as_mut() {
+            if !port.recv_armed {
+                use std::os::fd::AsRawFd;
+                self.ring.recvmsg_multi(
+                    port.fd.as_raw_fd(),
+                    &port.recv_hdr,
+                    port.bufs.bgid(),
+                    pack_shard(OpKind::UdpRecv),
+                );
+                port.recv_armed = true;
+            }
+        }
+    }
+
+    pub(super) fn on_udp_recv(&mut self, res: i32, flags: u32) {
+        let Shard {
+            udp,
+            ctx,
+            handler,
+            pieces,
+            ..
+        } = self;
+        let Some(port) = udp.as_mut() else {
+            return;
+        };
+        if !cqueue::more(flags) {
+            port.recv_armed = false;
+        }
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            port.bufs.pieces(bid, res.max(0) as u32, flags, pieces);
+            if res > 0 {
+                if let Some(p) = pieces.pieces.first() {
+                    let data = port.bufs.bytes(*p);
+                    match RecvMsgOut::parse(data, &port.recv_hdr) {
+                        Ok(msg) if !msg.is_payload_truncated() => {
+                            if let Some(peer) = parse_sockaddr(msg.name_data()) {
+                                ctx.counters.datagrams_in += 1;
+                                ctx.counters.bytes_in += msg.payload_data().len() as u64;
+                                let zero_copy_threshold = ctx.zero_copy_threshold();
+                                let mut io = DatagramIo {
+                                    sends: &mut port.sends,
+                                    counters: &mut ctx.counters,
+                                    shard: ctx.id,
+                                    now: ctx.now,
+                                    zero_copy_threshold,
+                                };
+                                handler.on_datagram(peer, msg.payload_data(), &mut io);
+                            }
+                        }
+                        // Larger than a buffer: the kernel cut it. Never pass on a cut
+                        // datagram.
+                        _ => ctx.counters.udp_truncated += 1,
+                    }
+                }
+            }
+            port.bufs.finish(pieces);
+        }
+        if res == -libc::ENOBUFS {
+            // The multishot ended; `arm_udp` re-arms it at the end of the turn, after
+            // this turn's buffers have gone back.
+            ctx.counters.enobufs += 1;
+        }
+    }
+
+    /// Submits every queued datagram.
+    pub(super) fn flush_udp(&mut self) {
+        let Some(port) = self.udp.as_mut() else {
+            return;
+        };
+        use std::os::fd::AsRawFd;
+        let fd = port.fd.as_raw_fd();
+        for key in port.sends.queued.drain(..) {
+            let Some(send) = port.sends.table.get_mut(key) else {
+                continue;
+            };
+            let token = ConnToken {
+                slot: key as u32,
+                generation: 0,
+            };
+            if send.zc {
+                // Until the result says otherwise, a notification will follow.
+                send.notif_owed = true;
+                self.ctx.counters.zc_sends += 1;
+            }
+            self.ring
+                .sendmsg(fd, &send.hdr, send.zc, pack(OpKind::UdpSend, token));
+        }
+    }
+
+    pub(super) fn on_udp_send(&mut self, token: ConnToken, res: i32, flags: u32) {
+        let Some(port) = self.udp.as_mut() else {
+            return;
+        };
+        let key = token.slot as usize;
+        let Some(send) = port.sends.table.get_mut(key) else {
+            return;
+        };
+        if cqueue::notif(flags) {
+            send.notif_owed = false;
+        } else {
+            send.done = true;
+            if !cqueue::more(flags) {
+                send.notif_owed = false;
+            }
+            if res >= 0 {
+                self.ctx.counters.datagrams_out += 1;
+                self.ctx.counters.bytes_out += res as u64;
+            } else {
+                self.ctx.counters.udp_send_errors += 1;
+            }
+        }
+        if send.done && !send.notif_owed {
+            port.sends.table.remove(key);
+        }
+    }
+
+    /// Whether the UDP side has nothing left in the kernel.
+    pub(super) fn udp_quiet(&self) -> bool {
+        self.udp
+            .as_ref()
+            .is_none_or(|p| !p.recv_armed && p.sends.table.is_empty())
+    }
+}
