@@ -47,7 +47,8 @@ pub struct Config {
     pub offload_queue: usize,
     /// CPUs to pin offload workers to (`None`: not pinned).
     pub offload_cpus: Option<Vec<usize>>,
-    /// Accept TCP connections on `listen`.
+    /// Accept TCP connections on `listen`. With neither `tcp` nor `udp`, the server
+    /// binds nothing: a client (load generator) that only makes outbound connections.
     pub tcp: bool,
     /// Receive UDP datagrams on `listen` (one SO_REUSEPORT socket per shard).
     pub udp: bool,
@@ -127,9 +128,6 @@ impl Config {
         }
         if self.max_conns_per_shard == 0 {
             return bad("max connections per shard must be at least 1".into());
-        }
-        if !self.tcp && !self.udp {
-            return bad("enable TCP, UDP or both".into());
         }
         if self.backlog == 0 {
             return bad("backlog must be at least 1".into());

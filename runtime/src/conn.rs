@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use crate::handler::Close;
+use crate::handler::{Close, Origin};
 use crate::send_queue::SendQueue;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
@@ -17,6 +17,8 @@ use crate::token::ConnToken;
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// An outbound connect is in flight; the handler has not seen the connection yet.
+    Connecting,
     /// Reading and writing.
     Open,
     /// The handler asked to close once queued output is sent; input is discarded.
@@ -58,6 +60,10 @@ pub(crate) struct ConnIo {
     pub idle_timer: Option<TimerKey>,
     /// Queued on the shard's dirty list.
     pub dirty: bool,
+    pub origin: Origin,
+    /// The address an outbound connect names; boxed so it stays put (the kernel reads it)
+    /// while the slab may move the slot.
+    pub connect_addr: Option<Box<socket2::SockAddr>>,
 }
 
 impl ConnIo {
@@ -83,6 +89,8 @@ impl ConnIo {
             last_active: now,
             idle_timer: None,
             dirty: false,
+            origin: Origin::Accepted,
+            connect_addr: None,
         }
     }
 
@@ -128,7 +136,7 @@ impl ConnIo {
                 // Keep reading (and discarding) while flushing and lingering: input
                 // left in the socket at close() would turn our FIN into a reset.
                 Phase::Flushing | Phase::Lingering => true,
-                Phase::Closed => false,
+                Phase::Connecting | Phase::Closed => false,
             }
     }
 

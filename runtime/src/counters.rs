@@ -8,6 +8,10 @@ use std::fmt;
 pub struct Counters {
     /// Connections accepted and handed to the handler.
     pub accepted: u64,
+    /// Outbound connections established.
+    pub connected: u64,
+    /// Outbound connections that failed.
+    pub connect_errors: u64,
     /// Connections closed (every cause).
     pub closed: u64,
     /// Connections accepted and closed at once because the shard was at its limit.
@@ -62,9 +66,11 @@ pub struct Counters {
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 26] {
+    pub fn fields(&self) -> [(&'static str, u64); 28] {
         [
             ("accepted", self.accepted),
+            ("connected", self.connected),
+            ("connect_errors", self.connect_errors),
             ("closed", self.closed),
             ("refused", self.refused),
             ("bytes_in", self.bytes_in),

@@ -14,9 +14,9 @@ use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::offload::{OffloadError, OffloadResult};
 use crate::shard::ShardCtx;
-use crate::udp::DatagramIo;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
+use crate::udp::DatagramIo;
 
 /// Why a connection was closed, as told to [`Handler::on_close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +87,93 @@ pub trait Handler: 'static {
     /// `conns` reaches every open connection of this shard.
     fn on_message(&mut self, _msg: &Message, _conns: &mut Conns<'_, Self::Conn>) {}
 
+    /// The shard is up, before its first turn: a client (a load generator) opens its
+    /// outbound connections and sets its shard timers here.
+    fn on_start(&mut self, _shard: &mut ShardIo<'_>) {}
+
+    /// A timer set with [`ShardIo::set_timer`] fired.
+    fn on_shard_timer(&mut self, _tag: u64, _shard: &mut ShardIo<'_>) {}
+
+    /// An outbound connection requested with `connect(addr, tag)` failed; no
+    /// `on_open` follows for it.
+    fn on_connect_failed(
+        &mut self,
+        _tag: u64,
+        _addr: SocketAddr,
+        _err: std::io::Error,
+        _shard: &mut ShardIo<'_>,
+    ) {
+    }
+
     /// A datagram arrived on the shard's UDP socket (servers built with UDP enabled).
     /// Default: dropped. See also [`crate::DatagramHandler`].
     fn on_datagram(&mut self, _peer: SocketAddr, _payload: &[u8], _io: &mut DatagramIo<'_>) {}
+}
+
+/// How a connection came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Accepted on the shard's listener.
+    Accepted,
+    /// Opened by this shard with `connect(addr, tag)`.
+    Connected {
+        /// The tag given to `connect`.
+        tag: u64,
+    },
+}
+
+/// The shard-level vocabulary: outbound connections, shard timers, stopping the server.
+pub struct ShardIo<'a> {
+    pub(crate) shard: &'a mut ShardCtx,
+}
+
+impl ShardIo<'_> {
+    /// Opens a TCP connection to `addr` from this shard. On success the handler's
+    /// `on_open` runs with [`Io::origin`] = `Connected { tag }`; on failure
+    /// `on_connect_failed` gets `tag`.
+    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
+        self.shard.pending_connects.push((addr, tag));
+    }
+
+    /// Arms a shard-level timer; [`Handler::on_shard_timer`] gets `tag`.
+    pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
+        self.shard.shard_timer(after, tag)
+    }
+
+    /// Cancels a shard-level timer.
+    pub fn cancel_timer(&mut self, key: TimerKey) -> bool {
+        self.shard.timers_cancel(key)
+    }
+
+    /// Starts a graceful shutdown of the whole server (every shard).
+    pub fn shutdown_all(&mut self) {
+        self.shard.shutdown_all();
+    }
+
+    /// Sends `msg` to every shard, this one included.
+    pub fn broadcast(&mut self, msg: Message) {
+        self.shard.broadcast(msg);
+    }
+
+    /// This shard's index.
+    pub fn shard_id(&self) -> usize {
+        self.shard.id
+    }
+
+    /// The shard's clock, read once per loop turn.
+    pub fn now(&self) -> Instant {
+        self.shard.now
+    }
+
+    /// The shard's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shard.counters
+    }
+
+    /// True once the server has started draining.
+    pub fn is_draining(&self) -> bool {
+        self.shard.draining
+    }
 }
 
 /// A message between shards: shared, immutable, of any type the protocol chooses.
@@ -283,6 +367,21 @@ impl<'a> Io<'a> {
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
         self.conn.peer
+    }
+
+    /// Whether this connection was accepted or opened by this shard.
+    pub fn origin(&self) -> Origin {
+        self.conn.origin
+    }
+
+    /// Opens another outbound connection from this shard (see [`ShardIo::connect`]).
+    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
+        self.shard.pending_connects.push((addr, tag));
+    }
+
+    /// Starts a graceful shutdown of the whole server (every shard).
+    pub fn shutdown_all(&mut self) {
+        self.shard.shutdown_all();
     }
 
     /// The index of the shard running this connection.

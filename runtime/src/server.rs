@@ -406,7 +406,11 @@ fn bound_port(sock: &Socket, addr: SocketAddr) -> SocketAddr {
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<Socket> {
-    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM.cloexec(), Some(Protocol::UDP))?;
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::DGRAM.cloexec(),
+        Some(Protocol::UDP),
+    )?;
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;

@@ -18,7 +18,7 @@ use socket2::SockRef;
 use crate::config::Config;
 use crate::conn::{ConnIo, Phase};
 use crate::counters::Counters;
-use crate::handler::{Close, ConnFn, Conns, Handler, Input, Io, Message};
+use crate::handler::{Close, ConnFn, Conns, Handler, Input, Io, Message, Origin, ShardIo};
 use crate::mailbox::{Mailboxes, ShardMsg};
 use crate::offload::{self, Job, OffloadError, Work};
 use crate::sys::buf_ring::{BufRing, Pieces};
@@ -45,6 +45,7 @@ pub(crate) enum TimerEvent {
     Linger(ConnToken),
     ResumeAccept,
     DrainDeadline,
+    Shard { tag: u64 },
 }
 
 /// The shard state handlers reach through `Io`.
@@ -65,6 +66,8 @@ pub(crate) struct ShardCtx {
     pub offload_pending: usize,
     /// The kernel has SEND_ZC / SENDMSG_ZC.
     pub send_zc: bool,
+    /// Outbound connects asked for this turn: (address, tag).
+    pub pending_connects: Vec<(std::net::SocketAddr, u64)>,
 }
 
 impl ShardCtx {
@@ -113,6 +116,17 @@ impl ShardCtx {
                 self.counters.offload_rejected += 1;
                 Err(e)
             }
+        }
+    }
+
+    pub(crate) fn shard_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
+        self.timers
+            .insert(self.now, after, TimerEvent::Shard { tag })
+    }
+
+    pub(crate) fn shutdown_all(&mut self) {
+        for mb in self.mailboxes.iter() {
+            mb.send(ShardMsg::Shutdown);
         }
     }
 
@@ -218,6 +232,7 @@ impl<H: Handler> Shard<H> {
                 offload_tx: parts.offload_tx,
                 offload_pending: 0,
                 send_zc,
+                pending_connects: Vec::new(),
             },
             handler,
             slots: Slab::new(),
@@ -243,7 +258,11 @@ impl<H: Handler> Shard<H> {
     /// Runs until shutdown completes; returns the shard's counters.
     pub(crate) fn run(mut self) -> Counters {
         self.arm_wake();
+        self.handler.on_start(&mut ShardIo {
+            shard: &mut self.ctx,
+        });
         loop {
+            self.start_connects();
             self.arm_accept();
             self.arm_udp();
             self.flush_udp();
@@ -289,6 +308,7 @@ impl<H: Handler> Shard<H> {
             && self.slots.is_empty()
             && !self.accept_armed
             && self.udp_quiet()
+            && self.ctx.pending_connects.is_empty()
             && (self.ctx.offload_pending == 0 || self.drain_expired)
         {
             self.exiting = true;
@@ -309,6 +329,7 @@ impl<H: Handler> Shard<H> {
             OpKind::Wake => self.on_wake(res),
             OpKind::UdpRecv => self.on_udp_recv(res, flags),
             OpKind::UdpSend => self.on_udp_send(token, res, flags),
+            OpKind::Connect => self.on_connect(token, res),
         }
     }
 
@@ -402,6 +423,100 @@ impl<H: Handler> Shard<H> {
         let app = self.handler.on_open(peer, &mut io);
         slot.app = Some(app);
         self.ctx.note_output(&mut slot.io);
+    }
+
+    /// Opens the outbound connections asked for since the last turn.
+    fn start_connects(&mut self) {
+        if self.ctx.pending_connects.is_empty() {
+            return;
+        }
+        for (addr, tag) in mem::take(&mut self.ctx.pending_connects) {
+            if self.ctx.draining {
+                continue;
+            }
+            let sock = match socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM.cloexec(),
+                Some(socket2::Protocol::TCP),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.ctx.counters.connect_errors += 1;
+                    self.handler.on_connect_failed(
+                        tag,
+                        addr,
+                        e,
+                        &mut ShardIo {
+                            shard: &mut self.ctx,
+                        },
+                    );
+                    continue;
+                }
+            };
+            let _ = sock.set_tcp_nodelay(true);
+            let generation = self.next_generation;
+            self.next_generation = (self.next_generation + 1) & GEN_MASK;
+            let entry = self.slots.vacant_entry();
+            let token = ConnToken {
+                slot: entry.key() as u32,
+                generation,
+            };
+            let mut io = ConnIo::new(token, sock.into(), addr, self.ctx.now);
+            io.phase = Phase::Connecting;
+            io.origin = Origin::Connected { tag };
+            io.connect_addr = Some(Box::new(socket2::SockAddr::from(addr)));
+            io.inflight = 1;
+            let slot = entry.insert(Slot { io, app: None });
+            if let Some(a) = slot.io.connect_addr.as_deref() {
+                self.ring
+                    .connect(slot.io.fd.as_raw_fd(), a, pack(OpKind::Connect, token));
+            }
+        }
+    }
+
+    fn on_connect(&mut self, token: ConnToken, res: i32) {
+        let Shard {
+            slots,
+            ctx,
+            handler,
+            ..
+        } = self;
+        let Some(slot) = live(slots, token) else {
+            return;
+        };
+        slot.io.inflight -= 1;
+        slot.io.connect_addr = None;
+        if slot.io.phase != Phase::Connecting {
+            ctx.note_output(&mut slot.io); // closed meanwhile: let service free it
+            return;
+        }
+        let Origin::Connected { tag } = slot.io.origin else {
+            return;
+        };
+        if res < 0 {
+            ctx.counters.connect_errors += 1;
+            slot.io.phase = Phase::Closed;
+            let addr = slot.io.peer;
+            ctx.note_output(&mut slot.io);
+            handler.on_connect_failed(
+                tag,
+                addr,
+                std::io::Error::from_raw_os_error(-res),
+                &mut ShardIo { shard: ctx },
+            );
+            return;
+        }
+        ctx.counters.connected += 1;
+        slot.io.phase = Phase::Open;
+        slot.io.last_active = ctx.now;
+        if let Some(t) = ctx.config.idle_timeout {
+            slot.io.idle_timer = Some(ctx.timers.insert(ctx.now, t, TimerEvent::Idle(token)));
+        }
+        let peer = slot.io.peer;
+        let mut io = Io::new(&mut slot.io, ctx);
+        let app = handler.on_open(peer, &mut io);
+        slot.app = Some(app);
+        ctx.note_output(&mut slot.io);
     }
 
     // ---- receive ---------------------------------------------------------------
@@ -646,6 +761,14 @@ impl<H: Handler> Shard<H> {
     fn on_timer(&mut self, ev: TimerEvent) {
         match ev {
             TimerEvent::ResumeAccept => self.accept_paused = false,
+            TimerEvent::Shard { tag } => {
+                self.handler.on_shard_timer(
+                    tag,
+                    &mut ShardIo {
+                        shard: &mut self.ctx,
+                    },
+                );
+            }
             TimerEvent::DrainDeadline => {
                 self.drain_expired = true;
                 self.force_close_all();
@@ -934,8 +1057,8 @@ fn start_linger<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &mut Slot
     let _ = SockRef::from(&slot.io.fd).shutdown(std::net::Shutdown::Write);
     if let Some(app) = slot.app.take() {
         handler.on_close(app, slot.io.close_why);
+        ctx.counters.closed += 1;
     }
-    ctx.counters.closed += 1;
     ctx.timers
         .insert(ctx.now, LINGER, TimerEvent::Linger(slot.io.token));
     ctx.note_output(&mut slot.io);
@@ -958,10 +1081,10 @@ fn close_conn<H: Handler>(
     if reset && !was_lingering {
         let _ = SockRef::from(&slot.io.fd).set_linger(Some(Duration::ZERO));
     }
+    // Counted once, when the handler hears of it (a lingering connection already was;
+    // one that never finished connecting never had a handler state).
     if let Some(app) = slot.app.take() {
         handler.on_close(app, slot.io.close_why);
-    }
-    if !was_lingering {
         ctx.counters.closed += 1;
     }
     slot.io.send.discard_unsent();

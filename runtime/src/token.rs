@@ -39,6 +39,8 @@ pub(crate) enum OpKind {
     UdpRecv = 7,
     /// A datagram send; the slot field is its key in the send table.
     UdpSend = 8,
+    /// An outbound connect.
+    Connect = 9,
 }
 
 impl OpKind {
@@ -52,6 +54,7 @@ impl OpKind {
             6 => OpKind::Wake,
             7 => OpKind::UdpRecv,
             8 => OpKind::UdpSend,
+            9 => OpKind::Connect,
             _ => return None,
         })
     }
@@ -92,6 +95,7 @@ mod tests {
             OpKind::Wake,
             OpKind::UdpRecv,
             OpKind::UdpSend,
+            OpKind::Connect,
         ];
         for kind in kinds {
             for (slot, generation) in [(0, 0), (1, 1), (u32::MAX, GEN_MASK), (12345, 777)] {

@@ -209,7 +209,10 @@ mod tests {
         v6.extend_from_slice(&0u32.to_be_bytes());
         v6.extend_from_slice(&"fe80::1".parse::<Ipv6Addr>().unwrap().octets());
         v6.extend_from_slice(&2u32.to_ne_bytes());
-        assert_eq!(parse_sockaddr(&v6), Some("[fe80::1%2]:443".parse().unwrap()));
+        assert_eq!(
+            parse_sockaddr(&v6),
+            Some("[fe80::1%2]:443".parse().unwrap())
+        );
 
         assert_eq!(parse_sockaddr(&[]), None);
         assert_eq!(parse_sockaddr(&v4[..6]), None);

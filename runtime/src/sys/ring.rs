@@ -173,6 +173,16 @@ impl Ring {
         unsafe { self.push(e.user_data(user_data)) }
     }
 
+    /// Connects `fd` to `addr`, which the connection's slot keeps boxed (unmoved) until
+    /// the completion arrives.
+    pub(crate) fn connect(&mut self, fd: RawFd, addr: &socket2::SockAddr, user_data: u64) {
+        let e = opcode::Connect::new(Fd(fd), addr.as_ptr().cast(), addr.len())
+            .build()
+            .user_data(user_data);
+        // SAFETY: see above: the address outlives the operation.
+        unsafe { self.push(e) }
+    }
+
     /// Cancels every request in flight on `fd`.
     pub(crate) fn cancel_fd(&mut self, fd: RawFd, user_data: u64) {
         let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
