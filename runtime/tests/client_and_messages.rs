@@ -58,6 +58,9 @@ fn start_peer(shards: usize) -> (ringmaster_runtime::Running, SocketAddr) {
     (running, addr)
 }
 
+/// Replies collected by the client: (connection tag, bytes).
+type Replies = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
 /// A client shard: opens `n` connections, sends each its request, collects replies
 /// until each has `want` bytes, then stops the client server.
 struct Client {
@@ -67,7 +70,7 @@ struct Client {
     want: usize,
     done: u64,
     failed: u64,
-    out: Arc<Mutex<Vec<(u64, Vec<u8>)>>>,
+    out: Replies,
 }
 
 struct ClientConn {
