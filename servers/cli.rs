@@ -20,7 +20,7 @@ pub struct ServerArgs {
 
     /// CPUs to pin shards to, e.g. 0,1 or 0-3 (shard i gets the i-th, wrapping) [default: all online CPUs]
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
 
     /// Listen backlog (accept-queue length) per shard [default: net.core.somaxconn]
     #[arg(long, value_name = "N")]
@@ -70,17 +70,21 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     pub offload_threads: Option<usize>,
 
-    /// Jobs the offload queue holds; past it new jobs are refused at once (HTTP: 503)
+    /// Jobs the offload queue holds (at least 1); past it new jobs are refused at once (HTTP: 503)
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub offload_queue: usize,
 
     /// CPUs to pin offload workers to, e.g. 1 or 2-3 (worker i gets the i-th, wrapping) [default: not pinned]
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
-    pub offload_cpus: Option<Vec<usize>>,
+    pub offload_cpus: Option<CpuList>,
 }
 
+/// A list of CPU numbers (a newtype, so clap takes `0,2-3` as one value, not many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
 /// Parses `0,2,4-7`.
-fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || format!("'{part}' is not a CPU number or range (use e.g. 0,1 or 0-3)");
@@ -99,7 +103,7 @@ fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     if out.is_empty() {
         return Err("the CPU list is empty (use e.g. 0,1 or 0-3)".into());
     }
-    Ok(out)
+    Ok(CpuList(out))
 }
 
 impl ServerArgs {
@@ -107,7 +111,7 @@ impl ServerArgs {
     pub fn builder(&self) -> ServerBuilder {
         let mut b = Server::builder()
             .listen(self.listen)
-            .cpus(self.cpus.clone())
+            .cpus(self.cpus.clone().map(|c| c.0))
             .max_conns_per_shard(self.max_conns)
             .buf_ring_entries(self.buffers)
             .buf_size(self.buffer_size)
@@ -121,11 +125,11 @@ impl ServerArgs {
             .recv_bundles(!self.no_recv_bundles)
             .buf_incremental(!self.no_incremental_buffers)
             .offload_queue(self.offload_queue)
-            .offload_cpus(self.offload_cpus.clone());
+            .offload_cpus(self.offload_cpus.clone().map(|c| c.0));
         if let Some(n) = self.offload_threads {
             b = b.offload_threads(n);
         }
-        let shards = self.shards.or_else(|| self.cpus.as_ref().map(Vec::len));
+        let shards = self.shards.or_else(|| self.cpus.as_ref().map(|c| c.0.len()));
         if let Some(n) = shards {
             b = b.shards(n);
         }
@@ -183,8 +187,8 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpus("0").unwrap(), vec![0]);
-        assert_eq!(parse_cpus("0,2, 5-7").unwrap(), vec![0, 2, 5, 6, 7]);
+        assert_eq!(parse_cpus("0").unwrap().0, vec![0]);
+        assert_eq!(parse_cpus("0,2, 5-7").unwrap().0, vec![0, 2, 5, 6, 7]);
         assert!(parse_cpus("").is_err());
         assert!(parse_cpus("a").is_err());
         assert!(parse_cpus("3-1").is_err());

@@ -320,6 +320,20 @@ fn sigterm_lets_transfers_in_flight_complete_and_exits_zero() {
 }
 
 #[test]
+fn pinned_shards_start_on_the_cpus_given() {
+    let mut srv = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--cpus", "0"]);
+    let line = srv
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("listening on"))
+        .unwrap();
+    assert!(line.contains("1 shard, cpus 0,"), "{line}");
+    let (sent, got) = echo_roundtrip(srv.addr, b"pinned".to_vec(), 4);
+    assert_eq!(sent, got);
+    assert!(srv.stop().success());
+}
+
+#[test]
 fn ipv6_loopback() {
     let mut srv = ServerProc::start(&["echo", "--listen", "[::1]:0", "--shards", "2"]);
     assert!(srv.addr.is_ipv6());
