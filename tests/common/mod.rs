@@ -23,13 +23,18 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts `ringmaster <args>` and waits (at most 30 s) for its `listening on` line.
     pub fn start(args: &[&str]) -> ServerProc {
-        let mut child = Command::new(bin())
+        let child = Command::new(bin())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn ringmaster");
+        Self::adopt(child)
+    }
+
+    /// Takes over a spawned server (stderr piped) and waits for its `listening on` line.
+    pub fn adopt(mut child: Child) -> ServerProc {
         let stderr = child.stderr.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -60,6 +65,11 @@ impl ServerProc {
             }
         };
         ServerProc { child, addr, lines }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn pid(&self) -> u32 {
