@@ -129,7 +129,9 @@ impl ServerArgs {
         if let Some(n) = self.offload_threads {
             b = b.offload_threads(n);
         }
-        let shards = self.shards.or_else(|| self.cpus.as_ref().map(|c| c.0.len()));
+        let shards = self
+            .shards
+            .or_else(|| self.cpus.as_ref().map(|c| c.0.len()));
         if let Some(n) = shards {
             b = b.shards(n);
         }

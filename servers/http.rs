@@ -9,23 +9,38 @@
 //!   paced by the connection's write backlog, so large ones go out zero-copy without
 //!   ever holding the whole body
 //! - `GET /delay/MS` → answered after MS milliseconds (at most 60 s) from a runtime timer
+//! - `GET /compute/N` → N rounds of a 64-bit mix ([`compute`], N at most
+//!   [`MAX_COMPUTE_ROUNDS`], else 400) run on the offload pool, answered with
+//!   `N HASH\n` (HASH in 16 hex digits) once the job is done; the shard serves other
+//!   requests meanwhile. Pool queue full → 503 with `Retry-After: 1`; no pool → 503.
+//! - `GET /compute/panic` → **deliberate fault injection**: a job that panics on the
+//!   pool, answered 500, so tests (and operators) can see that a panicking job costs one
+//!   response and nothing else. It runs only user-invisible code and holds no resource.
 //! - `GET /stats` → this shard's runtime and HTTP counters as JSON
 //! - anything else 404; a known path with the wrong method 405 with `Allow`.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::Args;
-use ringmaster_protocols::http1::{App, Exchange, Http, Limits, Request, Response};
+use ringmaster_protocols::http1::{App, Exchange, FieldSet, Http, Limits, Request, Response};
+use ringmaster_runtime::{OffloadError, OffloadResult};
 
-use crate::cli::{run_server, ServerArgs};
+use ringmaster_protocols::tls::TlsOptions;
+
+use crate::cli::ServerArgs;
+use crate::tls::{run_maybe_tls, TlsArgs};
 
 /// Flags of `ringmaster http`: the common server flags plus one per HTTP limit.
 #[derive(Args, Debug, Clone)]
 pub struct HttpArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Longest request line in bytes; a longer one gets 414
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_request_line)]
@@ -83,9 +98,13 @@ impl HttpArgs {
 /// Runs the HTTP server until SIGINT/SIGTERM.
 pub fn run(args: &HttpArgs) -> ExitCode {
     let limits = args.limits();
-    run_server("http", args.server.builder(), move |_shard| {
-        Http::new(BenchApp, limits.clone())
-    })
+    run_maybe_tls(
+        "http",
+        args.server.builder(),
+        &args.tls,
+        TlsOptions::http1(),
+        move |_shard| Http::new(BenchApp, limits.clone()),
+    )
 }
 
 /// Largest body `/bytes/N` sends.
@@ -97,9 +116,30 @@ const MAX_DELAY_MS: u64 = 60_000;
 
 const TEXT: &[(&str, &str)] = &[("Content-Type", "text/plain")];
 const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+/// [`TEXT`] and [`JSON`] checked and encoded once, for the benchmark routes.
+static TEXT_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(TEXT));
+static JSON_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(JSON));
 const OCTETS: &[(&str, &str)] = &[("Content-Type", "application/octet-stream")];
 const ALLOW_GET: &[(&str, &str)] = &[("Allow", "GET, HEAD"), ("Content-Type", "text/plain")];
 const ALLOW_POST: &[(&str, &str)] = &[("Allow", "POST"), ("Content-Type", "text/plain")];
+const BUSY: &[(&str, &str)] = &[("Retry-After", "1"), ("Content-Type", "text/plain")];
+
+/// Most rounds `/compute/N` runs (a few tenths of a second of one core), so one request
+/// cannot occupy a worker for long.
+pub const MAX_COMPUTE_ROUNDS: u64 = 100_000_000;
+
+/// The `/compute/N` job: N rounds of splitmix64's finaliser, seeded with N. Each round
+/// depends on the last, so the compiler cannot shortcut it; clients can check the answer.
+pub fn compute(n: u64) -> u64 {
+    let mut x = n;
+    for _ in 0..n {
+        let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x = z ^ (z >> 31);
+    }
+    x
+}
 
 /// The routes above; stateless, one per shard.
 #[derive(Debug, Default, Clone, Copy)]
@@ -112,6 +152,8 @@ pub enum Task {
     Delay,
     /// `/bytes/N`: this many bytes still to queue, one piece per writable callback.
     Bytes { left: u64 },
+    /// `/compute/N`: the job is on the offload pool.
+    Compute { n: u64 },
 }
 
 impl App for BenchApp {
@@ -122,11 +164,12 @@ impl App for BenchApp {
         let get = matches!(req.method(), "GET" | "HEAD");
         match path {
             "/plaintext" if get => {
-                ex.respond(Response::new(200).fields(TEXT).body(b"Hello, World!"));
+                let res = Response::new(200).field_set(&TEXT_SET);
+                ex.respond(res.body(b"Hello, World!"));
             }
             "/json" if get => {
                 let body = br#"{"message":"Hello, World!"}"#;
-                ex.respond(Response::new(200).fields(JSON).body(body));
+                ex.respond(Response::new(200).field_set(&JSON_SET).body(body));
             }
             "/echo" if req.method() == "POST" => {
                 ex.respond(Response::new(200).fields(OCTETS).body(req.body()));
@@ -145,6 +188,13 @@ impl App for BenchApp {
                     }
                     return bytes(n, ex);
                 }
+                if let Some(n) = path.strip_prefix("/compute/") {
+                    if !get {
+                        method_not_allowed(ex, ALLOW_GET);
+                        return None;
+                    }
+                    return offload_compute(n, ex);
+                }
                 if let Some(ms) = path.strip_prefix("/delay/") {
                     if !get {
                         method_not_allowed(ex, ALLOW_GET);
@@ -161,6 +211,22 @@ impl App for BenchApp {
     fn on_timer(&mut self, task: &mut Task, _tag: u32, ex: &mut Exchange<'_>) {
         if let Task::Delay = task {
             ex.respond(Response::new(200).fields(TEXT).body(b"OK"));
+        }
+    }
+
+    fn on_offload_done(&mut self, task: &mut Task, result: OffloadResult, ex: &mut Exchange<'_>) {
+        let Task::Compute { n } = *task else {
+            return;
+        };
+        match result.map(|v| v.downcast::<u64>()) {
+            Ok(Ok(hash)) => {
+                let body = format!("{n} {:016x}\n", *hash);
+                ex.respond(Response::new(200).fields(TEXT).body(body.as_bytes()));
+            }
+            Ok(Err(_)) | Err(_) => {
+                let body = b"Internal Server Error: the offloaded job failed\n";
+                ex.respond(Response::new(500).fields(TEXT).body(body));
+            }
         }
     }
 
@@ -212,6 +278,36 @@ fn send_piece(left: &mut u64, ex: &mut Exchange<'_>) {
     }
 }
 
+/// `/compute/N` (or the fault-injection `/compute/panic`): hands the job to the pool.
+fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
+    let submitted = if n == "panic" {
+        // Deliberate fault injection (see the module docs): this job always panics.
+        ex.offload(|| -> u64 { panic!("fault injection: /compute/panic") })
+            .map(|()| 0)
+    } else {
+        match n.parse::<u64>() {
+            Ok(n) if n <= MAX_COMPUTE_ROUNDS => ex.offload(move || compute(n)).map(|()| n),
+            _ => {
+                bad_request(ex, "N must be a number of rounds of at most 100000000\n");
+                return None;
+            }
+        }
+    };
+    match submitted {
+        Ok(n) => Some(Task::Compute { n }),
+        Err(OffloadError::QueueFull) => {
+            let body = b"Service Unavailable: the offload queue is full, retry\n";
+            ex.respond(Response::new(503).fields(BUSY).body(body));
+            None
+        }
+        Err(OffloadError::NoPool) => {
+            let body = b"Service Unavailable: no offload pool (--offload-threads 0)\n";
+            ex.respond(Response::new(503).fields(TEXT).body(body));
+            None
+        }
+    }
+}
+
 /// `/delay/MS`: a timer on the shard, no thread sleeps.
 fn delay(ms: &str, ex: &mut Exchange<'_>) -> Option<Task> {
     match ms.parse::<u64>() {
@@ -244,4 +340,60 @@ fn stats(ex: &mut Exchange<'_>) -> String {
     }
     s.push_str("}}");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringmaster_protocols::http1::sim::SimConn;
+
+    fn get(c: &mut SimConn<BenchApp>, path: &str) {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        c.send(&mut BenchApp, req.as_bytes());
+    }
+
+    fn output(c: &mut SimConn<BenchApp>) -> String {
+        String::from_utf8(c.take_output()).unwrap()
+    }
+
+    #[test]
+    fn compute_is_deterministic_and_depends_on_n() {
+        assert_eq!(compute(0), 0);
+        assert_eq!(compute(3), compute(3));
+        assert_ne!(compute(3), compute(4));
+    }
+
+    #[test]
+    fn compute_route_answers_from_the_pool() {
+        let mut c = SimConn::new(Limits::default());
+        get(&mut c, "/compute/1000");
+        get(&mut c, "/plaintext");
+        assert_eq!(output(&mut c), "", "the plaintext answer waits its turn");
+        c.run_offloads(&mut BenchApp, 4);
+        let out = output(&mut c);
+        let want = format!("\r\n\r\n1000 {:016x}\n", compute(1000));
+        assert!(out.contains(&want), "{out}");
+        assert!(out.ends_with("Hello, World!"), "{out}");
+    }
+
+    #[test]
+    fn compute_limits_busy_and_faults() {
+        let mut c = SimConn::new(Limits::default());
+        get(&mut c, &format!("/compute/{}", MAX_COMPUTE_ROUNDS + 1));
+        assert!(output(&mut c).starts_with("HTTP/1.1 400 "));
+
+        c.set_offload_queue(0);
+        get(&mut c, "/compute/5");
+        let out = output(&mut c);
+        assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+        assert!(out.contains("\r\nRetry-After: 1\r\n"), "{out}");
+
+        c.set_offload_queue(8);
+        get(&mut c, "/compute/panic");
+        c.run_offloads(&mut BenchApp, 4);
+        assert!(output(&mut c).starts_with("HTTP/1.1 500 "));
+        get(&mut c, "/plaintext");
+        assert!(output(&mut c).starts_with("HTTP/1.1 200 "));
+        assert!(!c.is_closed());
+    }
 }

@@ -7,7 +7,9 @@ use clap::{error::ErrorKind, Parser, Subcommand};
 mod cli;
 mod echo;
 mod http;
+mod tls;
 mod udp_echo;
+mod ws;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,6 +32,8 @@ enum Command {
     /// UDP echo server: every datagram goes back to its sender
     #[command(name = "udp-echo")]
     UdpEcho(udp_echo::UdpEchoArgs),
+    /// WebSocket server (RFC 6455, via HTTP/1.1 upgrade): echoes every message, or with --broadcast sends it to every connection on every shard
+    Ws(ws::WsArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(args),
         Command::Http(args) => http::run(args),
         Command::UdpEcho(args) => udp_echo::run(args),
+        Command::Ws(args) => ws::run(args),
     }
 }
 

@@ -176,3 +176,31 @@ fn a_second_signal_exits_at_once() {
     let status = srv.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn sigint_drains_even_when_the_shell_started_it_with_sigint_ignored() {
+    // Non-interactive shells start background jobs with SIGINT ignored; the server must
+    // still drain on it.
+    let script = format!(
+        "trap '' INT; exec {} echo --listen 127.0.0.1:0 --shards 1",
+        bin()
+    );
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut srv = ServerProc::adopt(child);
+    let mut s = connect(srv.addr);
+    assert!(echo_once(&mut s, b"hi"));
+    drop(s);
+    srv.signal("INT");
+    let status = srv
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits on SIGINT");
+    assert!(status.success(), "{status:?}");
+    assert!(srv.stderr().iter().any(|l| l.contains("SIGINT received")));
+}

@@ -71,7 +71,8 @@ fn oversize_datagram_is_counted_and_not_echoed() {
         "2048",
     ]);
     let s = client("127.0.0.1:0");
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     s.send_to(&vec![7u8; 4000], srv.addr).unwrap();
     let mut buf = [0u8; 8192];
     assert!(s.recv_from(&mut buf).is_err(), "a cut datagram was echoed");

@@ -6,5 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod echo;
-pub mod udp_echo;
 pub mod http1;
+pub mod tls;
+pub mod udp_echo;
+pub mod websocket;

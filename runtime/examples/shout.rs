@@ -43,7 +43,9 @@ impl Handler for Shout {
         // Consume whole lines only; a partial line stays in the runtime's carry-over and
         // comes back, followed by the next bytes, on the next call.
         while let Some(end) = input.bytes().iter().position(|&b| b == b'\n') {
-            let line = String::from_utf8_lossy(&input.bytes()[..end]).trim().to_string();
+            let line = String::from_utf8_lossy(&input.bytes()[..end])
+                .trim()
+                .to_string();
             input.consume(end + 1);
             self.lines += 1;
             self.answer(&line, io);

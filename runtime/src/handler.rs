@@ -179,15 +179,22 @@ impl ShardIo<'_> {
 /// A message between shards: shared, immutable, of any type the protocol chooses.
 pub type Message = Arc<dyn Any + Send + Sync>;
 
-/// A callback run for one connection.
-pub(crate) type ConnFn<'f, C> = dyn FnMut(&mut C, &mut Io<'_>) + 'f;
+/// A callback run for one connection (see [`Conns`]).
+pub type ConnFn<'f, C> = dyn FnMut(&mut C, &mut Io<'_>) + 'f;
 
 /// Every open connection of a shard, for [`Handler::on_message`].
 pub struct Conns<'a, C> {
     pub(crate) visit: &'a mut dyn for<'f> FnMut(&mut ConnFn<'f, C>),
 }
 
-impl<C> Conns<'_, C> {
+impl<'a, C> Conns<'a, C> {
+    /// Wraps a visitor that calls the callback it is given once for every open
+    /// connection, with that connection's state and `Io`. For wrapping protocols (TLS)
+    /// that forward [`Handler::on_message`] to their inner protocol's connections.
+    pub fn new(visit: &'a mut dyn for<'f> FnMut(&mut ConnFn<'f, C>)) -> Self {
+        Conns { visit }
+    }
+
     /// Calls `f` for every open connection of this shard.
     pub fn for_each(&mut self, mut f: impl FnMut(&mut C, &mut Io<'_>)) {
         (self.visit)(&mut f)
@@ -331,7 +338,8 @@ impl<'a> Io<'a> {
         self.shard.note_output(self.conn);
     }
 
-    /// Undoes [`Io::pause_reading`]; bytes left unconsumed are shown again at once.
+    /// Undoes [`Io::pause_reading`]; `on_data` runs again at once with the bytes left
+    /// unconsumed (possibly none).
     pub fn resume_reading(&mut self) {
         if self.conn.user_paused {
             self.conn.user_paused = false;

@@ -43,7 +43,7 @@ mod udp;
 pub use config::{Config, ServerBuilder};
 pub use counters::Counters;
 pub use error::Error;
-pub use handler::{Close, Conns, Handler, Input, Io, Message, Origin, ShardIo};
+pub use handler::{Close, ConnFn, Conns, Handler, Input, Io, Message, Origin, ShardIo};
 pub use offload::{OffloadError, OffloadPanic, OffloadResult};
 pub use server::{Features, Report, Running, Server, ShardFeatures, ShutdownHandle};
 pub use sys::ring::{RingFeatures, TaskRunMode};

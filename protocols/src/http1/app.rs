@@ -2,18 +2,20 @@
 //!
 //! This module owns the shape of one request/response exchange as the application sees
 //! it: answer at once, stream a chunked body, or keep a task and answer later (from a
-//! timer or a writable-again callback). It knows nothing of sockets or of the runtime:
+//! timer, an offloaded job's result or a writable-again callback). It knows nothing of sockets or of the runtime:
 //! output goes through the crate-private `Port`, which the runtime glue and the tests
 //! each implement. Ordering of pipelined responses is not its concern either: an
 //! exchange whose turn has not come writes into its own held buffer, and the connection
 //! state machine releases it in order.
 
+use std::any::Any;
 use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::Counters;
+use ringmaster_runtime::{Counters, OffloadError, OffloadPanic, OffloadResult};
 
-use super::encode::{self, ConnField, Framing, DATE_LEN};
+use super::encode::{self, ConnField, FieldSet, Fields, Framing, DATE_LEN};
 use super::head::{absolute_parts, RawHeader, Version};
 use super::limits::HttpCounters;
 
@@ -23,7 +25,7 @@ use super::limits::HttpCounters;
 /// [`Exchange::respond`], or [`Exchange::start_stream`] followed eventually by
 /// [`Exchange::finish`]. An exchange not finished when [`App::on_request`] returns needs a
 /// [`App::Task`]: the state with which the protocol calls the application back
-/// ([`App::on_timer`], [`App::on_writable`]) until it finishes. Responses leave in
+/// ([`App::on_timer`], [`App::on_offload_done`], [`App::on_writable`]) until it finishes. Responses leave in
 /// request order whatever order the application finishes them in.
 ///
 /// No callback may block: this runs on a shard's event loop.
@@ -38,6 +40,20 @@ pub trait App: 'static {
 
     /// A timer set with [`Exchange::set_timer`] for this task fired with `tag`.
     fn on_timer(&mut self, _task: &mut Self::Task, _tag: u32, _ex: &mut Exchange<'_>) {}
+
+    /// A job given to [`Exchange::offload`] for this task finished on the worker pool:
+    /// `result` holds the job's return value (downcast it to the type the job returned)
+    /// or, if the job panicked, the panic. Runs on the connection's shard. Not called if
+    /// the connection closed in the meantime ([`App::on_cancel`] gets the task instead)
+    /// or if the exchange had already finished. An application that offloads must
+    /// implement this: the default does nothing, which leaves the exchange unanswered.
+    fn on_offload_done(
+        &mut self,
+        _task: &mut Self::Task,
+        _result: OffloadResult,
+        _ex: &mut Exchange<'_>,
+    ) {
+    }
 
     /// The connection's output drained after [`Exchange::want_writable`]; the place to
     /// produce the next part of a large streamed body. Only the exchange whose response
@@ -78,7 +94,11 @@ impl<'a> Request<'a> {
         } else {
             absolute_parts(self.target).unwrap_or(self.target)
         };
-        t.split_once('?').map_or(t, |(p, _)| p)
+        // A byte scan: cheaper than `split_once` for the short paths of most requests.
+        match t.bytes().position(|b| b == b'?') {
+            Some(i) => t.get(..i).unwrap_or(t),
+            None => t,
+        }
     }
 
     /// The query string after `?`, if any.
@@ -136,7 +156,7 @@ pub enum Body<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response<'a> {
     status: u16,
-    fields: &'a [(&'a str, &'a str)],
+    fields: Fields<'a>,
     body: Body<'a>,
 }
 
@@ -145,7 +165,7 @@ impl<'a> Response<'a> {
     pub fn new(status: u16) -> Self {
         Response {
             status,
-            fields: &[],
+            fields: Fields::List(&[]),
             body: Body::Bytes(&[]),
         }
     }
@@ -157,9 +177,17 @@ impl<'a> Response<'a> {
             .body(text.as_bytes())
     }
 
-    /// Sets the application's header fields.
+    /// Sets the application's header fields (checked as they are written; see
+    /// [`Response::field_set`] for fields sent with many responses).
     pub fn fields(mut self, fields: &'a [(&'a str, &'a str)]) -> Self {
-        self.fields = fields;
+        self.fields = Fields::List(fields);
+        self
+    }
+
+    /// Sets the application's header fields from a [`FieldSet`], checked and encoded
+    /// once when it was made: the cheap way for fields that many responses share.
+    pub fn field_set(mut self, set: &'a FieldSet) -> Self {
+        self.fields = Fields::Set(set);
         self
     }
 
@@ -269,6 +297,51 @@ pub(crate) trait Port {
     fn runtime_counters(&self) -> Option<&Counters> {
         None
     }
+    /// Hands a job to the worker pool; its result comes back through
+    /// `Conn::offload_done`. Never blocks. Default: no pool.
+    fn offload(&mut self, _job: OffloadJob) -> Result<(), OffloadError> {
+        Err(OffloadError::NoPool)
+    }
+}
+
+/// A job as the protocol hands it to the driver: already wrapped so that its result (or
+/// its panic) comes back as a [`Routed`] naming its exchange.
+pub(crate) type OffloadJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+
+/// An offloaded job's outcome, labelled with the exchange it belongs to.
+///
+/// The runtime routes a result to its connection; the protocol routes it on to the
+/// exchange by `seq`, as it does for timers. Panics are caught inside the job (not left
+/// to the pool) so that a panic, too, knows its exchange.
+pub(crate) struct Routed {
+    pub(crate) seq: u32,
+    pub(crate) result: OffloadResult,
+}
+
+/// Wraps an application job for the pool: runs it under `catch_unwind` and labels the
+/// outcome with `seq`.
+pub(crate) fn wrap_job<F, R>(seq: u32, job: F) -> OffloadJob
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Any + Send,
+{
+    Box::new(move || {
+        let result = catch_unwind(AssertUnwindSafe(job))
+            .map(|v| Box::new(v) as Box<dyn Any + Send>)
+            .map_err(|payload| OffloadPanic {
+                message: panic_message(payload.as_ref()),
+            });
+        Box::new(Routed { seq, result }) as Box<dyn Any + Send>
+    })
+}
+
+/// The text of a panic payload (`&str` or `String`), as the pool reports it.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
 }
 
 /// Output held back for an exchange whose turn has not come yet.
@@ -413,8 +486,14 @@ impl<'x> Exchange<'x> {
                 } else {
                     Framing::Length(v.len() as u64)
                 };
-                let dropped =
-                    encode::write_head(self.out(), res.status, &date, framing, conn, res.fields);
+                let dropped = encode::write_head_fields(
+                    self.out(),
+                    res.status,
+                    &date,
+                    framing,
+                    conn,
+                    res.fields,
+                );
                 self.note_dropped(dropped);
                 if !head_only && !no_body {
                     self.owned(v);
@@ -561,6 +640,29 @@ impl<'x> Exchange<'x> {
     pub fn set_timer(&mut self, after: Duration, tag: u32) {
         let tag = app_timer_tag(self.st.seq, tag);
         self.port.set_timer(after, tag);
+    }
+
+    /// Runs `job` on the runtime's worker pool (CPU-bound work that must not hold up the
+    /// shard); [`App::on_offload_done`] gets this exchange's task and the job's value
+    /// (boxed; downcast it to `R`), or the panic if the job panicked, on this shard.
+    /// Responses to later pipelined requests wait for this one, as always.
+    ///
+    /// Never blocks: when the pool's queue is full it fails at once with
+    /// [`OffloadError::QueueFull`] (answer 503 with `Retry-After`), and without a pool
+    /// with [`OffloadError::NoPool`]; the job is then dropped unrun. The application must
+    /// return a task from [`App::on_request`] for the result to be delivered.
+    pub fn offload<F, R>(&mut self, job: F) -> Result<(), OffloadError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Any + Send,
+    {
+        let r = self.port.offload(wrap_job(self.st.seq, job));
+        if r.is_ok() {
+            self.port.counters().offload_submitted += 1;
+        } else {
+            self.port.counters().offload_refused += 1;
+        }
+        r
     }
 
     /// Asks for one [`App::on_writable`] call once queued output has drained.

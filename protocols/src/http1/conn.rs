@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::app::{App, ExState, Exchange, Held, Phase, Port, Request, Response, SEQ_MASK};
+use super::app::{App, ExState, Exchange, Held, Phase, Port, Request, Response, Routed, SEQ_MASK};
 use super::body::{BodyError, ChunkedDecoder};
 use super::encode::{self, ConnField};
 use super::head::{header_buf, parse_head, BodyKind, Head, HeadError, Version};
@@ -394,7 +394,7 @@ impl<T> Conn<T> {
         self.head_since = None;
         let date = *port.date();
         let body = encode::reason(status).as_bytes();
-        let fields = &[("Content-Type", "text/plain")];
+        let fields = encode::Fields::List(&[("Content-Type", "text/plain")]);
         if self.queue.is_empty() {
             encode::write_simple(
                 port.buf(),
@@ -490,6 +490,40 @@ impl<T> Conn<T> {
             if let Some(t) = task.as_mut() {
                 let mut ex = Exchange::new(port, (i != 0).then_some(held), st);
                 app.on_timer(t, tag, &mut ex);
+            }
+            if st.phase == Phase::Done {
+                *task = None;
+            }
+        }
+        self.advance(app, limits, port);
+    }
+
+    /// An offloaded job's result came back for the exchange it names. A result for an
+    /// exchange that already finished is counted and dropped.
+    pub(crate) fn offload_done<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        routed: Routed,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let Routed { seq, result } = routed;
+        if result.is_err() {
+            port.counters().offload_panicked += 1;
+        }
+        let slot = self
+            .queue
+            .iter()
+            .position(|s| s.st.seq == seq && s.task.is_some());
+        let Some(i) = slot else {
+            port.counters().offload_stale += 1;
+            return;
+        };
+        port.counters().offload_delivered += 1;
+        if let Some(Slot { st, task, held }) = self.queue.get_mut(i) {
+            if let Some(t) = task.as_mut() {
+                let mut ex = Exchange::new(port, (i != 0).then_some(held), st);
+                app.on_offload_done(t, result, &mut ex);
             }
             if st.phase == Phase::Done {
                 *task = None;

@@ -178,6 +178,26 @@ pub enum ConnField {
 
 /// Appends `n` in decimal.
 pub fn put_u64(buf: &mut Vec<u8>, mut n: u64) {
+    // Fast paths for the common sizes (a Content-Length of a small body): one append.
+    if n < 10 {
+        buf.push(b'0' + n as u8);
+        return;
+    }
+    if n < 100 {
+        buf.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        return;
+    }
+    if n < 10_000 {
+        let d = [
+            b'0' + (n / 1000) as u8,
+            b'0' + (n / 100 % 10) as u8,
+            b'0' + (n / 10 % 10) as u8,
+            b'0' + (n % 10) as u8,
+        ];
+        let skip = if n < 1000 { 1 } else { 0 };
+        buf.extend_from_slice(&d[skip..]);
+        return;
+    }
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
     loop {
@@ -206,17 +226,46 @@ fn put_hex(buf: &mut Vec<u8>, mut n: u64) {
     buf.extend_from_slice(&tmp[i..]);
 }
 
+/// `tchar` of RFC 9110 5.6.2, as a table (a field name is checked per response, so this
+/// is on the hot path).
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
 /// True if the application may send this field: a token name, a value free of control
 /// bytes, and not one of the fields the protocol owns.
 pub fn field_allowed(name: &str, value: &str) -> bool {
     let n = name.as_bytes();
-    let token = !n.is_empty()
-        && n.iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let token = !n.is_empty() && n.iter().all(|&b| TCHAR[usize::from(b)]);
+    // Non-short-circuiting fold: no early exit, so the loop is branch-free.
     let clean = value
         .as_bytes()
         .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        .fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)));
     // Dispatch on length first: most application fields match none of these lengths.
     let owned = match n.len() {
         4 => n.eq_ignore_ascii_case(b"date"),
@@ -229,6 +278,56 @@ pub fn field_allowed(name: &str, value: &str) -> bool {
     token && clean && !owned
 }
 
+/// Response header fields checked and encoded once, for responses sent many times.
+///
+/// [`field_allowed`] runs over every byte of every field of every response built from a
+/// plain list; a `FieldSet` is checked (and its refused fields dropped) when it is made,
+/// and each response then costs one copy of its encoded bytes. Build it once (per shard,
+/// or in a `static`) and pass it with `Response::field_set`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldSet {
+    /// `\r\nName: value` for each allowed field, in order.
+    encoded: Vec<u8>,
+    dropped: usize,
+}
+
+impl FieldSet {
+    /// Checks and encodes `fields`; refused ones (see [`field_allowed`]) are left out and
+    /// counted in [`FieldSet::dropped`].
+    pub fn new(fields: &[(&str, &str)]) -> Self {
+        let mut set = FieldSet::default();
+        for &(name, value) in fields {
+            if field_allowed(name, value) {
+                push_field(&mut set.encoded, name, value);
+            } else {
+                set.dropped += 1;
+            }
+        }
+        set
+    }
+
+    /// How many of the fields given to [`FieldSet::new`] were refused.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+}
+
+/// The application's fields for one response head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fields<'a> {
+    /// A list, checked with [`field_allowed`] as it is written.
+    List(&'a [(&'a str, &'a str)]),
+    /// Fields checked and encoded once.
+    Set(&'a FieldSet),
+}
+
+fn push_field(buf: &mut Vec<u8>, name: &str, value: &str) {
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(b": ");
+    buf.extend_from_slice(value.as_bytes());
+}
+
 /// Appends a response head. Returns how many application fields were dropped by
 /// [`field_allowed`].
 pub fn write_head(
@@ -239,15 +338,36 @@ pub fn write_head(
     conn: ConnField,
     fields: &[(&str, &str)],
 ) -> usize {
+    write_head_fields(buf, status, date, framing, conn, Fields::List(fields))
+}
+
+/// [`write_head`] for either kind of [`Fields`]. Returns how many application fields
+/// were dropped (for a [`FieldSet`], the ones dropped when it was made).
+pub fn write_head_fields(
+    buf: &mut Vec<u8>,
+    status: u16,
+    date: &[u8; DATE_LEN],
+    framing: Framing,
+    conn: ConnField,
+    fields: Fields<'_>,
+) -> usize {
     let status = status.clamp(100, 999);
     // One reservation for the fixed part and the fields, instead of a check per piece.
-    let fields_len: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let fields_len: usize = match fields {
+        Fields::List(list) => list.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+        Fields::Set(set) => set.encoded.len(),
+    };
     buf.reserve(128 + fields_len);
-    buf.extend_from_slice(b"HTTP/1.1 ");
-    put_u64(buf, u64::from(status));
-    buf.push(b' ');
-    buf.extend_from_slice(reason(status).as_bytes());
-    buf.extend_from_slice(b"\r\nServer: ringmaster\r\nDate: ");
+    match status_prefix(status) {
+        Some(prefix) => buf.extend_from_slice(prefix),
+        None => {
+            buf.extend_from_slice(b"HTTP/1.1 ");
+            put_u64(buf, u64::from(status));
+            buf.push(b' ');
+            buf.extend_from_slice(reason(status).as_bytes());
+            buf.extend_from_slice(b"\r\nServer: ringmaster\r\nDate: ");
+        }
+    }
     buf.extend_from_slice(date);
     match framing {
         Framing::Length(n) => {
@@ -263,18 +383,50 @@ pub fn write_head(
         ConnField::KeepAlive => buf.extend_from_slice(b"\r\nConnection: keep-alive"),
     }
     let mut dropped = 0;
-    for &(name, value) in fields {
-        if field_allowed(name, value) {
-            buf.extend_from_slice(b"\r\n");
-            buf.extend_from_slice(name.as_bytes());
-            buf.extend_from_slice(b": ");
-            buf.extend_from_slice(value.as_bytes());
-        } else {
-            dropped += 1;
+    match fields {
+        Fields::List(list) => {
+            for &(name, value) in list {
+                if field_allowed(name, value) {
+                    push_field(buf, name, value);
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+        Fields::Set(set) => {
+            buf.extend_from_slice(&set.encoded);
+            dropped = set.dropped;
         }
     }
     buf.extend_from_slice(b"\r\n\r\n");
     dropped
+}
+
+/// The start of a response head up to the `Date` value, ready-made for the most common
+/// statuses (one copy instead of formatting the status line each time).
+fn status_prefix(status: u16) -> Option<&'static [u8]> {
+    macro_rules! prefix {
+        ($code:literal $reason:literal) => {
+            concat!(
+                "HTTP/1.1 ",
+                $code,
+                " ",
+                $reason,
+                "\r\nServer: ringmaster\r\nDate: "
+            )
+            .as_bytes()
+        };
+    }
+    Some(match status {
+        200 => prefix!("200" "OK"),
+        204 => prefix!("204" "No Content"),
+        304 => prefix!("304" "Not Modified"),
+        400 => prefix!("400" "Bad Request"),
+        404 => prefix!("404" "Not Found"),
+        500 => prefix!("500" "Internal Server Error"),
+        503 => prefix!("503" "Service Unavailable"),
+        _ => return None,
+    })
 }
 
 /// The interim response sent before reading a body the client holds back.
@@ -300,7 +452,7 @@ pub fn write_simple(
     status: u16,
     date: &[u8; DATE_LEN],
     conn: ConnField,
-    fields: &[(&str, &str)],
+    fields: Fields<'_>,
     body: &[u8],
     head_only: bool,
 ) -> usize {
@@ -309,7 +461,7 @@ pub fn write_simple(
     } else {
         Framing::Length(body.len() as u64)
     };
-    let dropped = write_head(buf, status, date, framing, conn, fields);
+    let dropped = write_head_fields(buf, status, date, framing, conn, fields);
     if !head_only && framing != Framing::None {
         buf.extend_from_slice(body);
     }
@@ -360,11 +512,11 @@ mod tests {
             200,
             &date,
             ConnField::Close,
-            &[
+            Fields::List(&[
                 ("Content-Type", "text/plain"),
                 ("X-Bad", "a\r\nb"),
                 ("Content-Length", "9"),
-            ],
+            ]),
             b"hi",
             false,
         );
@@ -380,7 +532,15 @@ mod tests {
     fn head_only_and_bodyless_statuses() {
         let date = imf_fixdate(0);
         let mut buf = Vec::new();
-        write_simple(&mut buf, 200, &date, ConnField::Omit, &[], b"hello", true);
+        write_simple(
+            &mut buf,
+            200,
+            &date,
+            ConnField::Omit,
+            Fields::List(&[]),
+            b"hello",
+            true,
+        );
         let s = String::from_utf8(buf).unwrap();
         assert!(s.contains("Content-Length: 5\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
@@ -390,7 +550,7 @@ mod tests {
             204,
             &date,
             ConnField::Omit,
-            &[],
+            Fields::List(&[]),
             b"ignored",
             false,
         );
@@ -408,5 +568,69 @@ mod tests {
         b.push(b' ');
         put_hex(&mut b, 0x1a2b);
         assert_eq!(b, b"0 18446744073709551615 1a2b");
+        for n in (0..20_000).chain([99_999, 100_000, 1 << 40]) {
+            let mut b = Vec::new();
+            put_u64(&mut b, n);
+            assert_eq!(b, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn ready_made_status_lines_match_the_general_ones() {
+        for status in 100..1000 {
+            if let Some(prefix) = status_prefix(status) {
+                let want = format!(
+                    "HTTP/1.1 {status} {}\r\nServer: ringmaster\r\nDate: ",
+                    reason(status)
+                );
+                assert_eq!(prefix, want.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn field_set_writes_what_the_list_writes() {
+        let date = imf_fixdate(0);
+        let list: &[(&str, &str)] = &[
+            ("Content-Type", "text/plain"),
+            ("Content-Length", "99"),
+            ("X-Ok", "yes"),
+            ("Bad Name", "v"),
+            ("X-Split", "a\r\nInjected: 1"),
+        ];
+        let set = FieldSet::new(list);
+        assert_eq!(set.dropped(), 3);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let da = write_simple(
+            &mut a,
+            200,
+            &date,
+            ConnField::Omit,
+            Fields::List(list),
+            b"x",
+            false,
+        );
+        let db = write_simple(
+            &mut b,
+            200,
+            &date,
+            ConnField::Omit,
+            Fields::Set(&set),
+            b"x",
+            false,
+        );
+        assert_eq!(a, b);
+        assert_eq!((da, db), (3, 3));
+        let text = String::from_utf8(b).unwrap();
+        assert!(text.contains("\r\nContent-Type: text/plain\r\nX-Ok: yes\r\n\r\nx"));
+        assert!(!text.contains("Injected") && !text.contains("99"));
+    }
+
+    #[test]
+    fn field_name_table_is_tchar() {
+        for b in 0..=255u8 {
+            let want = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(TCHAR[usize::from(b)], want, "{b}");
+        }
     }
 }

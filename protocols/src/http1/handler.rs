@@ -10,6 +10,11 @@
 //! buffer and handed to the runtime with one `Io::write` when the callback returns, so
 //! all the responses to one read of pipelined requests leave in one send.
 //!
+//! Offload: jobs go to the runtime's pool wrapped so that their result names the
+//! exchange (see `app::Routed`); the runtime brings the result back to this connection
+//! on this shard and [`Http`] hands it to the state machine, which routes it to the
+//! exchange the way it routes application timers.
+//!
 //! Timers: a connection has at most one protocol timer, armed for its nearest deadline
 //! (header read or keep-alive idle). It is not re-armed per request: when it fires it
 //! checks the deadline, which may have moved later, and sleeps again if so.
@@ -17,9 +22,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Close, Counters, Handler, Input, Io, TimerKey};
+use ringmaster_runtime::{
+    Close, Counters, Handler, Input, Io, OffloadError, OffloadResult, TimerKey,
+};
 
-use super::app::{split_app_tag, App, Port};
+use super::app::{split_app_tag, App, OffloadJob, Port, Routed};
 use super::conn::Conn;
 use super::encode::{DateCache, DATE_LEN};
 use super::limits::{HttpCounters, Limits};
@@ -172,6 +179,9 @@ impl Port for IoPort<'_, '_> {
     fn runtime_counters(&self) -> Option<&Counters> {
         Some(self.io.counters())
     }
+    fn offload(&mut self, job: OffloadJob) -> Result<(), OffloadError> {
+        self.io.offload(job)
+    }
 }
 
 impl<A: App> Http<A> {
@@ -260,6 +270,22 @@ impl<A: App> Handler for Http<A> {
                     core.expire(kind, limits, port);
                 }
             }
+        });
+    }
+
+    fn on_offload_done(&mut self, conn: &mut Self::Conn, result: OffloadResult, io: &mut Io<'_>) {
+        // Every job this protocol submits is wrapped by `app::wrap_job`, which catches
+        // panics and returns a `Routed`; anything else cannot name its exchange.
+        let routed = result.ok().and_then(|b| b.downcast::<Routed>().ok());
+        let Some(routed) = routed else {
+            // Unreachable in practice. The exchange waiting for it would never finish, so
+            // do not leave the client hanging: reset the connection.
+            self.counters.app_errors += 1;
+            io.abort();
+            return;
+        };
+        self.with_port(conn, io, |core, app, limits, port| {
+            core.offload_done(app, *routed, limits, port);
         });
     }
 

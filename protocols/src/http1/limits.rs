@@ -107,11 +107,23 @@ pub struct HttpCounters {
     /// Application mistakes repaired by the protocol: no answer (500 sent), answering
     /// twice, invalid response header fields dropped.
     pub app_errors: u64,
+    /// Jobs handed to the worker pool with `Exchange::offload`.
+    pub offload_submitted: u64,
+    /// Offloads refused at once (queue full or no pool); the application answers them,
+    /// typically 503.
+    pub offload_refused: u64,
+    /// Offload results handed to `App::on_offload_done` (panics included).
+    pub offload_delivered: u64,
+    /// Offloaded jobs that panicked (caught on the worker; the exchange was told).
+    pub offload_panicked: u64,
+    /// Offload results that came back for an exchange already finished, and were dropped.
+    /// (Results for a closed connection never reach the protocol: the runtime drops them.)
+    pub offload_stale: u64,
 }
 
 impl HttpCounters {
     /// Every counter with its name, for reports (e.g. the `/stats` route).
-    pub fn fields(&self) -> [(&'static str, u64); 13] {
+    pub fn fields(&self) -> [(&'static str, u64); 18] {
         [
             ("requests", self.requests),
             ("bad_request", self.bad_request),
@@ -126,6 +138,11 @@ impl HttpCounters {
             ("not_implemented", self.not_implemented),
             ("continue_sent", self.continue_sent),
             ("app_errors", self.app_errors),
+            ("offload_submitted", self.offload_submitted),
+            ("offload_refused", self.offload_refused),
+            ("offload_delivered", self.offload_delivered),
+            ("offload_panicked", self.offload_panicked),
+            ("offload_stale", self.offload_stale),
         ]
     }
 }

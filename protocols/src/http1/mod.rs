@@ -24,6 +24,7 @@ pub mod limits;
 pub mod sim;
 
 pub use app::{App, Body, Exchange, Request, Response};
+pub use encode::FieldSet;
 pub use handler::{Http, HttpConn};
 pub use head::Version;
 pub use limits::{HttpCounters, Limits};

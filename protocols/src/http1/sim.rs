@@ -9,13 +9,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::app::{split_app_tag, App, Port};
+use ringmaster_runtime::OffloadError;
+
+use super::app::{split_app_tag, App, OffloadJob, Port, Routed};
 use super::conn::Conn;
 use super::encode::{imf_fixdate, DATE_LEN};
 use super::limits::{HttpCounters, Limits};
 
 /// The recording port behind a [`SimConn`].
-#[derive(Debug)]
 struct SimPort {
     out: Vec<u8>,
     date: [u8; DATE_LEN],
@@ -26,6 +27,23 @@ struct SimPort {
     writable_asked: bool,
     counters: HttpCounters,
     now: Instant,
+    /// Offloaded jobs not run yet, in submission order.
+    jobs: Vec<OffloadJob>,
+    /// Jobs the simulated pool queue holds before refusing more.
+    offload_depth: usize,
+}
+
+impl std::fmt::Debug for SimPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimPort")
+            .field("out", &self.out.len())
+            .field("timers", &self.timers.len())
+            .field("closed", &self.closed)
+            .field("paused", &self.paused)
+            .field("jobs", &self.jobs.len())
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Port for SimPort {
@@ -68,6 +86,13 @@ impl Port for SimPort {
     }
     fn counters(&mut self) -> &mut HttpCounters {
         &mut self.counters
+    }
+    fn offload(&mut self, job: OffloadJob) -> Result<(), OffloadError> {
+        if self.jobs.len() >= self.offload_depth {
+            return Err(OffloadError::QueueFull);
+        }
+        self.jobs.push(job);
+        Ok(())
     }
 }
 
@@ -125,6 +150,8 @@ impl<A: App> SimConn<A> {
                 writable_asked: false,
                 counters: HttpCounters::default(),
                 now,
+                jobs: Vec::new(),
+                offload_depth: usize::MAX,
             },
             limits,
             carry: Vec::new(),
@@ -165,6 +192,55 @@ impl<A: App> SimConn<A> {
         }
         self.after_callback(app);
         true
+    }
+
+    /// Sets how many offloaded jobs the simulated pool queue holds before
+    /// [`crate::http1::Exchange::offload`] is refused with `QueueFull` (default: no bound;
+    /// 0 refuses every job).
+    pub fn set_offload_queue(&mut self, depth: usize) {
+        self.port.offload_depth = depth;
+    }
+
+    /// Offloaded jobs waiting to be run by [`SimConn::run_offloads`].
+    pub fn pending_offloads(&self) -> usize {
+        self.port.jobs.len()
+    }
+
+    /// Runs the oldest offloaded job here, on this thread (a panic is caught as the pool
+    /// would), and delivers its result. Returns false if none was pending.
+    pub fn run_next_offload(&mut self, app: &mut A) -> bool {
+        if self.port.jobs.is_empty() {
+            return false;
+        }
+        let job = self.port.jobs.remove(0);
+        self.deliver_offload(app, job());
+        true
+    }
+
+    /// Runs offloaded jobs, oldest first, until none is pending (or `max` have run).
+    pub fn run_offloads(&mut self, app: &mut A, max: usize) {
+        for _ in 0..max {
+            if !self.run_next_offload(app) {
+                break;
+            }
+        }
+    }
+
+    /// Runs the newest offloaded job first (results may come back in any order).
+    pub fn run_newest_offload(&mut self, app: &mut A) -> bool {
+        let Some(job) = self.port.jobs.pop() else {
+            return false;
+        };
+        self.deliver_offload(app, job());
+        true
+    }
+
+    fn deliver_offload(&mut self, app: &mut A, out: Box<dyn std::any::Any + Send>) {
+        if let Ok(routed) = out.downcast::<Routed>() {
+            self.conn
+                .offload_done(app, *routed, &self.limits, &mut self.port);
+        }
+        self.after_callback(app);
     }
 
     /// Fires timers, earliest first, until none is pending (or `max` have fired).
@@ -407,6 +483,123 @@ mod tests {
         );
         c.close(&mut app);
         assert_eq!(app.cancelled, 2);
+    }
+
+    /// Offloads `/job/N` (doubling N on the pool), `/boom` (a panicking job); answers
+    /// anything else at once.
+    #[derive(Default)]
+    struct Offloader {
+        cancelled: usize,
+    }
+
+    /// The N a job was asked for.
+    struct Job(u64);
+
+    impl App for Offloader {
+        type Task = Job;
+        fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Job> {
+            let path = req.path();
+            let job = if path == "/boom" {
+                ex.offload(|| -> u64 { panic!("deliberate") }).map(|()| 0)
+            } else if let Some(n) = path.strip_prefix("/job/") {
+                let n: u64 = n.parse().unwrap();
+                ex.offload(move || n * 2).map(|()| n)
+            } else {
+                ex.respond(Response::text(200, "plain"));
+                return None;
+            };
+            match job {
+                Ok(n) => Some(Job(n)),
+                Err(e) => {
+                    ex.respond(Response::text(503, &format!("{e}")));
+                    None
+                }
+            }
+        }
+        fn on_offload_done(
+            &mut self,
+            job: &mut Job,
+            result: ringmaster_runtime::OffloadResult,
+            ex: &mut Exchange<'_>,
+        ) {
+            match result {
+                Ok(v) => {
+                    let v = v.downcast::<u64>().unwrap();
+                    assert_eq!(*v, job.0 * 2);
+                    ex.respond(Response::text(200, &format!("{}={v}", job.0)));
+                }
+                Err(p) => ex.respond(Response::text(500, &p.message)),
+            }
+        }
+        fn on_cancel(&mut self, _task: Job) {
+            self.cancelled += 1;
+        }
+    }
+
+    #[test]
+    fn offload_results_find_their_exchange_and_keep_order() {
+        let mut app = Offloader::default();
+        let mut c = SimConn::new(Limits::default());
+        c.send(
+            &mut app,
+            b"GET /job/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /job/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /boom HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /q HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert_eq!(c.pending_offloads(), 3);
+        assert_eq!(
+            c.take_output(),
+            b"",
+            "nothing may pass the first, offloaded, response"
+        );
+        // Results come back out of order: newest first.
+        while c.run_newest_offload(&mut app) {}
+        assert_eq!(
+            responses(&text(c.take_output())),
+            vec![
+                (200, "1=2".into()),
+                (200, "plain".into()),
+                (200, "2=4".into()),
+                (500, "deliberate".into()),
+                (200, "plain".into()),
+            ]
+        );
+        let k = c.counters();
+        assert_eq!(
+            (k.offload_submitted, k.offload_delivered, k.offload_panicked),
+            (3, 3, 1)
+        );
+        assert!(
+            !c.is_closed(),
+            "a panicking job costs its response, not the connection"
+        );
+    }
+
+    #[test]
+    fn full_offload_queue_is_refused_at_once() {
+        let mut app = Offloader::default();
+        let mut c = SimConn::new(Limits::default());
+        c.set_offload_queue(1);
+        c.send(
+            &mut app,
+            b"GET /job/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /job/2 HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert_eq!(c.pending_offloads(), 1);
+        c.run_offloads(&mut app, 10);
+        let r = responses(&text(c.take_output()));
+        assert_eq!(r[0], (200, "1=2".into()));
+        assert_eq!(r[1], (503, "the offload queue is full".into()));
+        assert_eq!(c.counters().offload_refused, 1);
+    }
+
+    #[test]
+    fn closing_before_the_result_cancels_the_task() {
+        let mut app = Offloader::default();
+        let mut c = SimConn::new(Limits::default());
+        c.send(&mut app, b"GET /job/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(c.pending_offloads(), 1);
+        c.close(&mut app);
+        assert_eq!(app.cancelled, 1);
     }
 
     #[test]

@@ -197,12 +197,17 @@ pub fn encode_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
     }
 }
 
+/// A masked client frame, as a client would send it (for tests).
+#[cfg(test)]
+pub(crate) fn client_frame(fin: bool, op: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    tests::client_frame_impl(fin, op, payload, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A masked client frame, as a client would send it.
-    pub(crate) fn client_frame(fin: bool, op: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    pub(super) fn client_frame_impl(fin: bool, op: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
         let mut v = vec![if fin { 0x80 } else { 0 } | op];
         let n = payload.len();
         if n < 126 {
@@ -245,13 +250,25 @@ mod tests {
 
     #[test]
     fn header_errors() {
-        assert_eq!(decode_header(&[0x83, 0x80]), Err(HeaderError::ReservedOpcode(3)));
-        assert_eq!(decode_header(&[0x8B, 0x80]), Err(HeaderError::ReservedOpcode(0xB)));
+        assert_eq!(
+            decode_header(&[0x83, 0x80]),
+            Err(HeaderError::ReservedOpcode(3))
+        );
+        assert_eq!(
+            decode_header(&[0x8B, 0x80]),
+            Err(HeaderError::ReservedOpcode(0xB))
+        );
         assert_eq!(
             decode_header(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0]),
             Err(HeaderError::LengthTooLarge)
         );
-        assert_eq!(decode_header(&[0x82, 0x7E, 0, 5]).unwrap().unwrap().payload_len, 5);
+        assert_eq!(
+            decode_header(&[0x82, 0x7E, 0, 5])
+                .unwrap()
+                .unwrap()
+                .payload_len,
+            5
+        );
         let h = decode_header(&[0xF2, 0x00]).unwrap().unwrap();
         assert_eq!(h.rsv, 7);
     }
@@ -281,6 +298,3 @@ mod tests {
         assert!(std::str::from_utf8(&body[2..]).is_ok());
     }
 }
-
-#[cfg(test)]
-pub(crate) use tests::client_frame;

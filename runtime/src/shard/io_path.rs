@@ -185,9 +185,9 @@ impl<H: Handler> Shard<H> {
                 }
                 if slot.io.redeliver && slot.io.reading_enabled() {
                     slot.io.redeliver = false;
-                    if !slot.io.carry.is_empty() {
-                        run_carry(handler, ctx, slot);
-                    }
+                    // Even with nothing carried over: a wrapping protocol (TLS) may hold
+                    // decrypted input of its own that it could not pass on while paused.
+                    run_carry(handler, ctx, slot);
                 }
                 if slot.io.abort_requested {
                     close_conn(handler, ctx, ring, slot, true);

@@ -45,8 +45,15 @@ fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
 }
 
 /// Blocks SIGINT and SIGTERM in the calling thread (and the threads it spawns after),
-/// so that only [`wait_signal`] receives them.
+/// so that only [`wait_signal`] receives them. Their dispositions are reset to the
+/// default first: a process started in the background by a non-interactive shell
+/// inherits SIGINT *ignored*, and an ignored signal is discarded instead of becoming
+/// pending, so `sigwait` would never see it. (Blocked, the default action never runs.)
 pub(crate) fn block_shutdown_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs the predefined SIG_DFL disposition; no handler code runs.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
     let set = signal_set(&[libc::SIGINT, libc::SIGTERM]);
     // SAFETY: `set` is initialised; a null old-set pointer is allowed.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
