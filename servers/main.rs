@@ -1,4 +1,4 @@
-//! `ringmaster`: the benchmark servers (and, later, the load generator) in one binary.
+//! `ringmaster`: the benchmark servers and the load generator in one binary.
 
 use std::process::ExitCode;
 
@@ -34,6 +34,8 @@ enum Command {
     UdpEcho(udp_echo::UdpEchoArgs),
     /// WebSocket server (RFC 6455, via HTTP/1.1 upgrade): echoes every message, or with --broadcast sends it to every connection on every shard
     Ws(ws::WsArgs),
+    /// Load generator: drives a server and reports rate, latency percentiles and the server's CPU per request
+    Load(ringmaster_bench::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         Command::Http(args) => http::run(args),
         Command::UdpEcho(args) => udp_echo::run(args),
         Command::Ws(args) => ws::run(args),
+        Command::Load(args) => ringmaster_bench::run(args),
     }
 }
 
