@@ -10,8 +10,8 @@ use ringmaster_runtime::{Handler, Server, ServerBuilder};
 /// Runtime flags common to every server mode.
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address to listen on, e.g. 127.0.0.1:7000 or [::1]:7000 (port 0 picks a free port)
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, e.g. 127.0.0.1:7000, [::1]:7000 or localhost:7000 (port 0 picks a free port)
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
     pub listen: SocketAddr,
 
     /// Number of shards (threads, each with its own ring and listener) [default: one per online CPU, or one per --cpus entry]
@@ -82,6 +82,22 @@ pub struct ServerArgs {
 /// A list of CPU numbers (a newtype, so clap takes `0,2-3` as one value, not many).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
+
+/// An address, or a host name with a port resolved to its first address.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs;
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("'{s}' resolves to no address")),
+        Err(_) => Err(format!(
+            "'{s}' is not HOST:PORT (use e.g. 127.0.0.1:7000, [::1]:7000 or localhost:7000)"
+        )),
+    }
+}
 
 /// Parses `0,2,4-7`.
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
@@ -186,6 +202,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::parse_cpus;
+
+    #[test]
+    fn listen_addresses() {
+        use super::parse_listen;
+        assert_eq!(parse_listen("127.0.0.1:80").unwrap().port(), 80);
+        assert!(parse_listen("[::1]:0").unwrap().is_ipv6());
+        assert!(parse_listen("localhost:7000").unwrap().ip().is_loopback());
+        assert!(parse_listen("127.0.0.1").is_err());
+        assert!(parse_listen("nonsense").is_err());
+    }
 
     #[test]
     fn cpu_lists() {
