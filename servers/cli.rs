@@ -58,6 +58,14 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub drain_timeout: f64,
 
+    /// Completions a shard waits for per loop turn under load (1: wake on the first); needs Linux 6.12
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub batch: usize,
+
+    /// Microseconds a shard waits to gather --batch completions before taking what is there
+    #[arg(long, value_name = "USECS", default_value_t = 0)]
+    pub batch_wait: u32,
+
     /// Do not use recv bundles even if the kernel has them
     #[arg(long)]
     pub no_recv_bundles: bool,
@@ -138,6 +146,8 @@ impl ServerArgs {
             .drain_timeout(Duration::from_secs_f64(
                 self.drain_timeout.clamp(0.0, 3600.0),
             ))
+            .batch(self.batch.max(1))
+            .batch_wait_us(self.batch_wait)
             .recv_bundles(!self.no_recv_bundles)
             .buf_incremental(!self.no_incremental_buffers)
             .offload_queue(self.offload_queue)

@@ -334,6 +334,42 @@ fn pinned_shards_start_on_the_cpus_given() {
 }
 
 #[test]
+fn batched_waits_still_echo_every_byte() {
+    let mut srv = ServerProc::start(&[
+        "echo",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--batch",
+        "16",
+        "--batch-wait",
+        "200",
+    ]);
+    let addr = srv.addr;
+    let handles: Vec<_> = (0..8u64)
+        .map(|i| {
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                // Ping-pong: each message waits for its echo, so a batch that never
+                // filled would show up as a hang (bounded by the read timeout).
+                for n in 0..200u32 {
+                    let msg = format!("{i}:{n}");
+                    s.write_all(msg.as_bytes()).unwrap();
+                    let mut buf = vec![0u8; msg.len()];
+                    s.read_exact(&mut buf).unwrap();
+                    assert_eq!(buf, msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(srv.stop().success());
+}
+
+#[test]
 fn ipv6_loopback() {
     let mut srv = ServerProc::start(&["echo", "--listen", "[::1]:0", "--shards", "2"]);
     assert!(srv.addr.is_ipv6());

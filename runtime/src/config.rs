@@ -47,6 +47,10 @@ pub struct Config {
     pub offload_queue: usize,
     /// CPUs to pin offload workers to (`None`: not pinned).
     pub offload_cpus: Option<Vec<usize>>,
+    /// Completions to wait for per loop turn under load (1: wake on the first).
+    pub batch: usize,
+    /// How long (µs) a turn waits for `batch` completions before taking what is there.
+    pub batch_wait_us: u32,
     /// Accept TCP connections on `listen`. With neither `tcp` nor `udp`, the server
     /// binds nothing: a client (load generator) that only makes outbound connections.
     pub tcp: bool,
@@ -82,6 +86,8 @@ impl Default for Config {
                 .unwrap_or(1),
             offload_queue: 1024,
             offload_cpus: None,
+            batch: 1,
+            batch_wait_us: 0,
             tcp: true,
             udp: false,
             udp_send_queue: 4096,
@@ -196,6 +202,10 @@ impl ServerBuilder {
         offload_queue: usize);
     setter!(/// CPUs for offload workers.
         offload_cpus: Option<Vec<usize>>);
+    setter!(/// Completions a turn waits for (see `batch_wait_us`).
+        batch: usize);
+    setter!(/// Longest wait (µs) for a batch.
+        batch_wait_us: u32);
     setter!(/// Accept TCP connections.
         tcp: bool);
     setter!(/// Receive UDP datagrams.

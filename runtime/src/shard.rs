@@ -278,7 +278,8 @@ impl<H: Handler> Shard<H> {
                 .timers
                 .next_wake()
                 .map(|t| t.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.ring.submit_and_wait(timeout) {
+            let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);
+            if let Err(e) = self.ring.submit_and_wait_batch(timeout, batch, wait) {
                 eprintln!(
                     "ringmaster: shard {}: io_uring_enter failed: {e}",
                     self.ctx.id

@@ -35,6 +35,8 @@ pub struct RingFeatures {
     pub sq_entries: u32,
     /// Completion queue size.
     pub cq_entries: u32,
+    /// Batched waits (`min_wait_usec`, 6.12).
+    pub min_timeout: bool,
 }
 
 /// A shard's ring. Not `Send`: it lives and dies on its shard's thread.
@@ -102,6 +104,7 @@ impl Ring {
             recv_bundles: allow_bundles && ring.params().is_feature_recvsend_bundle(),
             send_zc: probe.is_supported(opcode::SendZc::CODE)
                 && probe.is_supported(opcode::SendMsgZc::CODE),
+            min_timeout: ring.params().is_feature_min_timeout(),
             sq_entries: ring.params().sq_entries(),
             cq_entries: ring.params().cq_entries(),
         };
@@ -249,11 +252,33 @@ impl Ring {
 
     /// Submits what is queued and waits for at least one completion, or `timeout`.
     pub(crate) fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let res = match timeout {
-            Some(t) => {
-                let ts = Timespec::from(t);
-                let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+        self.submit_and_wait_batch(timeout, 1, 0)
+    }
+
+    /// Like `submit_and_wait`, but first waits up to `min_wait_us` for `want` completions
+    /// (then returns on the first one): fewer wake-ups under load for a bounded delay.
+    /// Needs IORING_FEAT_MIN_TIMEOUT (6.12); without it, waits for one.
+    pub(crate) fn submit_and_wait_batch(
+        &mut self,
+        timeout: Option<Duration>,
+        want: usize,
+        min_wait_us: u32,
+    ) -> io::Result<()> {
+        let batching = want > 1 && min_wait_us > 0 && self.features.min_timeout;
+        let (want, min_wait_us) = if batching {
+            (want, min_wait_us)
+        } else {
+            (1, 0)
+        };
+        let ts = timeout.map(Timespec::from);
+        let res = match &ts {
+            Some(ts) => {
+                let args = SubmitArgs::new().min_wait_usec(min_wait_us).timespec(ts);
+                self.ring.submitter().submit_with_args(want, &args)
+            }
+            None if batching => {
+                let args = SubmitArgs::new().min_wait_usec(min_wait_us);
+                self.ring.submitter().submit_with_args(want, &args)
             }
             None => self.ring.submitter().submit_and_wait(1),
         };
