@@ -1,0 +1,68 @@
+//! The engine: moves a [`Conversation`](crate::proto::Conversation)'s bytes through
+//! sockets and keeps the clock.
+//!
+//! This is the whole interface the rest of the crate sees: a [`ThreadPlan`] in, a
+//! [`ThreadReport`] out, one call per load thread. Today's engine is a readiness loop on
+//! mio (epoll); moving the load generator onto the ringmaster runtime's own outbound
+//! connections means writing another `run_thread` behind this same interface.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use crate::stats::Recorder;
+
+mod mio_loop;
+
+/// What one load thread does.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadPlan {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// Global index of this thread's first connection (payloads differ per connection).
+    pub first_conn: usize,
+    /// Connections this thread drives.
+    pub connections: usize,
+    /// Bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection, at most.
+    pub pipeline: usize,
+    /// Open loop: time between two messages due on one connection; `None`: closed loop.
+    pub interval: Option<Duration>,
+    /// Open loop: the offset of connection `k`'s schedule is `k * stagger`.
+    pub stagger: Duration,
+    /// One connection per message: connect, send, receive, close.
+    pub connect_per_request: bool,
+    /// No response byte for this long while a message is outstanding: timeout error.
+    pub timeout: Duration,
+    /// Everything starts here (connections, warmup).
+    pub start: Instant,
+    /// Counting starts here.
+    pub warmup_end: Instant,
+    /// Nothing happens after this.
+    pub deadline: Instant,
+    /// Stop after this many messages completed in the measured window.
+    pub quota: Option<u64>,
+}
+
+/// Live counters shared with the progress line.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    /// Messages completed, warmup included.
+    pub messages: AtomicU64,
+    /// Errors, warmup included.
+    pub errors: AtomicU64,
+}
+
+/// What one load thread measured.
+pub(crate) struct ThreadReport {
+    /// Figures of the measured window.
+    pub recorder: Recorder,
+    /// When this thread stopped measuring.
+    pub finished: Instant,
+}
+
+/// Runs one load thread to the end of its plan.
+pub(crate) fn run_thread(plan: &ThreadPlan, live: &Live) -> std::io::Result<ThreadReport> {
+    mio_loop::run(plan, live)
+}

@@ -1,0 +1,202 @@
+//! What is said on a connection, without any I/O ("sans-IO").
+//!
+//! A [`Conversation`] produces request bytes and checks response bytes; the engine
+//! moves them through sockets and keeps the clock. New targets (`http`, `udp-echo`, `ws`)
+//! add a `Conversation`; a new engine (the ringmaster runtime's outbound connections)
+//! reuses every conversation unchanged.
+
+/// A response that is not the one expected (wrong bytes, or bytes nobody asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadResponse;
+
+/// The per-connection protocol state of one target.
+pub(crate) trait Conversation {
+    /// A new connection is open: forget whatever was half-received on the previous one.
+    fn reset(&mut self);
+    /// Appends the bytes of the next request to `out`.
+    fn push_request(&mut self, out: &mut Vec<u8>);
+    /// Checks received bytes; returns how many responses they completed.
+    fn feed(&mut self, data: &[u8]) -> Result<usize, BadResponse>;
+}
+
+/// Fills `buf` with the payload of message `seq` on the connection salted `salt`.
+///
+/// The first (up to) 8 bytes carry the sequence number mixed with the connection, so a
+/// replayed, reordered or cross-wired message is caught; the rest is a counter pattern
+/// offset by a per-message tag, so a dropped, duplicated or flipped byte is caught.
+pub(crate) fn fill_payload(salt: u64, seq: u64, buf: &mut [u8]) {
+    let head = (seq ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93)).to_le_bytes();
+    let tag = (seq.wrapping_add(salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
+    let (h, body) = buf.split_at_mut(buf.len().min(8));
+    h.copy_from_slice(&head[..h.len()]);
+    for (i, b) in body.iter_mut().enumerate() {
+        *b = ((i + 8) as u8).wrapping_add(tag);
+    }
+}
+
+/// TCP echo: every message must come back byte for byte, in order.
+pub(crate) struct Echo {
+    salt: u64,
+    size: usize,
+    /// Sequence number of the next message to send.
+    next_seq: u64,
+    /// Sequence number of the message being received.
+    recv_seq: u64,
+    /// Bytes of it received so far.
+    recv_off: usize,
+    /// The expected payload of `expected_seq`.
+    expected: Vec<u8>,
+    expected_seq: Option<u64>,
+}
+
+impl Echo {
+    /// Messages of `size` bytes, with a pattern unique to connection `salt`.
+    pub(crate) fn new(salt: u64, size: usize) -> Self {
+        Echo {
+            salt,
+            size,
+            next_seq: 0,
+            recv_seq: 0,
+            recv_off: 0,
+            expected: vec![0; size],
+            expected_seq: None,
+        }
+    }
+}
+
+impl Conversation for Echo {
+    fn reset(&mut self) {
+        // Sequence numbers keep counting across connections: a message of the old
+        // connection can never pass for one of the new.
+        self.recv_seq = self.next_seq;
+        self.recv_off = 0;
+    }
+
+    fn push_request(&mut self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.size, 0);
+        fill_payload(self.salt, self.next_seq, &mut out[start..]);
+        self.next_seq += 1;
+    }
+
+    fn feed(&mut self, mut data: &[u8]) -> Result<usize, BadResponse> {
+        let mut done = 0;
+        while !data.is_empty() {
+            if self.recv_seq >= self.next_seq {
+                return Err(BadResponse); // more bytes than were sent
+            }
+            if self.expected_seq != Some(self.recv_seq) {
+                fill_payload(self.salt, self.recv_seq, &mut self.expected);
+                self.expected_seq = Some(self.recv_seq);
+            }
+            let n = (self.size - self.recv_off).min(data.len());
+            if data[..n] != self.expected[self.recv_off..self.recv_off + n] {
+                return Err(BadResponse);
+            }
+            data = &data[n..];
+            self.recv_off += n;
+            if self.recv_off == self.size {
+                self.recv_off = 0;
+                self.recv_seq += 1;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(echo: &mut Echo, n: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            echo.push_request(&mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn exact_echo_passes_in_any_chunking() {
+        for size in [1, 7, 8, 9, 64, 1000] {
+            for chunk in [1, 3, 64, 4096] {
+                let mut e = Echo::new(5, size);
+                let bytes = sent(&mut e, 10);
+                let mut done = 0;
+                for c in bytes.chunks(chunk) {
+                    done += e.feed(c).unwrap();
+                }
+                assert_eq!(done, 10, "size {size} chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn payloads_differ_between_messages_and_connections() {
+        let mut a = [0u8; 64];
+        let mut b = [0u8; 64];
+        fill_payload(1, 1, &mut a);
+        fill_payload(1, 2, &mut b);
+        assert_ne!(a, b);
+        fill_payload(2, 1, &mut b);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn flipped_byte_is_caught() {
+        for pos in [0, 7, 8, 63, 100] {
+            let mut e = Echo::new(0, 64);
+            let mut bytes = sent(&mut e, 2);
+            bytes[pos] ^= 0x01;
+            assert_eq!(e.feed(&bytes), Err(BadResponse), "pos {pos}");
+        }
+    }
+
+    #[test]
+    fn dropped_byte_is_caught() {
+        let mut e = Echo::new(0, 64);
+        let mut bytes = sent(&mut e, 2);
+        bytes.remove(20);
+        assert_eq!(e.feed(&bytes), Err(BadResponse));
+    }
+
+    #[test]
+    fn duplicated_or_reordered_message_is_caught() {
+        let mut e = Echo::new(0, 16);
+        let bytes = sent(&mut e, 2);
+        // The first message twice.
+        let mut dup = bytes[..16].to_vec();
+        dup.extend_from_slice(&bytes[..16]);
+        assert_eq!(e.feed(&dup), Err(BadResponse));
+
+        let mut e = Echo::new(0, 16);
+        let bytes = sent(&mut e, 2);
+        let mut swapped = bytes[16..].to_vec();
+        swapped.extend_from_slice(&bytes[..16]);
+        assert_eq!(e.feed(&swapped), Err(BadResponse));
+    }
+
+    #[test]
+    fn extra_bytes_are_caught() {
+        let mut e = Echo::new(0, 4);
+        let mut bytes = sent(&mut e, 1);
+        bytes.push(0);
+        assert_eq!(e.feed(&bytes), Err(BadResponse));
+    }
+
+    #[test]
+    fn message_of_previous_connection_is_rejected_after_reset() {
+        let mut e = Echo::new(3, 32);
+        let old = sent(&mut e, 1); // lost with the old connection
+        e.reset();
+        let new = sent(&mut e, 1);
+        assert_eq!(e.feed(&old), Err(BadResponse));
+        let mut e2 = Echo::new(3, 32);
+        let _ = sent(&mut e2, 1);
+        e2.reset();
+        let new2 = sent(&mut e2, 1);
+        assert_eq!(new, new2);
+        assert_eq!(e2.feed(&new2), Ok(1));
+    }
+}
