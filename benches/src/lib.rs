@@ -28,6 +28,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use engine::EngineKind;
 use engine::{Live, ThreadPlan, ThreadReport};
 use report::{ClientUsage, MachineUsage, Report, ServerUsage};
 use stats::{LatencySummary, Recorder};
@@ -103,6 +104,10 @@ pub struct LoadArgs {
     /// timeout error and is replaced.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub timeout: f64,
+
+    /// Engine: `uring` runs the load on a ringmaster shard (io_uring), `epoll` on a mio loop
+    #[arg(long, value_enum, default_value_t = EngineKind::Uring)]
+    pub engine: EngineKind,
 
     /// Load threads (each runs its own event loop over its share of the connections).
     #[arg(long, short = 't', value_name = "N", default_value_t = 1)]
@@ -288,6 +293,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
             warmup_end,
             deadline,
             quota: args.requests.map(|n| share(n, args.threads, k)),
+            engine: args.engine,
         };
         first_conn += connections;
         let (tx, live) = (tx.clone(), Arc::clone(&live));
@@ -642,6 +648,19 @@ mod tests {
         let r = load(&args(addr, &["--duration", "0.3"]));
         assert_eq!(r.messages, 0);
         assert!(r.errors.connect_refused >= 8, "{r:?}");
+    }
+
+    #[test]
+    fn the_epoll_engine_agrees() {
+        let addr = echo_server(|_| {});
+        let r = load(&args(
+            addr,
+            &["--engine", "epoll", "--requests", "500", "-p", "2"],
+        ));
+        assert_eq!((r.messages, r.errors_total), (500, 0), "{r:?}");
+        let bad = echo_server(|b| b[0] ^= 1);
+        let r = load(&args(bad, &["--engine", "epoll", "--duration", "0.3"]));
+        assert!(r.errors.bad_response > 0, "{r:?}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Counters {
     pub offload_completed: u64,
     /// Jobs that panicked on the pool.
     pub offload_panicked: u64,
+    /// Results dropped because their connection had closed meanwhile.
+    pub offload_dropped: u64,
     /// Datagrams received and handed to the handler.
     pub datagrams_in: u64,
     /// Datagrams sent.
@@ -66,7 +68,7 @@ pub struct Counters {
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 28] {
+    pub fn fields(&self) -> [(&'static str, u64); 29] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -91,6 +93,7 @@ impl Counters {
             ("offload_rejected", self.offload_rejected),
             ("offload_completed", self.offload_completed),
             ("offload_panicked", self.offload_panicked),
+            ("offload_dropped", self.offload_dropped),
             ("datagrams_in", self.datagrams_in),
             ("datagrams_out", self.datagrams_out),
             ("udp_truncated", self.udp_truncated),

@@ -2,9 +2,9 @@
 //! sockets and keeps the clock.
 //!
 //! This is the whole interface the rest of the crate sees: a [`ThreadPlan`] in, a
-//! [`ThreadReport`] out, one call per load thread. Today's engine is a readiness loop on
-//! mio (epoll); moving the load generator onto the ringmaster runtime's own outbound
-//! connections means writing another `run_thread` behind this same interface.
+//! [`ThreadReport`] out, one call per load thread. The default engine (`uring`) runs the
+//! thread's connections on a ringmaster shard, as a client handler of the runtime's own
+//! outbound connections; `epoll` is a mio readiness loop, kept as a cross-check.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::stats::Recorder;
 
 mod mio_loop;
+mod uring;
 
 /// What one load thread does.
 #[derive(Debug, Clone)]
@@ -43,6 +44,18 @@ pub(crate) struct ThreadPlan {
     pub deadline: Instant,
     /// Stop after this many messages completed in the measured window.
     pub quota: Option<u64>,
+    /// Which engine moves the bytes.
+    pub engine: EngineKind,
+}
+
+/// The engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    /// A ringmaster shard (io_uring): outbound connect, multishot receive, batched sends.
+    Uring,
+    /// A mio (epoll) readiness loop.
+    Epoll,
 }
 
 /// Live counters shared with the progress line.
@@ -63,6 +76,12 @@ pub(crate) struct ThreadReport {
 }
 
 /// Runs one load thread to the end of its plan.
-pub(crate) fn run_thread(plan: &ThreadPlan, live: &Live) -> std::io::Result<ThreadReport> {
-    mio_loop::run(plan, live)
+pub(crate) fn run_thread(
+    plan: &ThreadPlan,
+    live: &std::sync::Arc<Live>,
+) -> std::io::Result<ThreadReport> {
+    match plan.engine {
+        EngineKind::Uring => uring::run(plan, live),
+        EngineKind::Epoll => mio_loop::run(plan, live),
+    }
 }

@@ -40,9 +40,12 @@ impl<H: Handler> Shard<H> {
                         ..
                     } = self;
                     let Some(slot) = live(slots, token) else {
-                        continue; // the connection closed meanwhile: drop the result
+                        // The connection closed meanwhile: drop the result.
+                        ctx.counters.offload_dropped += 1;
+                        continue;
                     };
                     if slot.io.phase != Phase::Open || slot.io.abort_requested {
+                        ctx.counters.offload_dropped += 1;
                         continue;
                     }
                     if let Some(app) = slot.app.as_mut() {

@@ -1,0 +1,544 @@
+//! The io_uring engine: the load runs on a ringmaster shard, as an ordinary client
+//! handler of the runtime (outbound `connect`, multishot receive into the buffer ring,
+//! coalesced sends, the shard's timer wheel).
+//!
+//! One load thread is one client-only server with one shard. Each of the thread's
+//! connections is a slot `i` in `conns`; the runtime connection's state is just `i`.
+//! Per-connection timers pace the open loop and watch for response timeouts; shard
+//! timers open the measured window, end the run, and retry connections that failed.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringmaster_runtime::{Close, Handler, Input, Io, Origin, Server, ShardIo};
+
+use super::{Live, ThreadPlan, ThreadReport};
+use crate::proto::{Conversation, Echo};
+use crate::stats::{ErrorKind, Recorder};
+
+/// How often a connection looks for a response timeout (and publishes live counters).
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// Wait before reconnecting after a refused connection, and after any other error.
+const BACKOFF_REFUSED: Duration = Duration::from_millis(100);
+const BACKOFF_ERROR: Duration = Duration::from_millis(10);
+
+// Connection timer tags.
+const TAG_CHECK: u64 = 0;
+const TAG_DUE: u64 = 1;
+// Shard timer tags (connection retries carry `TAG_RETRY_BASE + i`).
+const TAG_WARMUP_END: u64 = 0;
+const TAG_DEADLINE: u64 = 1;
+const TAG_TICK: u64 = 2;
+const TAG_RETRY_BASE: u64 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Connecting,
+    Open,
+}
+
+struct Slot<C> {
+    conv: C,
+    state: State,
+    starts: VecDeque<Instant>,
+    next_due: Instant,
+    pending_start: Instant,
+    last_progress: Instant,
+    /// Set when we closed the connection on purpose (connection per request).
+    closing: bool,
+    due_timer_armed: bool,
+    /// Bumped by every connect: tells this slot's current connection from an old one
+    /// still closing (connection per request).
+    epoch: u32,
+}
+
+struct Load<C> {
+    plan: ThreadPlan,
+    live: Arc<Live>,
+    conns: Vec<Slot<C>>,
+    rec: Recorder,
+    measuring: bool,
+    in_flight: u64,
+    live_messages: u64,
+    live_errors: u64,
+    scratch: Vec<u8>,
+    /// Where the report goes when the run ends.
+    out: Arc<Mutex<Option<ThreadReport>>>,
+    done: bool,
+    /// Connections that died unexpectedly, retried on the next tick: (slot, not before).
+    retry: Vec<(usize, Instant)>,
+}
+
+/// Runs one load thread on a one-shard ringmaster client.
+pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadReport> {
+    let live = live.clone();
+    let out = Arc::new(Mutex::new(None));
+    let sink = out.clone();
+    let cores = core_affinity_hint(plan);
+    let server = Server::builder()
+        .tcp(false)
+        .shards(1)
+        .cpus(cores)
+        .offload_threads(0)
+        .handle_signals(false)
+        .idle_timeout(None)
+        .drain_timeout(Duration::from_secs(1))
+        .build()
+        .map_err(io::Error::other)?;
+    let plan = plan.clone();
+    server
+        .serve(move |_shard| {
+            let conns = (0..plan.connections)
+                .map(|k| Slot {
+                    conv: Echo::new((plan.first_conn + k) as u64, plan.size),
+                    state: State::Idle,
+                    starts: VecDeque::with_capacity(plan.pipeline),
+                    next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
+                    pending_start: plan.start,
+                    last_progress: plan.start,
+                    closing: false,
+                    due_timer_armed: false,
+                    epoch: 0,
+                })
+                .collect();
+            Load {
+                plan: plan.clone(),
+                live: live.clone(),
+                conns,
+                rec: Recorder::new(),
+                measuring: false,
+                in_flight: 0,
+                live_messages: 0,
+                live_errors: 0,
+                scratch: Vec::new(),
+                out: sink.clone(),
+                done: false,
+                retry: Vec::new(),
+            }
+        })
+        .map_err(io::Error::other)?;
+    let report = out.lock().map_err(|_| io::Error::other("poisoned"))?.take();
+    report.ok_or_else(|| io::Error::other("the load shard stopped without a report"))
+}
+
+/// The CPU this thread's shard should run on: the thread's turn in the process's
+/// affinity mask (so `taskset -c 1 ringmaster load ...` keeps the load on CPU 1).
+fn core_affinity_hint(plan: &ThreadPlan) -> Option<Vec<usize>> {
+    let mask = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = mask
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim()
+        .to_string();
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<usize>().ok()?..=b.parse::<usize>().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    let thread = plan.first_conn / plan.connections.max(1);
+    cpus.get(thread % cpus.len().max(1)).map(|c| vec![*c])
+}
+
+fn io_kind(errno: i32) -> ErrorKind {
+    match errno {
+        libc_errno::ECONNRESET | libc_errno::EPIPE | libc_errno::ECONNABORTED => ErrorKind::Reset,
+        libc_errno::ETIMEDOUT => ErrorKind::Timeout,
+        libc_errno::ECONNREFUSED => ErrorKind::ConnectRefused,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// The few errno values we classify (Linux), without a libc dependency.
+mod libc_errno {
+    pub const EPIPE: i32 = 32;
+    pub const ECONNABORTED: i32 = 103;
+    pub const ECONNRESET: i32 = 104;
+    pub const ETIMEDOUT: i32 = 110;
+    pub const ECONNREFUSED: i32 = 111;
+}
+
+impl<C: Conversation + 'static> Load<C> {
+    fn connect(&mut self, i: usize, now: Instant, shard_connect: &mut dyn FnMut(SocketAddr, u64)) {
+        let plan = &self.plan;
+        let c = &mut self.conns[i];
+        c.pending_start = match plan.interval {
+            Some(iv) if plan.connect_per_request => {
+                let due = c.next_due;
+                c.next_due += iv;
+                due
+            }
+            _ => now,
+        };
+        c.last_progress = now;
+        c.state = State::Connecting;
+        c.closing = false;
+        c.epoch = c.epoch.wrapping_add(1);
+        shard_connect(plan.addr, i as u64);
+    }
+
+    fn count_error(&mut self, kind: ErrorKind) {
+        if self.measuring {
+            self.rec.errors.add(kind);
+        }
+        self.live_errors += 1;
+    }
+
+    /// After a failure: the connection goes idle and is retried after a back-off.
+    fn fail_later(&mut self, i: usize, kind: ErrorKind, now: Instant, shard: &mut ShardIo<'_>) {
+        self.count_error(kind);
+        self.reset_slot(i);
+        let backoff = if kind == ErrorKind::ConnectRefused {
+            BACKOFF_REFUSED
+        } else {
+            BACKOFF_ERROR
+        };
+        let at = if self.plan.connect_per_request && self.plan.interval.is_some() {
+            self.conns[i].next_due.max(now + backoff)
+        } else {
+            now + backoff
+        };
+        shard.set_timer(at.saturating_duration_since(now), TAG_RETRY_BASE + i as u64);
+    }
+
+    fn reset_slot(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        c.state = State::Idle;
+        self.in_flight -= c.starts.len() as u64;
+        c.starts.clear();
+        c.due_timer_armed = false;
+    }
+
+    /// Queues as many messages as the mode allows and writes them in one go.
+    fn fill_pipeline(&mut self, i: usize, now: Instant, io: &mut Io<'_>) {
+        let plan = &self.plan;
+        let c = &mut self.conns[i];
+        if c.state != State::Open || c.closing || self.done {
+            return;
+        }
+        self.scratch.clear();
+        while c.starts.len() < plan.pipeline {
+            if let Some(q) = plan.quota {
+                if self.measuring && self.rec.messages + self.in_flight >= q {
+                    break;
+                }
+            }
+            let start = if plan.connect_per_request {
+                if !c.starts.is_empty() {
+                    break; // one message per connection
+                }
+                c.pending_start
+            } else if let Some(iv) = plan.interval {
+                if c.next_due > now {
+                    if !c.due_timer_armed {
+                        c.due_timer_armed = true;
+                        io.set_timer(c.next_due - now, TAG_DUE);
+                    }
+                    break;
+                }
+                let due = c.next_due;
+                c.next_due += iv;
+                due
+            } else {
+                now
+            };
+            if c.starts.is_empty() {
+                c.last_progress = now;
+            }
+            c.conv.push_request(&mut self.scratch);
+            c.starts.push_back(start);
+            self.in_flight += 1;
+        }
+        if !self.scratch.is_empty() {
+            if self.measuring {
+                self.rec.bytes_sent += self.scratch.len() as u64;
+            }
+            io.write(&self.scratch);
+        }
+    }
+
+    fn publish(&mut self) {
+        if self.live_messages > 0 {
+            self.live
+                .messages
+                .fetch_add(self.live_messages, Ordering::Relaxed);
+            self.live_messages = 0;
+        }
+        if self.live_errors > 0 {
+            self.live
+                .errors
+                .fetch_add(self.live_errors, Ordering::Relaxed);
+            self.live_errors = 0;
+        }
+    }
+
+    /// Ends the run: hands the report over and stops the client.
+    fn finish(&mut self, now: Instant, stop: &mut dyn FnMut()) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.publish();
+        let rec = std::mem::replace(&mut self.rec, Recorder::new());
+        if let Ok(mut out) = self.out.lock() {
+            *out = Some(ThreadReport {
+                recorder: rec,
+                finished: now,
+            });
+        }
+        stop();
+    }
+}
+
+/// A connection's state in the runtime: its slot and the slot's epoch when it opened.
+pub(super) struct ConnRef {
+    i: usize,
+    epoch: u32,
+}
+
+impl<C: Conversation + 'static> Handler for Load<C> {
+    type Conn = ConnRef;
+
+    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
+        let now = Instant::now();
+        shard.set_timer(
+            self.plan.warmup_end.saturating_duration_since(now),
+            TAG_WARMUP_END,
+        );
+        shard.set_timer(
+            self.plan.deadline.saturating_duration_since(now),
+            TAG_DEADLINE,
+        );
+        shard.set_timer(CHECK_EVERY, TAG_TICK);
+        if now >= self.plan.warmup_end {
+            self.measuring = true;
+        }
+        for i in 0..self.conns.len() {
+            if self.plan.connect_per_request && self.plan.interval.is_some() {
+                let due = self.conns[i].next_due;
+                shard.set_timer(
+                    due.saturating_duration_since(now),
+                    TAG_RETRY_BASE + i as u64,
+                );
+            } else {
+                self.connect(i, now, &mut |a, t| shard.connect(a, t));
+            }
+        }
+    }
+
+    fn on_shard_timer(&mut self, tag: u64, shard: &mut ShardIo<'_>) {
+        let now = Instant::now();
+        match tag {
+            TAG_WARMUP_END => {
+                self.measuring = true;
+                self.rec.reset();
+            }
+            TAG_DEADLINE => self.finish(now, &mut || shard.shutdown_all()),
+            TAG_TICK => {
+                self.publish();
+                let due: Vec<usize> = self
+                    .retry
+                    .iter()
+                    .filter(|(_, at)| *at <= now)
+                    .map(|(i, _)| *i)
+                    .collect();
+                self.retry.retain(|(_, at)| *at > now);
+                for i in due {
+                    if self.conns[i].state == State::Idle && !self.done {
+                        self.connect(i, now, &mut |a, t| shard.connect(a, t));
+                    }
+                }
+                if !self.done {
+                    shard.set_timer(CHECK_EVERY, TAG_TICK);
+                }
+            }
+            t if t >= TAG_RETRY_BASE => {
+                let i = (t - TAG_RETRY_BASE) as usize;
+                if i < self.conns.len() && self.conns[i].state == State::Idle && !self.done {
+                    self.connect(i, now, &mut |a, t| shard.connect(a, t));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connect_failed(
+        &mut self,
+        tag: u64,
+        _a: SocketAddr,
+        err: io::Error,
+        shard: &mut ShardIo<'_>,
+    ) {
+        let i = tag as usize;
+        let kind = match err.raw_os_error() {
+            Some(libc_errno::ECONNREFUSED) => ErrorKind::ConnectRefused,
+            Some(libc_errno::ETIMEDOUT) => ErrorKind::Timeout,
+            _ => ErrorKind::ConnectError,
+        };
+        if i < self.conns.len() {
+            self.fail_later(i, kind, Instant::now(), shard);
+        }
+    }
+
+    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> ConnRef {
+        let Origin::Connected { tag } = io.origin() else {
+            io.abort();
+            return ConnRef {
+                i: usize::MAX,
+                epoch: 0,
+            };
+        };
+        let i = tag as usize;
+        if i >= self.conns.len() {
+            io.abort();
+            return ConnRef { i, epoch: 0 };
+        }
+        let now = Instant::now();
+        let c = &mut self.conns[i];
+        c.state = State::Open;
+        c.conv.reset();
+        c.last_progress = now;
+        let epoch = c.epoch;
+        io.set_timer(CHECK_EVERY, TAG_CHECK);
+        self.fill_pipeline(i, now, io);
+        ConnRef { i, epoch }
+    }
+
+    fn on_data(&mut self, conn: &mut ConnRef, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let i = conn.i;
+        let data = input.bytes();
+        input.consume_all();
+        if i >= self.conns.len() || self.done || self.conns[i].epoch != conn.epoch {
+            return;
+        }
+        let now = Instant::now();
+        if self.measuring {
+            self.rec.bytes_received += data.len() as u64;
+        }
+        let c = &mut self.conns[i];
+        c.last_progress = now;
+        let done = match c.conv.feed(data) {
+            Ok(n) => n,
+            Err(_) => {
+                self.count_error(ErrorKind::BadResponse);
+                self.conns[i].closing = true;
+                io.abort();
+                return;
+            }
+        };
+        for _ in 0..done {
+            let Some(start) = self.conns[i].starts.pop_front() else {
+                self.count_error(ErrorKind::BadResponse);
+                self.conns[i].closing = true;
+                io.abort();
+                return;
+            };
+            self.in_flight -= 1;
+            self.live_messages += 1;
+            if self.measuring {
+                let ns = now.saturating_duration_since(start).as_nanos();
+                self.rec.message(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
+        }
+        if self.measuring && self.plan.quota.is_some_and(|q| self.rec.messages >= q) {
+            self.finish(now, &mut || io.shutdown_all());
+            return;
+        }
+        if self.plan.connect_per_request {
+            if done > 0 && self.conns[i].starts.is_empty() {
+                // This connection carried its message: close it, open the next.
+                self.conns[i].closing = true;
+                io.close();
+                let due = self.conns[i].next_due;
+                match self.plan.interval {
+                    Some(_) if due > now => {
+                        self.conns[i].state = State::Idle;
+                        io.set_timer(due - now, TAG_DUE);
+                    }
+                    _ => self.connect(i, now, &mut |a, t| io.connect(a, t)),
+                }
+            }
+        } else {
+            self.fill_pipeline(i, now, io);
+        }
+    }
+
+    fn on_timer(&mut self, conn: &mut ConnRef, tag: u64, io: &mut Io<'_>) {
+        let i = conn.i;
+        if i >= self.conns.len() || self.done {
+            return;
+        }
+        // A connection-per-request connection waiting for its successor's due time is
+        // the only old connection whose timer still matters (TAG_DUE below).
+        if self.conns[i].epoch != conn.epoch && tag != TAG_DUE {
+            return;
+        }
+        let now = Instant::now();
+        match tag {
+            TAG_CHECK => {
+                self.publish();
+                let c = &self.conns[i];
+                let waiting = c.state == State::Open && !c.starts.is_empty() && !c.closing;
+                if waiting && now.saturating_duration_since(c.last_progress) > self.plan.timeout {
+                    self.count_error(ErrorKind::Timeout);
+                    self.conns[i].closing = true;
+                    io.abort();
+                } else {
+                    io.set_timer(CHECK_EVERY, TAG_CHECK);
+                }
+            }
+            TAG_DUE => {
+                self.conns[i].due_timer_armed = false;
+                if self.plan.connect_per_request && self.conns[i].closing {
+                    self.connect(i, now, &mut |a, t| io.connect(a, t));
+                } else {
+                    self.fill_pipeline(i, now, io);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_eof(&mut self, conn: &mut ConnRef, io: &mut Io<'_>) {
+        let i = conn.i;
+        if i < self.conns.len()
+            && self.conns[i].epoch == conn.epoch
+            && !self.conns[i].closing
+            && !self.done
+        {
+            self.count_error(ErrorKind::Closed);
+            self.conns[i].closing = true;
+        }
+        io.close();
+    }
+
+    fn on_shutdown(&mut self, _conn: &mut ConnRef, io: &mut Io<'_>) {
+        io.abort();
+    }
+
+    fn on_close(&mut self, conn: ConnRef, why: Close) {
+        let i = conn.i;
+        if i >= self.conns.len() || self.conns[i].epoch != conn.epoch || self.done {
+            return; // an old connection of this slot, or the run is over
+        }
+        let unexpected = !self.conns[i].closing;
+        if unexpected {
+            if let Close::Error(e) = why {
+                self.count_error(io_kind(e));
+            }
+        }
+        if self.conns[i].state == State::Open {
+            self.reset_slot(i);
+            if !self.plan.connect_per_request || unexpected {
+                // Died (or was timed out, or answered wrong): retry after a back-off.
+                self.retry.push((i, Instant::now() + BACKOFF_ERROR));
+            }
+        }
+    }
+}
