@@ -152,6 +152,12 @@ impl SendQueue {
             }
             _ => {}
         }
+        if self.segments.is_empty() {
+            // Drained: an idle connection keeps no send storage (a few allocations per
+            // busy turn cost far less than pinned memory on every idle connection).
+            self.segments = VecDeque::new();
+            self.spare = None;
+        }
         false
     }
 

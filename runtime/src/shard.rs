@@ -215,6 +215,7 @@ impl<H: Handler> Shard<H> {
             None => None,
         };
         let send_zc = ring.features.send_zc;
+        let config_max_conns = config.max_conns_per_shard.min(1 << 20);
         let features = crate::server::ShardFeatures {
             ring: ring.features,
             buf_incremental: bufs.incremental(),
@@ -238,7 +239,9 @@ impl<H: Handler> Shard<H> {
                 pending_connects: Vec::new(),
             },
             handler,
-            slots: Slab::new(),
+            // Reserved (address space only; pages are touched as slots fill) so the slab
+            // never doubles under load and leaves its old arrays to the allocator.
+            slots: Slab::with_capacity(config_max_conns),
             listener: parts.listener,
             udp,
             accept_armed: false,

@@ -452,6 +452,9 @@ impl<T> Conn<T> {
         }
         if self.queue.is_empty() && before > 0 {
             self.last_active = port.now();
+            // Between requests a keep-alive connection holds no storage: memory per idle
+            // connection is what lets a shard keep many of them.
+            self.queue = VecDeque::new();
         }
         self.settle(limits, port);
     }
