@@ -47,6 +47,8 @@ pub struct Config {
     pub offload_queue: usize,
     /// CPUs to pin offload workers to (`None`: not pinned).
     pub offload_cpus: Option<Vec<usize>>,
+    /// Granularity of the shard's timer wheel (timers never fire early, at most this late).
+    pub timer_tick: Duration,
     /// Completions to wait for per loop turn under load (1: wake on the first).
     pub batch: usize,
     /// How long (µs) a turn waits for `batch` completions before taking what is there.
@@ -86,6 +88,7 @@ impl Default for Config {
                 .unwrap_or(1),
             offload_queue: 1024,
             offload_cpus: None,
+            timer_tick: Duration::from_millis(1),
             batch: 1,
             batch_wait_us: 0,
             tcp: true,
@@ -202,6 +205,8 @@ impl ServerBuilder {
         offload_queue: usize);
     setter!(/// CPUs for offload workers.
         offload_cpus: Option<Vec<usize>>);
+    setter!(/// Timer wheel granularity (at least 100 µs).
+        timer_tick: Duration);
     setter!(/// Completions a turn waits for (see `batch_wait_us`).
         batch: usize);
     setter!(/// Longest wait (µs) for a batch.

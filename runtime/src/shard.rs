@@ -37,8 +37,6 @@ mod udp_io;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a closing connection keeps draining the peer's input after our FIN.
 const LINGER: Duration = Duration::from_secs(2);
-/// Timer granularity.
-const TICK: Duration = Duration::from_millis(1);
 
 /// What a timer means when it fires.
 #[derive(Debug)]
@@ -227,7 +225,7 @@ impl<H: Handler> Shard<H> {
             ctx: ShardCtx {
                 id: parts.id,
                 now,
-                timers: TimerWheel::new(now, 4096, TICK),
+                timers: TimerWheel::new(now, 4096, config.timer_tick),
                 config,
                 counters: Counters::default(),
                 dirty: Vec::new(),
