@@ -17,6 +17,7 @@
 //!   pool, answered 500, so tests (and operators) can see that a panicking job costs one
 //!   response and nothing else. It runs only user-invisible code and holds no resource.
 //! - `GET /stats` → this shard's runtime and HTTP counters as JSON
+//! - `OPTIONS *` → 200 with `Allow`
 //! - anything else 404; a known path with the wrong method 405 with `Allow`.
 
 use std::fmt::Write as _;
@@ -122,6 +123,7 @@ static JSON_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(JSON));
 const OCTETS: &[(&str, &str)] = &[("Content-Type", "application/octet-stream")];
 const ALLOW_GET: &[(&str, &str)] = &[("Allow", "GET, HEAD"), ("Content-Type", "text/plain")];
 const ALLOW_POST: &[(&str, &str)] = &[("Allow", "POST"), ("Content-Type", "text/plain")];
+const ALLOW_ANY: &[(&str, &str)] = &[("Allow", "GET, HEAD, POST, OPTIONS")];
 const BUSY: &[(&str, &str)] = &[("Retry-After", "1"), ("Content-Type", "text/plain")];
 
 /// Most rounds `/compute/N` runs (a few tenths of a second of one core), so one request
@@ -177,6 +179,10 @@ impl App for BenchApp {
             "/stats" if get => {
                 let body = stats(ex);
                 ex.respond(Response::new(200).fields(JSON).body(body.as_bytes()));
+            }
+            // OPTIONS * asks about the server as a whole (RFC 9110 9.3.7).
+            "*" if req.method() == "OPTIONS" => {
+                ex.respond(Response::new(200).fields(ALLOW_ANY).body(b""));
             }
             "/plaintext" | "/json" | "/stats" => method_not_allowed(ex, ALLOW_GET),
             "/echo" => method_not_allowed(ex, ALLOW_POST),

@@ -249,3 +249,20 @@ fn smuggling_cases_get_400_and_close() {
     }
     assert!(server.counter("http", "smuggling") >= 9);
 }
+
+#[test]
+fn request_targets_of_every_form() {
+    let server = Server::start(&[]);
+    let req = b"GET /plaintext HTTP/1.1\r\nHost: a\r\n\r\n\
+GET http://a/plaintext HTTP/1.1\r\nHost: a\r\n\r\n\
+OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n\
+DELETE /plaintext HTTP/1.1\r\nHost: a\r\n\r\n\
+GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n";
+    let (resps, _) = exchange(&server, req, 5);
+    let statuses: Vec<u16> = resps.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![200, 200, 200, 405, 404]);
+    assert_eq!(resps[0].body, b"Hello, World!");
+    assert_eq!(resps[1].body, b"Hello, World!", "absolute-form");
+    assert!(resps[2].header("Allow").is_some_and(|a| a.contains("GET")));
+    assert_eq!(resps[3].header("Allow"), Some("GET, HEAD"));
+}
