@@ -3,13 +3,15 @@
 //! `ringmaster load tcp-echo --addr 127.0.0.1:7000` opens `--connections` connections and
 //! plays ping-pong with an echo server, validating every byte that comes back, then
 //! prints messages/s, bytes/s, errors by kind, latency percentiles (hdrhistogram) and,
-//! with `--server-pid`, the server's CPU time per message and its RSS.
+//! with `--server-pid`, the server's CPU time per message and its RSS. `http` sends a
+//! fixed HTTP/1.1 request (keep-alive, `--pipeline` deep, or a connection per request)
+//! and checks each response's status and framing; `udp-echo` plays datagram ping-pong.
 //!
 //! Layout: [`LoadArgs`] and [`run`] (this file) plan the run, start the load threads
-//! and report; `proto` holds what is said on a connection, without I/O; `engine` moves
-//! the bytes (today a mio/epoll loop per thread; later the ringmaster runtime's own
-//! outbound connections, behind the same interface); `stats`, `procfs` and `report`
-//! measure and print.
+//! and report; `proto` holds what is said on a connection, without I/O (echo, HTTP);
+//! `engine` moves the bytes (a ringmaster shard by default, a mio/epoll loop as a
+//! cross-check, and a mio loop of UDP sockets for `udp-echo`); `stats`, `procfs` and
+//! `report` measure and print.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -41,12 +43,21 @@ const REQUESTS_TIME_CAP_SECS: f64 = 300.0;
 pub enum Target {
     /// TCP echo: each message must come back byte for byte.
     TcpEcho,
+    /// HTTP/1.1 keep-alive: a fixed request (--method, --path, --header, --body-size);
+    /// each response's status (and with --expect-length its body length) is checked.
+    Http,
+    /// UDP echo: one datagram in flight per "connection" (a connected UDP socket), each
+    /// must come back byte for byte; one not back within --timeout counts as a timeout.
+    /// Always runs on the epoll engine (the runtime has no UDP client).
+    UdpEcho,
 }
 
 impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::TcpEcho => "tcp-echo",
+            Target::Http => "http",
+            Target::UdpEcho => "udp-echo",
         }
     }
 }
@@ -81,9 +92,34 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub warmup: f64,
 
-    /// Bytes per message.
+    /// Bytes per message (tcp-echo, udp-echo).
     #[arg(long, short = 's', value_name = "BYTES", default_value_t = 64)]
     pub size: usize,
+
+    /// http: the request path (with any query).
+    #[arg(long, value_name = "PATH", default_value = "/plaintext")]
+    pub path: String,
+
+    /// http: the request method.
+    #[arg(long, value_name = "METHOD", default_value = "GET")]
+    pub method: String,
+
+    /// http: an extra request header, `Name: value` (repeatable). `Host` defaults to
+    /// --addr.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+
+    /// http: a request body of N bytes (sent with `Content-Length`).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub body_size: usize,
+
+    /// http: the status every response must have.
+    #[arg(long, value_name = "CODE", default_value_t = 200)]
+    pub expect_status: u16,
+
+    /// http: the body length every response must have.
+    #[arg(long, value_name = "N")]
+    pub expect_length: Option<u64>,
 
     /// Messages kept in flight per connection (1: ping-pong).
     #[arg(long, short = 'p', value_name = "D", default_value_t = 1)]
@@ -176,6 +212,7 @@ pub fn run(args: &LoadArgs) -> ExitCode {
 /// The run, checked and resolved.
 struct Plan {
     addr: SocketAddr,
+    target: proto::TargetPlan,
     warmup: Duration,
     /// Longest measured window.
     window: Duration,
@@ -246,8 +283,35 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot resolve --addr {}: {e}", args.addr)))?
         .next()
         .ok_or_else(|| Failure::Runtime(format!("--addr {} resolves to nothing", args.addr)))?;
+    let target = match args.target {
+        Target::TcpEcho => proto::TargetPlan::TcpEcho { size: args.size },
+        Target::UdpEcho => {
+            if args.pipeline > 1 || args.rate.is_some() || args.connect_per_request {
+                return usage(
+                    "udp-echo is closed-loop ping-pong: no --pipeline, --rate or --connect-per-request",
+                );
+            }
+            if args.size > 65_507 {
+                return usage("udp-echo: --size must fit in one datagram (at most 65507 bytes)");
+            }
+            proto::TargetPlan::UdpEcho { size: args.size }
+        }
+        Target::Http => proto::TargetPlan::Http(Arc::new(
+            proto::HttpSpec::new(
+                &args.addr,
+                &args.method,
+                &args.path,
+                &args.headers,
+                args.body_size,
+                args.expect_status,
+                args.expect_length,
+            )
+            .map_err(Failure::Usage)?,
+        )),
+    };
     Ok(Plan {
         addr,
+        target,
         warmup,
         window,
     })
@@ -283,7 +347,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
             addr: plan.addr,
             first_conn,
             connections,
-            size: args.size,
+            target: plan.target.clone(),
             pipeline: args.pipeline,
             interval,
             stagger,
@@ -417,7 +481,15 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
         addr: plan.addr.to_string(),
         connections: args.connections,
         threads: args.threads,
-        size: args.size,
+        size: plan.target.request_len(),
+        engine: if args.target == Target::UdpEcho {
+            EngineKind::Epoll
+        } else {
+            args.engine
+        },
+        note: (args.target == Target::UdpEcho && args.engine == EngineKind::Uring).then_some(
+            "udp-echo runs on the epoll engine: the runtime has no UDP client (--engine uring ignored)",
+        ),
         pipeline: args.pipeline,
         mode: if args.rate.is_some() {
             "open"
@@ -661,6 +733,197 @@ mod tests {
         let bad = echo_server(|b| b[0] ^= 1);
         let r = load(&args(bad, &["--engine", "epoll", "--duration", "0.3"]));
         assert!(r.errors.bad_response > 0, "{r:?}");
+    }
+
+    /// A thread-per-connection HTTP/1.1 keep-alive server on 127.0.0.1 that answers
+    /// every (pipelined) request with `response`, after reading its body; returns its
+    /// address.
+    fn http_server(response: &'static [u8]) -> SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut chunk) {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let mut out = Vec::new();
+                        // Every complete request in `buf`, each one response.
+                        loop {
+                            let mut headers = [httparse::EMPTY_HEADER; 16];
+                            let mut req = httparse::Request::new(&mut headers);
+                            let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
+                                break;
+                            };
+                            let body = req
+                                .headers
+                                .iter()
+                                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                                .map_or(0, |h| {
+                                    std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                                });
+                            if buf.len() < head + body {
+                                break;
+                            }
+                            buf.drain(..head + body);
+                            out.extend_from_slice(response);
+                        }
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn http_args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
+        let addr = addr.to_string();
+        let mut v = vec!["http", "--addr", &addr, "--connections", "8"];
+        v.extend_from_slice(extra);
+        parse(&v)
+    }
+
+    const PLAINTEXT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
+    const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nHello\r\n8\r\n, World!\r\n0\r\n\r\n";
+
+    #[test]
+    fn http_keep_alive_pipelined_and_churn_on_both_engines() {
+        let ok = http_server(PLAINTEXT);
+        let chunked = http_server(CHUNKED);
+        for engine in ["uring", "epoll"] {
+            for (addr, extra) in [
+                (ok, &["-p", "16", "--expect-length", "13"][..]),
+                (
+                    ok,
+                    &["--method", "POST", "--body-size", "5000", "-H", "X-Test: 1"],
+                ),
+                (chunked, &["-p", "4", "--expect-length", "13"]),
+                (ok, &["--connect-per-request"]),
+            ] {
+                let mut v = vec!["--engine", engine, "--requests", "3000"];
+                v.extend_from_slice(extra);
+                let r = load(&http_args(addr, &v));
+                assert_eq!(
+                    (r.messages, r.errors_total),
+                    (3000, 0),
+                    "{engine} {extra:?} {r:?}"
+                );
+                assert_eq!(r.target, "http");
+            }
+        }
+    }
+
+    #[test]
+    fn http_wrong_status_or_length_is_caught() {
+        let not_found = http_server(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        let ok = http_server(PLAINTEXT);
+        for engine in ["uring", "epoll"] {
+            let r = load(&http_args(
+                not_found,
+                &["--engine", engine, "--duration", "0.3"],
+            ));
+            assert_eq!(r.messages, 0);
+            assert!(r.errors.bad_response > 0, "{r:?}");
+            let r = load(&http_args(
+                ok,
+                &[
+                    "--engine",
+                    engine,
+                    "--duration",
+                    "0.3",
+                    "--expect-length",
+                    "12",
+                ],
+            ));
+            assert_eq!(r.messages, 0);
+            assert!(r.errors.bad_response > 0, "{r:?}");
+        }
+        // ...and the status asked for passes.
+        let r = load(&http_args(
+            not_found,
+            &["--requests", "100", "--expect-status", "404"],
+        ));
+        assert_eq!((r.messages, r.errors_total), (100, 0), "{r:?}");
+    }
+
+    #[test]
+    fn http_bad_flags_are_usage() {
+        for bad in [
+            &["http", "--addr", "127.0.0.1:1", "--path", "no-slash"][..],
+            &["http", "--addr", "127.0.0.1:1", "-H", "NoColon"],
+            &["http", "--addr", "127.0.0.1:1", "--method", "G T"],
+            &["http", "--addr", "127.0.0.1:1", "--expect-status", "42"],
+        ] {
+            assert!(
+                matches!(check(&parse(bad)), Err(Failure::Usage(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    /// A UDP echo server on 127.0.0.1 that drops every `drop_every`-th datagram
+    /// (0: none); returns its address.
+    fn udp_echo_server(drop_every: u64) -> SocketAddr {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            let mut k = 0u64;
+            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                k += 1;
+                if drop_every > 0 && k % drop_every == 0 {
+                    continue;
+                }
+                let _ = sock.send_to(&buf[..n], peer);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn udp_echo_counts_lost_datagrams_and_falls_back_to_epoll() {
+        let addr = udp_echo_server(0).to_string();
+        let r = load(&parse(&[
+            "udp-echo",
+            "--addr",
+            &addr,
+            "-c",
+            "8",
+            "--requests",
+            "2000",
+            "--size",
+            "100",
+        ]));
+        assert_eq!((r.messages, r.errors_total), (2000, 0), "{r:?}");
+        assert_eq!(r.engine, EngineKind::Epoll);
+        assert!(r.note.is_some());
+        let lossy = udp_echo_server(10).to_string();
+        let r = load(&parse(&[
+            "udp-echo",
+            "--addr",
+            &lossy,
+            "-c",
+            "4",
+            "--duration",
+            "0.5",
+            "--timeout",
+            "0.02",
+        ]));
+        assert!(r.messages > 0 && r.errors.timeout > 0, "{r:?}");
+        assert_eq!(r.errors_total, r.errors.timeout, "{r:?}");
+        assert!(matches!(
+            check(&parse(&["udp-echo", "--addr", &addr, "-p", "2"])),
+            Err(Failure::Usage(_))
+        ));
     }
 
     #[test]

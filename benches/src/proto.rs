@@ -4,6 +4,15 @@
 //! moves them through sockets and keeps the clock. New targets (`http`, `udp-echo`, `ws`)
 //! add a `Conversation`; a new engine (the ringmaster runtime's outbound connections)
 //! reuses every conversation unchanged.
+//!
+//! Engines hold a [`Conv`] (an enum, so the hot path is a match, not a virtual call),
+//! made per connection by [`TargetPlan::conversation`].
+
+mod http;
+
+use std::sync::Arc;
+
+pub(crate) use http::{Http, HttpSpec};
 
 /// A response that is not the one expected (wrong bytes, or bytes nobody asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +28,77 @@ pub(crate) trait Conversation {
     fn feed(&mut self, data: &[u8]) -> Result<usize, BadResponse>;
 }
 
+/// What a run's connections say, fixed for the run: makes each connection's [`Conv`].
+#[derive(Debug, Clone)]
+pub(crate) enum TargetPlan {
+    /// TCP echo with messages of this many bytes.
+    TcpEcho {
+        /// Bytes per message.
+        size: usize,
+    },
+    /// HTTP/1.1 with this request and these expectations.
+    Http(Arc<HttpSpec>),
+    /// UDP echo with datagrams of this many bytes (its own engine: no `Conv`).
+    UdpEcho {
+        /// Bytes per datagram.
+        size: usize,
+    },
+}
+
+impl TargetPlan {
+    /// The conversation of the connection with global index `conn`.
+    pub(crate) fn conversation(&self, conn: usize) -> Conv {
+        match self {
+            TargetPlan::TcpEcho { size } | TargetPlan::UdpEcho { size } => {
+                Conv::Echo(Echo::new(conn as u64, *size))
+            }
+            TargetPlan::Http(spec) => Conv::Http(Http::new(Arc::clone(spec))),
+        }
+    }
+
+    /// Bytes of one request (to size buffers).
+    pub(crate) fn request_len(&self) -> usize {
+        match self {
+            TargetPlan::TcpEcho { size } | TargetPlan::UdpEcho { size } => *size,
+            TargetPlan::Http(spec) => spec.request_len(),
+        }
+    }
+}
+
+/// One connection's conversation, whichever the target.
+pub(crate) enum Conv {
+    /// TCP echo.
+    Echo(Echo),
+    /// HTTP/1.1.
+    Http(Http),
+}
+
+impl Conversation for Conv {
+    #[inline]
+    fn reset(&mut self) {
+        match self {
+            Conv::Echo(c) => c.reset(),
+            Conv::Http(c) => c.reset(),
+        }
+    }
+
+    #[inline]
+    fn push_request(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Conv::Echo(c) => c.push_request(out),
+            Conv::Http(c) => c.push_request(out),
+        }
+    }
+
+    #[inline]
+    fn feed(&mut self, data: &[u8]) -> Result<usize, BadResponse> {
+        match self {
+            Conv::Echo(c) => c.feed(data),
+            Conv::Http(c) => c.feed(data),
+        }
+    }
+}
+
 /// Fills `buf` with the payload of message `seq` on the connection salted `salt`.
 ///
 /// The first (up to) 8 bytes carry the sequence number mixed with the connection, so a
@@ -32,6 +112,13 @@ pub(crate) fn fill_payload(salt: u64, seq: u64, buf: &mut [u8]) {
     for (i, b) in body.iter_mut().enumerate() {
         *b = ((i + 8) as u8).wrapping_add(tag);
     }
+}
+
+/// The sequence number a payload made by [`fill_payload`] for `salt` carries, if it is
+/// at least 8 bytes long.
+pub(crate) fn payload_seq(salt: u64, data: &[u8]) -> Option<u64> {
+    let head: [u8; 8] = data.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(head) ^ salt.wrapping_mul(0xD6E8_FEB8_6659_FD93))
 }
 
 /// TCP echo: every message must come back byte for byte, in order.
@@ -141,6 +228,14 @@ mod tests {
         assert_ne!(a, b);
         fill_payload(2, 1, &mut b);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn sequence_number_is_recovered() {
+        let mut b = [0u8; 16];
+        fill_payload(9, 1234, &mut b);
+        assert_eq!(payload_seq(9, &b), Some(1234));
+        assert_eq!(payload_seq(9, &b[..7]), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::engine::EngineKind;
 use crate::stats::{ErrorCounts, LatencySummary};
 
 /// The server's resource use over the measured window.
@@ -44,7 +45,12 @@ pub(crate) struct Report {
     pub addr: String,
     pub connections: usize,
     pub threads: usize,
+    /// Bytes of one request (tcp-echo: the message size).
     pub size: usize,
+    /// The engine that moved the bytes.
+    pub engine: EngineKind,
+    /// Something the reader must know about how the run was made.
+    pub note: Option<&'static str>,
     pub pipeline: usize,
     /// "closed" or "open".
     pub mode: &'static str,
@@ -122,6 +128,9 @@ impl Report {
             self.pipeline,
             mode,
         );
+        if let Some(note) = self.note {
+            let _ = writeln!(s, "note: {note}");
+        }
         let _ = writeln!(
             s,
             "measured {:.2} s after {:.2} s of warmup\n",
@@ -215,6 +224,8 @@ mod tests {
             connections: 100,
             threads: 1,
             size: 64,
+            engine: EngineKind::Uring,
+            note: None,
             pipeline: 1,
             mode: "closed",
             rate: None,

@@ -18,7 +18,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{Live, ThreadPlan, ThreadReport};
-use crate::proto::{Conversation, Echo};
+use crate::proto::Conversation;
 use crate::stats::{ErrorKind, Recorder};
 
 /// Read buffer, shared by all connections of the thread.
@@ -76,20 +76,17 @@ struct Engine<'a, C> {
 /// Runs one load thread (see [`super::run_thread`]).
 pub(super) fn run(plan: &ThreadPlan, live: &Live) -> io::Result<ThreadReport> {
     let conns = (0..plan.connections)
-        .map(|k| {
-            let salt = (plan.first_conn + k) as u64;
-            Conn {
-                conv: Echo::new(salt, plan.size),
-                stream: None,
-                state: State::Idle,
-                out: Vec::with_capacity(plan.size * plan.pipeline),
-                out_pos: 0,
-                starts: VecDeque::with_capacity(plan.pipeline),
-                next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
-                last_progress: plan.start,
-                wake_at: None,
-                pending_start: plan.start,
-            }
+        .map(|k| Conn {
+            conv: plan.target.conversation(plan.first_conn + k),
+            stream: None,
+            state: State::Idle,
+            out: Vec::with_capacity(plan.target.request_len() * plan.pipeline),
+            out_pos: 0,
+            starts: VecDeque::with_capacity(plan.pipeline),
+            next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
+            last_progress: plan.start,
+            wake_at: None,
+            pending_start: plan.start,
         })
         .collect();
     let mut engine = Engine {

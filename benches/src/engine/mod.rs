@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use crate::proto::TargetPlan;
 use crate::stats::Recorder;
 
 mod mio_loop;
+mod mio_udp;
 mod uring;
 
 /// What one load thread does.
@@ -24,8 +26,8 @@ pub(crate) struct ThreadPlan {
     pub first_conn: usize,
     /// Connections this thread drives.
     pub connections: usize,
-    /// Bytes per message.
-    pub size: usize,
+    /// What is said on each connection.
+    pub target: TargetPlan,
     /// Messages in flight per connection, at most.
     pub pipeline: usize,
     /// Open loop: time between two messages due on one connection; `None`: closed loop.
@@ -80,6 +82,10 @@ pub(crate) fn run_thread(
     plan: &ThreadPlan,
     live: &std::sync::Arc<Live>,
 ) -> std::io::Result<ThreadReport> {
+    if let TargetPlan::UdpEcho { size } = plan.target {
+        // No UDP client in the runtime: always the mio loop (the report says so).
+        return mio_udp::run(plan, live, size);
+    }
     match plan.engine {
         EngineKind::Uring => uring::run(plan, live),
         EngineKind::Epoll => mio_loop::run(plan, live),

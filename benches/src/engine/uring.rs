@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use ringmaster_runtime::{Close, Handler, Input, Io, Origin, Server, ShardIo};
 
 use super::{Live, ThreadPlan, ThreadReport};
-use crate::proto::{Conversation, Echo};
+use crate::proto::Conversation;
 use crate::stats::{ErrorKind, Recorder};
 
 /// How often a connection looks for a response timeout (and publishes live counters).
@@ -87,6 +87,8 @@ pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadRepor
         .offload_threads(0)
         .handle_signals(false)
         .idle_timeout(None)
+        // Open-loop pacing wants finer timers than a server's 1 ms default.
+        .timer_tick(Duration::from_micros(100))
         .drain_timeout(Duration::from_secs(1))
         .build()
         .map_err(io::Error::other)?;
@@ -95,7 +97,7 @@ pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadRepor
         .serve(move |_shard| {
             let conns = (0..plan.connections)
                 .map(|k| Slot {
-                    conv: Echo::new((plan.first_conn + k) as u64, plan.size),
+                    conv: plan.target.conversation(plan.first_conn + k),
                     state: State::Idle,
                     starts: VecDeque::with_capacity(plan.pipeline),
                     next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
