@@ -5,11 +5,10 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{bin, ServerProc};
+use common::ServerProc;
 
 fn connect(addr: std::net::SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
@@ -27,20 +26,11 @@ fn echo_once(s: &mut TcpStream, msg: &[u8]) -> bool {
 
 #[test]
 fn running_out_of_descriptors_pauses_accepting_and_recovers() {
-    // Start the server under a small descriptor limit (prlimit from util-linux via sh).
-    let script = format!(
-        "ulimit -n 48 && exec {} echo --listen 127.0.0.1:0 --shards 1",
-        bin()
+    // Start the server under a small descriptor limit.
+    let mut srv = ServerProc::start_in_shell(
+        "ulimit -n 48 &&",
+        &["echo", "--listen", "127.0.0.1:0", "--shards", "1"],
     );
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut srv = ServerProc::adopt(child);
     let addr = srv.addr;
     // Far more connections than descriptors: the kernel queues them, the server hits
     // EMFILE, counts it and pauses instead of spinning or dying.
@@ -181,19 +171,10 @@ fn a_second_signal_exits_at_once() {
 fn sigint_drains_even_when_the_shell_started_it_with_sigint_ignored() {
     // Non-interactive shells start background jobs with SIGINT ignored; the server must
     // still drain on it.
-    let script = format!(
-        "trap '' INT; exec {} echo --listen 127.0.0.1:0 --shards 1",
-        bin()
+    let mut srv = ServerProc::start_in_shell(
+        "trap '' INT;",
+        &["echo", "--listen", "127.0.0.1:0", "--shards", "1"],
     );
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut srv = ServerProc::adopt(child);
     let mut s = connect(srv.addr);
     assert!(echo_once(&mut s, b"hi"));
     drop(s);

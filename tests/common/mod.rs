@@ -33,6 +33,21 @@ impl ServerProc {
         Self::adopt(child)
     }
 
+    /// Starts `ringmaster <args>` from `sh -c "<setup> exec ringmaster <args>"`, for a
+    /// test that needs the shell to set something first (a limit, a signal disposition).
+    pub fn start_in_shell(setup: &str, args: &[&str]) -> ServerProc {
+        let script = format!("{setup} exec {} {}", bin(), args.join(" "));
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        Self::adopt(child)
+    }
+
     /// Takes over a spawned server (stderr piped) and waits for its `listening on` line.
     pub fn adopt(mut child: Child) -> ServerProc {
         let stderr = child.stderr.take().unwrap();

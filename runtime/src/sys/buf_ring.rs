@@ -263,11 +263,11 @@ impl BufRing {
         let end = (p.offset as usize + p.len as usize).min(self.size as usize);
         let start = (p.offset as usize).min(end);
         let base = self.buffers.ptr.as_ptr() as *const u8;
-        // SAFETY: the range lies inside buffer `bid` of the mapping (clamped above). A
-        // completion handed this range to us; the kernel writes a buffer only while its
+        // A completion handed this range to us; the kernel writes a buffer only while its
         // descriptor is published and, in incremental mode, only past the bytes it has
-        // already completed, so nothing writes these bytes while the slice is alive
-        // (the shard recycles the buffer only after dropping the slice).
+        // already completed, and the shard recycles the buffer only after dropping the
+        // slice.
+        // SAFETY: in-bounds (clamped above) and, per the above, unwritten while borrowed.
         unsafe {
             std::slice::from_raw_parts(
                 base.add(p.bid as usize * self.size as usize + start),
