@@ -49,6 +49,8 @@ pub(crate) struct ConnIo {
     /// Reading stopped because the write backlog passed its bound.
     pub backpressured: bool,
     pub peer_eof: bool,
+    /// The handler closed saying the peer will send nothing more: no lingering.
+    pub no_linger: bool,
     pub recv_armed: bool,
     pub recv_cancelling: bool,
     /// Waiting for the buffer ring to refill (ENOBUFS).
@@ -82,6 +84,7 @@ impl ConnIo {
             want_writable: false,
             backpressured: false,
             peer_eof: false,
+            no_linger: false,
             recv_armed: false,
             recv_cancelling: false,
             parked: false,

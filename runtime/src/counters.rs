@@ -38,6 +38,10 @@ pub struct Counters {
     pub cq_overflow: u64,
     /// Connections closed by the idle timeout.
     pub idle_closed: u64,
+    /// Graceful closes that skipped lingering: the handler said the peer sends nothing
+    /// more ([`Io::close_without_linger`](crate::Io::close_without_linger)) and nothing
+    /// unread was waiting.
+    pub closed_without_linger: u64,
     /// Connections whose reading was paused by the write-backlog bound.
     pub backpressure_pauses: u64,
     /// Connections closed because unconsumed input exceeded the carry-over limit.
@@ -68,7 +72,7 @@ pub struct Counters {
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 29] {
+    pub fn fields(&self) -> [(&'static str, u64); 30] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -86,6 +90,7 @@ impl Counters {
             ("accept_errors", self.accept_errors),
             ("cq_overflow", self.cq_overflow),
             ("idle_closed", self.idle_closed),
+            ("closed_without_linger", self.closed_without_linger),
             ("backpressure_pauses", self.backpressure_pauses),
             ("input_overflow", self.input_overflow),
             ("drain_forced", self.drain_forced),

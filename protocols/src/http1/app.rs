@@ -287,6 +287,11 @@ pub(crate) trait Port {
     fn shard_id(&self) -> usize;
     /// Closes the connection once queued output is sent.
     fn close(&mut self);
+    /// Closes once queued output is sent, without lingering for the peer's FIN: the
+    /// peer has said it sends nothing more (its last request asked to close).
+    fn close_without_linger(&mut self) {
+        self.close();
+    }
     /// Stops delivering input.
     fn pause_reading(&mut self);
     /// Delivers input again (unconsumed bytes first).

@@ -63,6 +63,10 @@ pub(crate) struct Conn<T> {
     next_seq: u32,
     /// No further request will be parsed; close once the queue is empty.
     closing: bool,
+    /// The peer said its last request was its last (`Connection: close`, or HTTP/1.0
+    /// without keep-alive) and sent nothing after it: the close need not linger for
+    /// input that could turn it into a reset.
+    peer_done: bool,
     /// The server is draining: finish what is in progress, start nothing new.
     draining: bool,
     /// Reading is paused because `max_pipelined` requests wait.
@@ -109,6 +113,7 @@ impl<T> Conn<T> {
             partial: None,
             next_seq: 0,
             closing: false,
+            peer_done: false,
             draining: false,
             paused: false,
             closed: false,
@@ -135,7 +140,10 @@ impl<T> Conn<T> {
         loop {
             if self.closing {
                 // Nothing after a close-bound request or an error can be framed or
-                // answered: drop it.
+                // answered: drop it, and linger at the close (the peer is still talking).
+                if pos < input.len() {
+                    self.peer_done = false;
+                }
                 pos = input.len();
                 break;
             }
@@ -377,6 +385,9 @@ impl<T> Conn<T> {
         if st.close {
             self.closing = true;
         }
+        if !head.keep_alive() && !self.draining {
+            self.peer_done = true;
+        }
         if st.phase == Phase::Done {
             task = None;
             if direct {
@@ -390,6 +401,7 @@ impl<T> Conn<T> {
     /// after every response already queued.
     fn reject(&mut self, status: u16, port: &mut dyn Port) {
         self.closing = true;
+        self.peer_done = false;
         self.partial = None;
         self.head_since = None;
         let date = *port.date();
@@ -468,7 +480,11 @@ impl<T> Conn<T> {
         }
         if self.closing && self.queue.is_empty() {
             self.closed = true;
-            port.close();
+            if self.peer_done {
+                port.close_without_linger();
+            } else {
+                port.close();
+            }
             return;
         }
         if self.paused && !self.closing && self.queue.len() < limits.pipelined() {
@@ -632,6 +648,8 @@ pub(crate) mod tests {
         pub out: Vec<u8>,
         pub timers: Vec<(Duration, u64)>,
         pub closed: bool,
+        /// The close was `close_without_linger`.
+        pub closed_without_linger: bool,
         pub paused: bool,
         pub writable_asked: usize,
         pub counters: HttpCounters,
@@ -644,6 +662,7 @@ pub(crate) mod tests {
                 out: Vec::new(),
                 timers: Vec::new(),
                 closed: false,
+                closed_without_linger: false,
                 paused: false,
                 writable_asked: 0,
                 counters: HttpCounters::default(),
@@ -686,6 +705,10 @@ pub(crate) mod tests {
         fn close(&mut self) {
             assert!(!self.closed, "closed twice");
             self.closed = true;
+        }
+        fn close_without_linger(&mut self) {
+            self.close();
+            self.closed_without_linger = true;
         }
         fn pause_reading(&mut self) {
             self.paused = true;
@@ -941,6 +964,45 @@ pub(crate) mod tests {
         assert!(port.closed);
         assert_eq!(port.counters.smuggling, 1);
         assert_eq!(app.seen.len(), 2);
+    }
+
+    /// Only a peer that said its request was its last, and sent nothing after it, gets a
+    /// close without lingering; errors and extra bytes keep the lingering close.
+    #[test]
+    fn close_without_linger_only_when_the_peer_is_done() {
+        let cases: [(&[u8], bool); 6] = [
+            (b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", true),
+            (b"GET /a HTTP/1.0\r\n\r\n", true),
+            (
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                true,
+            ),
+            // Bytes after the last request: the peer is still talking.
+            (
+                b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+                false,
+            ),
+            // A 400: the peer may be sending more.
+            (b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n", false),
+            (b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n", false), // no Host: 400
+        ];
+        for (input, quiet) in cases {
+            let (mut c, mut app, mut port, limits) = setup();
+            feed(&mut c, &mut app, &mut port, &limits, input);
+            let what = String::from_utf8_lossy(input);
+            assert!(port.closed, "{what}");
+            assert_eq!(port.closed_without_linger, quiet, "{what}");
+        }
+        // Keep-alive requests never close.
+        let (mut c, mut app, mut port, limits) = setup();
+        feed(
+            &mut c,
+            &mut app,
+            &mut port,
+            &limits,
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert!(!port.closed);
     }
 
     #[test]

@@ -167,6 +167,10 @@ impl Port for IoPort<'_, '_> {
         self.flush();
         self.io.close();
     }
+    fn close_without_linger(&mut self) {
+        self.flush();
+        self.io.close_without_linger();
+    }
     fn pause_reading(&mut self) {
         self.io.pause_reading();
     }

@@ -208,7 +208,12 @@ impl<H: Handler> Shard<H> {
                 slot.io.inflight += 1;
             }
             if slot.io.phase == Phase::Flushing && slot.io.send.is_empty() {
-                start_linger(handler, ctx, slot);
+                if slot.io.no_linger && nothing_unread(&slot.io.fd) {
+                    ctx.counters.closed_without_linger += 1;
+                    close_conn(handler, ctx, ring, slot, false);
+                } else {
+                    start_linger(handler, ctx, slot);
+                }
             }
             if slot.io.phase == Phase::Lingering && slot.io.peer_eof {
                 close_conn(handler, ctx, ring, slot, false);
@@ -305,6 +310,16 @@ pub(super) fn run_carry<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &
         carry = Vec::new();
     }
     slot.io.carry = carry;
+}
+
+/// True when the kernel holds no unread input for `fd` (a peek finds nothing, or the
+/// peer's FIN): closing then sends a FIN, not a reset.
+fn nothing_unread(fd: &std::os::fd::OwnedFd) -> bool {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+    match SockRef::from(fd).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Flushed: shut our write side down and keep reading until the peer closes.

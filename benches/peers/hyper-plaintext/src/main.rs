@@ -3,8 +3,9 @@
 //! An idiomatic hyper 1.x HTTP/1.1 server on tokio's current-thread runtime: one task per
 //! connection, keep-alive, `pipeline_flush` on (responses to pipelined requests read
 //! together leave in one write), `TCP_NODELAY` on every accepted socket. Routes:
-//! `GET /plaintext` → `Hello, World!` (text/plain); anything else 404. hyper adds `Date`
-//! (cached per second) and `Content-Length` itself.
+//! `GET /plaintext` → `Hello, World!` (text/plain); `GET /bytes/N` → N bytes (N ≤ 16 MiB,
+//! sliced from one shared buffer, so no per-request fill: the large-body workload);
+//! anything else 404. hyper adds `Date` (cached per second) and `Content-Length` itself.
 //!
 //! Usage: `hyper-plaintext [--listen ADDR]` (default `127.0.0.1:8081`; port 0 picks a free
 //! one). When ready it prints `hyper-plaintext listening on ADDR` on stderr.
@@ -44,8 +45,35 @@ fn parse_args() -> Result<SocketAddr, String> {
         .map_err(|e| format!("bad --listen address `{listen}`: {e} (expected IP:PORT)"))
 }
 
+/// Largest `/bytes/N` body.
+const MAX_BYTES: usize = 16 << 20;
+
+/// The body `/bytes/N` slices from: filled once, shared by every response (cheap clones).
+fn bytes_body() -> &'static Bytes {
+    static BODY: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| {
+        Bytes::from(
+            (0..MAX_BYTES)
+                .map(|i| b'a' + (i % 26) as u8)
+                .collect::<Vec<u8>>(),
+        )
+    })
+}
+
 async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut res = if req.uri().path() == "/plaintext" {
+    let path = req.uri().path();
+    let bytes_len = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n <= MAX_BYTES);
+    let mut res = if let Some(n) = bytes_len {
+        let mut r = Response::new(Full::new(bytes_body().slice(..n)));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        r
+    } else if path == "/plaintext" {
         let mut r = Response::new(Full::new(Bytes::from_static(b"Hello, World!")));
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));

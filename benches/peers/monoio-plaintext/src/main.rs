@@ -4,7 +4,9 @@
 //! read buffer and one write buffer; every complete request in a read is parsed with
 //! httparse and answered into the write buffer, and the whole batch leaves in one write
 //! (so 16 pipelined requests cost one read and one write). `Date` is formatted once per
-//! second. Routes: `GET /plaintext` → `Hello, World!` (text/plain); anything else 404.
+//! second. Routes: `GET /plaintext` → `Hello, World!` (text/plain); `GET /bytes/N` → N
+//! bytes (N ≤ 16 MiB, copied into the write buffer from one shared buffer); anything else
+//! 404.
 //! Bodies are not supported (a request with `Content-Length` > 0 or chunked closes the
 //! connection): this is a peer for GET benchmarks, not a general server.
 //!
@@ -64,9 +66,24 @@ impl DateCache {
     }
 }
 
+/// Largest `/bytes/N` body.
+const MAX_BYTES: usize = 16 << 20;
+
+/// The body `/bytes/N` copies from: filled once.
+fn bytes_body() -> &'static [u8] {
+    static BODY: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BODY.get_or_init(|| (0..MAX_BYTES).map(|i| b'a' + (i % 26) as u8).collect())
+}
+
 /// Appends one response for `path` to `out`.
 fn respond(out: &mut Vec<u8>, path: &str, date: &str, close: bool) {
-    let (status, body): (&[u8], &[u8]) = if path == "/plaintext" {
+    let bytes_len = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n <= MAX_BYTES);
+    let (status, body): (&[u8], &[u8]) = if let Some(n) = bytes_len {
+        (b"200 OK", &bytes_body()[..n])
+    } else if path == "/plaintext" {
         (b"200 OK", b"Hello, World!")
     } else {
         (b"404 Not Found", b"Not Found\n")
