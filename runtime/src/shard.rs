@@ -69,6 +69,8 @@ pub(crate) struct ShardCtx {
     pub send_zc: bool,
     /// Outbound connects asked for this turn: (address, tag).
     pub pending_connects: Vec<(std::net::SocketAddr, u64)>,
+    /// The UDP socket's sends (queued, then in the kernel); `None`: no UDP socket.
+    pub udp_sends: Option<UdpSends>,
 }
 
 impl ShardCtx {
@@ -81,8 +83,10 @@ impl ShardCtx {
     }
 
     pub(crate) fn timers_set(&mut self, after: Duration, token: ConnToken, tag: u64) -> TimerKey {
+        // From a fresh clock, not the turn's: a handler that computed `after` from its own
+        // `Instant::now()` must never see the timer fire before its time.
         self.timers
-            .insert(self.now, after, TimerEvent::Conn { token, tag })
+            .insert(Instant::now(), after, TimerEvent::Conn { token, tag })
     }
 
     /// Owned buffers at least this long go out zero-copy (never, if the kernel lacks it).
@@ -121,8 +125,9 @@ impl ShardCtx {
     }
 
     pub(crate) fn shard_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
+        // A fresh clock, as in `timers_set`.
         self.timers
-            .insert(self.now, after, TimerEvent::Shard { tag })
+            .insert(Instant::now(), after, TimerEvent::Shard { tag })
     }
 
     pub(crate) fn shutdown_all(&mut self) {
@@ -207,11 +212,13 @@ impl<H: Handler> Shard<H> {
                     bufs,
                     recv_hdr: hdr,
                     recv_armed: false,
-                    sends: UdpSends::new(config.udp_send_queue),
                 })
             }
             None => None,
         };
+        let udp_sends = udp
+            .as_ref()
+            .map(|_| UdpSends::new(config.udp_send_queue, config.udp_gso));
         let send_zc = ring.features.send_zc;
         let config_max_conns = config.max_conns_per_shard.min(1 << 20);
         let features = crate::server::ShardFeatures {
@@ -235,6 +242,7 @@ impl<H: Handler> Shard<H> {
                 offload_pending: 0,
                 send_zc,
                 pending_connects: Vec::new(),
+                udp_sends,
             },
             handler,
             // Reserved (address space only; pages are touched as slots fill) so the slab
