@@ -2,11 +2,13 @@
 
 mod common;
 
+use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::ServerProc;
+use common::{bin, ServerProc};
 use rand::{Rng, SeedableRng};
 
 fn client(bind: &str) -> UdpSocket {
@@ -92,4 +94,66 @@ fn ipv6_datagrams() {
         assert_eq!(ping(&s, srv.addr, &p), p);
     }
     assert!(srv.stop().success());
+}
+
+/// Runs `ringmaster <args>` to the end (at most 60 s); returns (exit code, stdout).
+fn run_stdout(args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ringmaster");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("ringmaster {args:?} did not exit");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status.code().unwrap_or(-1), reader.join().unwrap())
+}
+
+/// The value of a top-level field of the load generator's (pretty) JSON report.
+fn field<'a>(json: &'a str, name: &str) -> &'a str {
+    let key = format!("\n  \"{name}\": ");
+    let at = json
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {json}"))
+        + key.len();
+    let rest = &json[at..];
+    rest[..rest.find([',', '\n']).unwrap_or(rest.len())].trim()
+}
+
+#[test]
+fn the_load_generator_runs_udp_echo_on_the_uring_engine() {
+    let mut srv = ServerProc::start(&["udp-echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let addr = srv.addr.to_string();
+    let (code, json) = run_stdout(&[
+        "load",
+        "udp-echo",
+        "--addr",
+        &addr,
+        "--requests",
+        "5000",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(field(&json, "messages"), "5000", "{json}");
+    assert_eq!(field(&json, "errors_total"), "0", "{json}");
+    assert_eq!(field(&json, "engine"), "\"uring\"", "{json}");
+    assert_eq!(field(&json, "note"), "null", "{json}");
+    assert!(srv.stop().success());
+    assert!(srv.counter("datagrams_in") >= 5000);
 }

@@ -5,11 +5,18 @@
 //! prints messages/s, bytes/s, errors by kind, latency percentiles (hdrhistogram) and,
 //! with `--server-pid`, the server's CPU time per message and its RSS. `http` sends a
 //! fixed HTTP/1.1 request (keep-alive, `--pipeline` deep, or a connection per request)
-//! and checks each response's status and framing; `udp-echo` plays datagram ping-pong.
+//! and checks each response's status and framing; `ws` makes the WebSocket opening
+//! handshake (RFC 6455; no frame before the `101`, whose `Sec-WebSocket-Accept` is
+//! checked), then sends masked binary frames and validates every echo byte for byte;
+//! `udp-echo` plays datagram ping-pong. `--tls` runs any TCP target over TLS (rustls,
+//! `ring` provider), trusting `--tls-ca FILE` or, with `--tls-insecure`, any certificate;
+//! every new connection makes a full handshake unless `--tls-resume`, so with
+//! `--connect-per-request` the figure is full handshakes per second.
 //!
 //! Layout: [`LoadArgs`] and [`run`] (this file) plan the run, start the load threads
 //! and report; `proto` holds what is said on a connection, without I/O (echo, HTTP);
-//! `engine` moves the bytes (a ringmaster shard by default, a mio/epoll loop as a
+//! `tls` is the TLS transport, a conversation wrapped around another, so that every
+//! engine runs it unchanged; `engine` moves the bytes (a ringmaster shard by default, a mio/epoll loop as a
 //! cross-check, and a mio loop of UDP sockets for `udp-echo`); `stats`, `procfs` and
 //! `report` measure and print.
 
@@ -17,14 +24,17 @@
 #![warn(missing_docs)]
 
 mod engine;
+pub mod plot;
 mod procfs;
 mod proto;
 mod report;
 mod stats;
+mod tls;
 
 use std::io::IsTerminal;
 use std::io::Write as _;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -46,9 +56,14 @@ pub enum Target {
     /// HTTP/1.1 keep-alive: a fixed request (--method, --path, --header, --body-size);
     /// each response's status (and with --expect-length its body length) is checked.
     Http,
-    /// UDP echo: one datagram in flight per "connection" (a connected UDP socket), each
-    /// must come back byte for byte; one not back within --timeout counts as a timeout.
-    /// Always runs on the epoll engine (the runtime has no UDP client).
+    /// WebSocket echo: the opening handshake (GET --path), then one masked binary frame
+    /// of --size bytes per message, each echo checked byte for byte; pings are answered.
+    Ws,
+    /// UDP echo: one datagram in flight per "connection", each must come back byte for
+    /// byte; one not back within --timeout counts as a timeout. On the uring engine a
+    /// load thread's connections are flows over its shard's one UDP socket (the payload
+    /// names its flow, so --size below 16 runs on epoll); on epoll each connection is a
+    /// connected UDP socket.
     UdpEcho,
 }
 
@@ -57,6 +72,7 @@ impl Target {
         match self {
             Target::TcpEcho => "tcp-echo",
             Target::Http => "http",
+            Target::Ws => "ws",
             Target::UdpEcho => "udp-echo",
         }
     }
@@ -92,13 +108,14 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0.0)]
     pub warmup: f64,
 
-    /// Bytes per message (tcp-echo, udp-echo).
+    /// Bytes per message (tcp-echo, udp-echo; ws: the payload of each frame).
     #[arg(long, short = 's', value_name = "BYTES", default_value_t = 64)]
     pub size: usize,
 
-    /// http: the request path (with any query).
-    #[arg(long, value_name = "PATH", default_value = "/plaintext")]
-    pub path: String,
+    /// http, ws: the request path (with any query) [default: /plaintext for http, / for
+    /// ws].
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
 
     /// http: the request method.
     #[arg(long, value_name = "METHOD", default_value = "GET")]
@@ -157,6 +174,39 @@ pub struct LoadArgs {
     /// Print the results as JSON (for scripts) instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Speak TLS (tcp-echo, http, ws). Needs --tls-ca or --tls-insecure. Each new
+    /// connection makes a full handshake unless --tls-resume.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// --tls: trust the certificates (roots) in this PEM file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        conflicts_with = "tls_insecure"
+    )]
+    pub tls_ca: Option<PathBuf>,
+
+    /// --tls: accept any certificate (handshake signatures are still verified).
+    #[arg(long, requires = "tls")]
+    pub tls_insecure: bool,
+
+    /// --tls: the server name sent (SNI) and checked in the certificate [default: the
+    /// host of --addr if it is a name, else localhost].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_sni: Option<String>,
+
+    /// --tls: a protocol offered with ALPN (repeatable, in order of preference)
+    /// [default: http/1.1 for http and ws, none for tcp-echo].
+    #[arg(long = "tls-alpn", value_name = "PROTO", requires = "tls")]
+    pub tls_alpn: Vec<String>,
+
+    /// --tls: keep a session cache, so reconnections resume (tickets) instead of making a
+    /// full handshake.
+    #[arg(long, requires = "tls")]
+    pub tls_resume: bool,
 }
 
 /// Why a run could not be made.
@@ -213,6 +263,7 @@ pub fn run(args: &LoadArgs) -> ExitCode {
 struct Plan {
     addr: SocketAddr,
     target: proto::TargetPlan,
+    tls: Option<Arc<tls::TlsPlan>>,
     warmup: Duration,
     /// Longest measured window.
     window: Duration,
@@ -300,7 +351,7 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
             proto::HttpSpec::new(
                 &args.addr,
                 &args.method,
-                &args.path,
+                args.path.as_deref().unwrap_or("/plaintext"),
                 &args.headers,
                 args.body_size,
                 args.expect_status,
@@ -308,13 +359,63 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
             )
             .map_err(Failure::Usage)?,
         )),
+        Target::Ws => proto::TargetPlan::Ws(Arc::new(
+            proto::WsSpec::new(&args.addr, args.path.as_deref().unwrap_or("/"), args.size)
+                .map_err(Failure::Usage)?,
+        )),
+    };
+    let tls = if args.tls {
+        Some(Arc::new(tls_plan(args)?))
+    } else {
+        None
     };
     Ok(Plan {
         addr,
         target,
+        tls,
         warmup,
         window,
     })
+}
+
+/// The TLS client configuration `--tls-*` describe.
+fn tls_plan(args: &LoadArgs) -> Result<tls::TlsPlan, Failure> {
+    if args.target == Target::UdpEcho {
+        return Err(Failure::Usage(
+            "udp-echo has no --tls (DTLS is not supported): use tcp-echo, http or ws".into(),
+        ));
+    }
+    let trust = match (&args.tls_ca, args.tls_insecure) {
+        (Some(path), _) => tls::Trust::Roots(path),
+        (None, true) => tls::Trust::Any,
+        (None, false) => {
+            return Err(Failure::Usage(
+                "--tls needs --tls-ca FILE (the roots to trust) or --tls-insecure".into(),
+            ))
+        }
+    };
+    let sni = match &args.tls_sni {
+        Some(name) => name.clone(),
+        None => default_sni(&args.addr),
+    };
+    let alpn = match (args.tls_alpn.is_empty(), args.target) {
+        (true, Target::Http | Target::Ws) => vec!["http/1.1".to_string()],
+        _ => args.tls_alpn.clone(),
+    };
+    // A bad --tls-ca file is a usage error: the run never starts.
+    tls::TlsPlan::new(trust, &sni, &alpn, args.tls_resume).map_err(Failure::Usage)
+}
+
+/// The host of `HOST:PORT` when it is a name; `localhost` for an address (what a
+/// development certificate is made for).
+fn default_sni(addr: &str) -> String {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.parse::<IpAddr>().is_ok() {
+        "localhost".to_string()
+    } else {
+        host.to_string()
+    }
 }
 
 /// Splits `total` into `parts` shares that differ by at most one.
@@ -348,6 +449,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
             first_conn,
             connections,
             target: plan.target.clone(),
+            tls: plan.tls.clone(),
             pipeline: args.pipeline,
             interval,
             stagger,
@@ -476,19 +578,23 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
         }
         _ => None,
     };
+    // The uring engine tags each datagram with its flow: smaller ones go to epoll.
+    let udp_small = args.target == Target::UdpEcho
+        && args.engine == EngineKind::Uring
+        && args.size < engine::UDP_URING_MIN_SIZE;
     Ok(Report {
         target: args.target.name(),
         addr: plan.addr.to_string(),
         connections: args.connections,
         threads: args.threads,
         size: plan.target.request_len(),
-        engine: if args.target == Target::UdpEcho {
+        engine: if udp_small {
             EngineKind::Epoll
         } else {
             args.engine
         },
-        note: (args.target == Target::UdpEcho && args.engine == EngineKind::Uring).then_some(
-            "udp-echo runs on the epoll engine: the runtime has no UDP client (--engine uring ignored)",
+        note: udp_small.then_some(
+            "udp-echo below 16 B runs on the epoll engine: the uring engine's payload names its flow in 16 B (--engine uring ignored)",
         ),
         pipeline: args.pipeline,
         mode: if args.rate.is_some() {
@@ -498,6 +604,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
         },
         rate: args.rate,
         connect_per_request: args.connect_per_request,
+        tls: args.tls,
         warmup_s: plan.warmup.as_secs_f64(),
         elapsed_s: elapsed,
         messages: total.messages,
@@ -508,6 +615,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
         errors_total: total.errors.total(),
         errors: total.errors,
         latency_us: LatencySummary::of(&total.hist),
+        latency_cdf_us: stats::latency_cdf(&total.hist),
         server,
         client: ClientUsage {
             cpu_s: client_cpu,
@@ -870,17 +978,437 @@ mod tests {
         }
     }
 
-    /// A UDP echo server on 127.0.0.1 that drops every `drop_every`-th datagram
-    /// (0: none); returns its address.
-    fn udp_echo_server(drop_every: u64) -> SocketAddr {
+    /// A thread-per-connection WebSocket echo server on 127.0.0.1: answers the upgrade
+    /// (with a wrong `Sec-WebSocket-Accept` when `wrong_accept`), pings once, then
+    /// echoes every binary message unmasked; counts the pongs it gets in `pongs`.
+    fn ws_server(wrong_accept: bool, pongs: &'static std::sync::atomic::AtomicU64) -> SocketAddr {
+        use base64::Engine as _;
+        use sha1::Digest as _;
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 16384];
+                    let mut upgraded = false;
+                    while let Ok(n) = s.read(&mut chunk) {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let mut out = Vec::new();
+                        if !upgraded {
+                            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                                continue;
+                            };
+                            let head = String::from_utf8(buf.drain(..end + 4).collect()).unwrap();
+                            let key = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                                .unwrap();
+                            let mut h = sha1::Sha1::new();
+                            h.update(key.as_bytes());
+                            h.update(if wrong_accept {
+                                "x"
+                            } else {
+                                "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+                            });
+                            let accept =
+                                base64::engine::general_purpose::STANDARD.encode(h.finalize());
+                            out.extend_from_slice(
+                                format!(
+                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                                     Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                                )
+                                .as_bytes(),
+                            );
+                            out.extend_from_slice(&[0x89, 2, b'h', b'i']); // a ping
+                            upgraded = true;
+                        }
+                        // Every complete client frame in `buf`.
+                        loop {
+                            if buf.len() < 2 {
+                                break;
+                            }
+                            let (len, at) = match buf[1] & 0x7F {
+                                126 if buf.len() >= 4 => {
+                                    (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
+                                }
+                                127 if buf.len() >= 10 => (
+                                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                                    10,
+                                ),
+                                126 | 127 => break,
+                                n => (n as usize, 2),
+                            };
+                            if buf.len() < at + 4 + len {
+                                break;
+                            }
+                            let key: [u8; 4] = buf[at..at + 4].try_into().unwrap();
+                            let op = buf[0] & 0x0F;
+                            let mut p: Vec<u8> = buf.drain(..at + 4 + len).skip(at + 4).collect();
+                            for (i, b) in p.iter_mut().enumerate() {
+                                *b ^= key[i % 4];
+                            }
+                            if op == 0xA {
+                                pongs.fetch_add(
+                                    u64::from(p == b"hi"),
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
+                                continue;
+                            }
+                            out.push(0x82);
+                            match len {
+                                0..=125 => out.push(len as u8),
+                                126..=65535 => {
+                                    out.push(126);
+                                    out.extend_from_slice(&(len as u16).to_be_bytes());
+                                }
+                                _ => {
+                                    out.push(127);
+                                    out.extend_from_slice(&(len as u64).to_be_bytes());
+                                }
+                            }
+                            out.extend_from_slice(&p);
+                        }
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn ws_keep_alive_pipelined_and_churn_on_both_engines() {
+        static PONGS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        static NONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let ok = ws_server(false, &PONGS).to_string();
+        for engine in ["uring", "epoll"] {
+            for extra in [
+                &["-p", "8", "--size", "300"][..],
+                &["--size", "70000", "--path", "/echo"],
+                &["--connect-per-request"],
+            ] {
+                let mut v = vec![
+                    "ws",
+                    "--addr",
+                    &ok,
+                    "-c",
+                    "8",
+                    "--engine",
+                    engine,
+                    "--requests",
+                    "1000",
+                ];
+                v.extend_from_slice(extra);
+                let r = load(&parse(&v));
+                assert_eq!(
+                    (r.messages, r.errors_total),
+                    (1000, 0),
+                    "{engine} {extra:?} {r:?}"
+                );
+                assert_eq!((r.target, r.tls), ("ws", false));
+            }
+        }
+        // Every connection answered the server's ping.
+        assert!(
+            PONGS.load(std::sync::atomic::Ordering::Relaxed) >= 16,
+            "no pong"
+        );
+        let wrong = ws_server(true, &NONE).to_string();
+        for engine in ["uring", "epoll"] {
+            let r = load(&parse(&[
+                "ws",
+                "--addr",
+                &wrong,
+                "-c",
+                "4",
+                "--engine",
+                engine,
+                "--duration",
+                "0.3",
+            ]));
+            assert_eq!(r.messages, 0);
+            assert!(r.errors.bad_response > 0, "{r:?}");
+            assert_eq!(r.errors.bad_response, r.errors_total, "{r:?}");
+        }
+        // A server that never answers the upgrade: the handshake times out like a
+        // request (and no frame was ever sent, so nothing else is counted).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let held: Vec<_> = silent.incoming().take(64).collect();
+            drop(held);
+        });
+        for engine in ["uring", "epoll"] {
+            let r = load(&parse(&[
+                "ws",
+                "--addr",
+                &addr,
+                "-c",
+                "2",
+                "--engine",
+                engine,
+                "--duration",
+                "0.5",
+                "--timeout",
+                "0.1",
+            ]));
+            assert_eq!(r.messages, 0);
+            assert!(r.errors.timeout > 0, "{engine}: {r:?}");
+            assert_eq!(r.errors.timeout, r.errors_total, "{engine}: {r:?}");
+        }
+    }
+
+    /// A self-signed certificate for `localhost`: (DER, PKCS#8 key DER, PEM).
+    fn self_signed() -> (Vec<u8>, Vec<u8>, String) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        (
+            c.cert.der().to_vec(),
+            c.key_pair.serialize_der(),
+            c.cert.pem(),
+        )
+    }
+
+    /// A thread-per-connection TLS echo server (rustls) on 127.0.0.1 with this
+    /// certificate; returns its address.
+    fn tls_echo_server(cert: Vec<u8>, key: Vec<u8>) -> SocketAddr {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::io::{Read, Write};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(cert)],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+                )
+                .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(s) = stream else { return };
+                // Records go out as written, not after a delayed ACK.
+                let _ = s.set_nodelay(true);
+                let config = Arc::clone(&config);
+                std::thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = rustls::StreamOwned::new(conn, s);
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = tls.read(&mut buf) {
+                        if n == 0 || tls.write_all(&buf[..n]).is_err() || tls.flush().is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Writes `pem` to a file of this test process; returns its path.
+    fn pem_file(name: &str, pem: &str) -> String {
+        let p = std::env::temp_dir().join(format!("rm-load-{}-{name}.pem", std::process::id()));
+        std::fs::write(&p, pem).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn tls_echo_with_any_or_a_given_certificate_on_both_engines() {
+        let (cert, key, pem) = self_signed();
+        let addr = tls_echo_server(cert, key);
+        let ca = pem_file("ca", &pem);
+        for engine in ["uring", "epoll"] {
+            for extra in [
+                &["--tls-insecure", "-p", "4", "--size", "300"][..],
+                &["--tls-ca", &ca, "--tls-sni", "localhost", "--size", "20000"],
+                &["--tls-insecure", "--connect-per-request"],
+                &["--tls-ca", &ca, "--connect-per-request", "--tls-resume"],
+            ] {
+                let mut v = vec!["--tls", "--engine", engine, "--requests", "400"];
+                v.extend_from_slice(extra);
+                let r = load(&args(addr, &v));
+                assert_eq!(
+                    (r.messages, r.errors_total),
+                    (400, 0),
+                    "{engine} {extra:?} {r:?}"
+                );
+                assert!(r.tls);
+            }
+        }
+    }
+
+    #[test]
+    fn tls_with_an_untrusted_certificate_counts_tls_errors() {
+        let (cert, key, _) = self_signed();
+        let addr = tls_echo_server(cert, key);
+        let (_, _, other) = self_signed();
+        let wrong_ca = pem_file("wrong-ca", &other);
+        for engine in ["uring", "epoll"] {
+            let r = load(&args(
+                addr,
+                &[
+                    "--tls",
+                    "--tls-ca",
+                    &wrong_ca,
+                    "--engine",
+                    engine,
+                    "--duration",
+                    "0.3",
+                ],
+            ));
+            assert_eq!(r.messages, 0, "{r:?}");
+            assert!(r.errors.tls > 0, "{r:?}");
+            assert_eq!(r.errors.tls, r.errors_total, "{r:?}");
+        }
+        // A name the certificate is not for.
+        let r = load(&args(
+            addr,
+            &[
+                "--tls",
+                "--tls-ca",
+                &wrong_ca,
+                "--tls-sni",
+                "example.com",
+                "--duration",
+                "0.2",
+            ],
+        ));
+        assert_eq!(r.messages, 0, "{r:?}");
+        assert!(r.errors.tls > 0, "{r:?}");
+        // Plaintext against a TLS server: the server never answers a plain message as
+        // an echo.
+        let r = load(&args(addr, &["--duration", "0.3", "--timeout", "0.1"]));
+        assert_eq!(r.messages, 0, "{r:?}");
+    }
+
+    #[test]
+    fn tls_flags_are_checked() {
+        let (_, _, pem) = self_signed();
+        let ca = pem_file("flags", &pem);
+        let empty = pem_file("empty", "");
+        for bad in [
+            &["tcp-echo", "--addr", "127.0.0.1:1", "--tls"][..],
+            &[
+                "udp-echo",
+                "--addr",
+                "127.0.0.1:1",
+                "--tls",
+                "--tls-insecure",
+            ],
+            &[
+                "tcp-echo",
+                "--addr",
+                "127.0.0.1:1",
+                "--tls",
+                "--tls-ca",
+                &empty,
+            ],
+            &[
+                "tcp-echo",
+                "--addr",
+                "127.0.0.1:1",
+                "--tls",
+                "--tls-ca",
+                "/nonexistent",
+            ],
+            &[
+                "tcp-echo",
+                "--addr",
+                "127.0.0.1:1",
+                "--tls",
+                "--tls-insecure",
+                "--tls-sni",
+                "a b",
+            ],
+        ] {
+            assert!(
+                matches!(check(&parse(bad)), Err(Failure::Usage(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(check(&parse(&[
+            "http",
+            "--addr",
+            "127.0.0.1:1",
+            "--tls",
+            "--tls-ca",
+            &ca
+        ]))
+        .is_ok());
+        // --tls-* without --tls, and both trust flags, are clap errors.
+        assert!(
+            Cli::try_parse_from(["load", "tcp-echo", "--addr", "h:1", "--tls-insecure"]).is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "load",
+            "tcp-echo",
+            "--addr",
+            "h:1",
+            "--tls",
+            "--tls-insecure",
+            "--tls-ca",
+            "x"
+        ])
+        .is_err());
+        assert_eq!(default_sni("127.0.0.1:443"), "localhost");
+        assert_eq!(default_sni("[::1]:443"), "localhost");
+        assert_eq!(default_sni("example.com:443"), "example.com");
+    }
+
+    /// A UDP echo server on 127.0.0.1: drops every `drop_every`-th datagram, echoes
+    /// every `late_every`-th 100 ms late (0: none), and applies `mangle` to what it sends
+    /// back; returns its address. The thread lives as long as the test process.
+    fn udp_echo_server(drop_every: u64, late_every: u64, mangle: fn(&mut [u8])) -> SocketAddr {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
         let addr = sock.local_addr().unwrap();
         std::thread::spawn(move || {
             let mut buf = [0u8; 65536];
             let mut k = 0u64;
-            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            let mut late = std::collections::VecDeque::new();
+            loop {
+                while late
+                    .front()
+                    .is_some_and(|(at, _, _): &(Instant, Vec<u8>, SocketAddr)| {
+                        *at <= Instant::now()
+                    })
+                {
+                    if let Some((_, data, peer)) = late.pop_front() {
+                        let _ = sock.send_to(&data, peer);
+                    }
+                }
+                let (n, peer) = match sock.recv_from(&mut buf) {
+                    Ok(got) => got,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => return,
+                };
                 k += 1;
                 if drop_every > 0 && k % drop_every == 0 {
+                    continue;
+                }
+                mangle(&mut buf[..n]);
+                if late_every > 0 && k % late_every == 0 {
+                    let at = Instant::now() + Duration::from_millis(100);
+                    late.push_back((at, buf[..n].to_vec(), peer));
                     continue;
                 }
                 let _ = sock.send_to(&buf[..n], peer);
@@ -889,39 +1417,62 @@ mod tests {
         addr
     }
 
+    fn udp_load(addr: SocketAddr, engine: &str, extra: &[&str]) -> Report {
+        let addr = addr.to_string();
+        let mut v = vec!["udp-echo", "--addr", &addr, "--engine", engine];
+        v.extend_from_slice(extra);
+        load(&parse(&v))
+    }
+
     #[test]
-    fn udp_echo_counts_lost_datagrams_and_falls_back_to_epoll() {
-        let addr = udp_echo_server(0).to_string();
-        let r = load(&parse(&[
-            "udp-echo",
-            "--addr",
-            &addr,
-            "-c",
-            "8",
-            "--requests",
-            "2000",
-            "--size",
-            "100",
-        ]));
-        assert_eq!((r.messages, r.errors_total), (2000, 0), "{r:?}");
+    fn udp_echo_on_both_engines_counts_lost_late_and_wrong_datagrams() {
+        let good = udp_echo_server(0, 0, |_| {});
+        let lossy = udp_echo_server(10, 0, |_| {});
+        let late = udp_echo_server(0, 10, |_| {});
+        let mangled = udp_echo_server(0, 0, |d| {
+            if let Some(b) = d.last_mut() {
+                *b ^= 1;
+            }
+        });
+        let lossy_args = ["-c", "4", "--duration", "0.5", "--timeout", "0.02"];
+        for (engine, kind) in [("uring", EngineKind::Uring), ("epoll", EngineKind::Epoll)] {
+            let r = udp_load(
+                good,
+                engine,
+                &["-c", "8", "-t", "2", "--requests", "2000", "--size", "100"],
+            );
+            assert_eq!((r.messages, r.errors_total), (2000, 0), "{engine}: {r:?}");
+            assert_eq!(r.bytes_received, 2000 * 100, "{engine}");
+            assert_eq!((r.engine, r.note), (kind, None), "{engine}");
+            // Lost datagrams are timeouts, and only that.
+            let r = udp_load(lossy, engine, &lossy_args);
+            assert!(r.messages > 0 && r.errors.timeout > 0, "{engine}: {r:?}");
+            assert_eq!(r.errors_total, r.errors.timeout, "{engine}: {r:?}");
+            // The late echo of a datagram already timed out is not a second error.
+            let r = udp_load(late, engine, &lossy_args);
+            assert!(r.messages > 0 && r.errors.timeout > 0, "{engine}: {r:?}");
+            assert_eq!(r.errors_total, r.errors.timeout, "{engine}: {r:?}");
+            // A flipped byte is a bad response.
+            let r = udp_load(
+                mangled,
+                engine,
+                &["-c", "2", "--duration", "0.3", "--timeout", "0.05"],
+            );
+            assert!(r.errors.bad_response > 0, "{engine}: {r:?}");
+            assert_eq!(r.messages, 0, "{engine}: {r:?}");
+        }
+        // Below the uring engine's 16 B: epoll, and the report says so.
+        let r = udp_load(
+            good,
+            "uring",
+            &["-c", "2", "--requests", "100", "--size", "8"],
+        );
+        assert_eq!((r.messages, r.errors_total), (100, 0), "{r:?}");
         assert_eq!(r.engine, EngineKind::Epoll);
         assert!(r.note.is_some());
-        let lossy = udp_echo_server(10).to_string();
-        let r = load(&parse(&[
-            "udp-echo",
-            "--addr",
-            &lossy,
-            "-c",
-            "4",
-            "--duration",
-            "0.5",
-            "--timeout",
-            "0.02",
-        ]));
-        assert!(r.messages > 0 && r.errors.timeout > 0, "{r:?}");
-        assert_eq!(r.errors_total, r.errors.timeout, "{r:?}");
+        let good = good.to_string();
         assert!(matches!(
-            check(&parse(&["udp-echo", "--addr", &addr, "-p", "2"])),
+            check(&parse(&["udp-echo", "--addr", &good, "-p", "2"])),
             Err(Failure::Usage(_))
         ));
     }

@@ -3,29 +3,52 @@
 //! A [`Conversation`] produces request bytes and checks response bytes; the engine
 //! moves them through sockets and keeps the clock. New targets (`http`, `udp-echo`, `ws`)
 //! add a `Conversation`; a new engine (the ringmaster runtime's outbound connections)
-//! reuses every conversation unchanged.
+//! reuses every conversation unchanged. TLS (`crate::tls`) is a conversation too,
+//! wrapped around another: it encrypts what the inner one sends and decrypts what it
+//! is fed, so every engine gets TLS without a line of its own.
 //!
 //! Engines hold a [`Conv`] (an enum, so the hot path is a match, not a virtual call),
 //! made per connection by [`TargetPlan::conversation`].
 
 mod http;
+mod ws;
 
 use std::sync::Arc;
 
 pub(crate) use http::{Http, HttpSpec};
+pub(crate) use ws::{Ws, WsSpec};
+
+use crate::stats::ErrorKind;
+use crate::tls::Tls;
 
 /// A response that is not the one expected (wrong bytes, or bytes nobody asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BadResponse;
 
 /// The per-connection protocol state of one target.
+///
+/// An engine, on a new connection: `reset`, then `poll_output` (sent at once), then
+/// `push_request` while `ready` and the mode allows; after every `feed`: `poll_output`
+/// again, and more requests once `ready`.
 pub(crate) trait Conversation {
     /// A new connection is open: forget whatever was half-received on the previous one.
     fn reset(&mut self);
-    /// Appends the bytes of the next request to `out`.
+    /// Appends bytes the conversation sends of its own accord, not requests: an opening
+    /// handshake on a fresh connection, a pong, TLS records. None by default.
+    fn poll_output(&mut self, _out: &mut Vec<u8>) {}
+    /// Whether requests may be sent yet (false until a handshake is answered). The bytes
+    /// that make it ready complete no message.
+    fn ready(&self) -> bool {
+        true
+    }
+    /// Appends the bytes of the next request to `out` (only when [`Self::ready`]).
     fn push_request(&mut self, out: &mut Vec<u8>);
     /// Checks received bytes; returns how many responses they completed.
     fn feed(&mut self, data: &[u8]) -> Result<usize, BadResponse>;
+    /// Why the last `feed` failed: the error kind to count.
+    fn fault(&self) -> ErrorKind {
+        ErrorKind::BadResponse
+    }
 }
 
 /// What a run's connections say, fixed for the run: makes each connection's [`Conv`].
@@ -38,6 +61,8 @@ pub(crate) enum TargetPlan {
     },
     /// HTTP/1.1 with this request and these expectations.
     Http(Arc<HttpSpec>),
+    /// WebSocket echo with this handshake and payload size.
+    Ws(Arc<WsSpec>),
     /// UDP echo with datagrams of this many bytes (its own engine: no `Conv`).
     UdpEcho {
         /// Bytes per datagram.
@@ -53,6 +78,7 @@ impl TargetPlan {
                 Conv::Echo(Echo::new(conn as u64, *size))
             }
             TargetPlan::Http(spec) => Conv::Http(Http::new(Arc::clone(spec))),
+            TargetPlan::Ws(spec) => Conv::Ws(Ws::new(Arc::clone(spec), conn as u64)),
         }
     }
 
@@ -61,6 +87,7 @@ impl TargetPlan {
         match self {
             TargetPlan::TcpEcho { size } | TargetPlan::UdpEcho { size } => *size,
             TargetPlan::Http(spec) => spec.request_len(),
+            TargetPlan::Ws(spec) => spec.request_len(),
         }
     }
 }
@@ -71,6 +98,10 @@ pub(crate) enum Conv {
     Echo(Echo),
     /// HTTP/1.1.
     Http(Http),
+    /// WebSocket.
+    Ws(Ws),
+    /// Any of the above under TLS (boxed: the variant would otherwise hold itself).
+    Tls(Box<Tls<Conv>>),
 }
 
 impl Conversation for Conv {
@@ -79,6 +110,28 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.reset(),
             Conv::Http(c) => c.reset(),
+            Conv::Ws(c) => c.reset(),
+            Conv::Tls(c) => c.reset(),
+        }
+    }
+
+    #[inline]
+    fn poll_output(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Conv::Echo(c) => c.poll_output(out),
+            Conv::Http(c) => c.poll_output(out),
+            Conv::Ws(c) => c.poll_output(out),
+            Conv::Tls(c) => c.poll_output(out),
+        }
+    }
+
+    #[inline]
+    fn ready(&self) -> bool {
+        match self {
+            Conv::Echo(c) => c.ready(),
+            Conv::Http(c) => c.ready(),
+            Conv::Ws(c) => c.ready(),
+            Conv::Tls(c) => c.ready(),
         }
     }
 
@@ -87,6 +140,8 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.push_request(out),
             Conv::Http(c) => c.push_request(out),
+            Conv::Ws(c) => c.push_request(out),
+            Conv::Tls(c) => c.push_request(out),
         }
     }
 
@@ -95,6 +150,18 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.feed(data),
             Conv::Http(c) => c.feed(data),
+            Conv::Ws(c) => c.feed(data),
+            Conv::Tls(c) => c.feed(data),
+        }
+    }
+
+    #[inline]
+    fn fault(&self) -> ErrorKind {
+        match self {
+            Conv::Echo(c) => c.fault(),
+            Conv::Http(c) => c.fault(),
+            Conv::Ws(c) => c.fault(),
+            Conv::Tls(c) => c.fault(),
         }
     }
 }

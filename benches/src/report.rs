@@ -57,6 +57,8 @@ pub(crate) struct Report {
     /// Open loop: messages/s asked for.
     pub rate: Option<f64>,
     pub connect_per_request: bool,
+    /// Spoken over TLS (`--tls`); byte counts are then on the wire (records).
+    pub tls: bool,
     pub warmup_s: f64,
     /// Length of the measured window.
     pub elapsed_s: f64,
@@ -71,6 +73,9 @@ pub(crate) struct Report {
     /// Microseconds: from send (closed loop) or from due time (open loop) to the last
     /// byte of the response.
     pub latency_us: LatencySummary,
+    /// The latency CDF: `[percentile, µs]` pairs from 0 (the minimum) to 100 (the
+    /// maximum), denser in the tail; empty when no message completed.
+    pub latency_cdf_us: Vec<[f64; 2]>,
     pub server: Option<ServerUsage>,
     pub client: ClientUsage,
     pub machine: Option<MachineUsage>,
@@ -113,8 +118,9 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "{} {}: {} connections{}, {} thread{}, {} B messages, pipeline {}, {}",
+            "{}{} {}: {} connections{}, {} thread{}, {} B messages, pipeline {}, {}",
             self.target,
+            if self.tls { " over TLS" } else { "" },
             self.addr,
             self.connections,
             if self.connect_per_request {
@@ -230,6 +236,7 @@ mod tests {
             mode: "closed",
             rate: None,
             connect_per_request: false,
+            tls: true,
             warmup_s: 1.0,
             elapsed_s: 10.0,
             messages: 1_234_567,
@@ -250,6 +257,7 @@ mod tests {
                 max: 50.0,
                 mean: 12.0,
             },
+            latency_cdf_us: vec![[0.0, 5.0], [50.0, 10.0], [100.0, 50.0]],
             server: Some(ServerUsage {
                 pid: 42,
                 cpu_s: 9.9,
@@ -280,6 +288,7 @@ mod tests {
     fn human_table_has_the_figures() {
         let h = sample().human();
         assert!(h.contains("1,234,567"), "{h}");
+        assert!(h.starts_with("tcp-echo over TLS 127.0.0.1:7000"), "{h}");
         assert!(h.contains("8.02 µs/message"), "{h}");
         assert!(h.contains("reset 2"), "{h}");
         assert!(h.contains("RSS 4.0 MiB"), "{h}");
@@ -291,8 +300,10 @@ mod tests {
     fn json_round_trips() {
         let v: serde_json::Value = serde_json::from_str(&sample().json()).unwrap();
         assert_eq!(v["messages"], 1_234_567);
+        assert_eq!(v["tls"], true);
         assert_eq!(v["errors"]["reset"], 2);
         assert_eq!(v["latency_us"]["p99"], 30.0);
+        assert_eq!(v["latency_cdf_us"][1], serde_json::json!([50.0, 10.0]));
         assert_eq!(v["server"]["cpu_us_per_message"], 8.02);
     }
 }

@@ -22,6 +22,9 @@ pub(crate) enum ErrorKind {
     BadResponse,
     /// Any other I/O error.
     Io,
+    /// TLS failed: the handshake (an untrusted certificate, no common protocol) or a
+    /// record that does not decrypt.
+    Tls,
 }
 
 /// Errors counted by kind.
@@ -34,6 +37,7 @@ pub(crate) struct ErrorCounts {
     pub timeout: u64,
     pub bad_response: u64,
     pub io: u64,
+    pub tls: u64,
 }
 
 impl ErrorCounts {
@@ -47,6 +51,7 @@ impl ErrorCounts {
             ErrorKind::Timeout => &mut self.timeout,
             ErrorKind::BadResponse => &mut self.bad_response,
             ErrorKind::Io => &mut self.io,
+            ErrorKind::Tls => &mut self.tls,
         };
         *c += 1;
     }
@@ -57,7 +62,7 @@ impl ErrorCounts {
     }
 
     /// (name, count) for every kind, in a stable order.
-    pub(crate) fn by_kind(&self) -> [(&'static str, u64); 7] {
+    pub(crate) fn by_kind(&self) -> [(&'static str, u64); 8] {
         [
             ("connect_refused", self.connect_refused),
             ("connect_error", self.connect_error),
@@ -66,6 +71,7 @@ impl ErrorCounts {
             ("timeout", self.timeout),
             ("bad_response", self.bad_response),
             ("io", self.io),
+            ("tls", self.tls),
         ]
     }
 
@@ -77,6 +83,7 @@ impl ErrorCounts {
         self.timeout += o.timeout;
         self.bad_response += o.bad_response;
         self.io += o.io;
+        self.tls += o.tls;
     }
 }
 
@@ -166,6 +173,36 @@ impl LatencySummary {
     }
 }
 
+/// Percentiles at which the report samples the latency CDF: coarse in the body, dense in
+/// the tail, where servers differ most.
+pub(crate) const CDF_PERCENTILES: [f64; 23] = [
+    0.0, 1.0, 5.0, 10.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 90.0, 95.0, 97.5,
+    99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0,
+];
+
+/// The latency CDF of a histogram of nanoseconds: `[percentile, µs]` at every
+/// [`CDF_PERCENTILES`], with 0 the minimum and 100 the maximum; empty when it is empty.
+pub(crate) fn latency_cdf(h: &Histogram<u64>) -> Vec<[f64; 2]> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CDF_PERCENTILES
+        .iter()
+        .map(|&p| {
+            // The ends are taken as min/max themselves so that they match `LatencySummary`
+            // and no rounding of the quantile walk moves them.
+            let ns = if p == 0.0 {
+                h.min()
+            } else if p == 100.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(p / 100.0)
+            };
+            [p, ns as f64 / 1000.0]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +225,36 @@ mod tests {
         assert!(close(s.max, 10_000.0), "{s:?}");
         assert!(close(s.mean, 5000.5), "{s:?}");
         assert_eq!(r.messages, 10_000);
+    }
+
+    #[test]
+    fn cdf_is_monotonic_and_ends_at_min_and_max() {
+        let mut r = Recorder::new();
+        // A skewed spread with a long tail: 1..=1000 µs, then rare 20 ms stalls.
+        for us in 1..=1000u64 {
+            for _ in 0..(1001 - us) {
+                r.message(us * 1000);
+            }
+        }
+        for _ in 0..7 {
+            r.message(20_000_000);
+        }
+        let cdf = latency_cdf(&r.hist);
+        assert_eq!(cdf.len(), CDF_PERCENTILES.len());
+        let ps: Vec<f64> = cdf.iter().map(|&[p, _]| p).collect();
+        assert_eq!(ps, CDF_PERCENTILES);
+        assert!(cdf.windows(2).all(|w| w[0][1] <= w[1][1]), "{cdf:?}");
+        let s = LatencySummary::of(&r.hist);
+        assert!(close(cdf[0][1], 1.0), "{cdf:?}");
+        assert_eq!(cdf[cdf.len() - 1][1], s.max);
+        assert!(close(s.max, 20_000.0), "{s:?}");
+        let p50 = cdf.iter().find(|&&[p, _]| p == 50.0).unwrap()[1];
+        assert_eq!(p50, s.p50);
+    }
+
+    #[test]
+    fn cdf_of_empty_histogram_is_empty() {
+        assert!(latency_cdf(&Recorder::new().hist).is_empty());
     }
 
     #[test]

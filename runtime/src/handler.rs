@@ -122,7 +122,8 @@ pub enum Origin {
     },
 }
 
-/// The shard-level vocabulary: outbound connections, shard timers, stopping the server.
+/// The shard-level vocabulary: outbound connections, datagrams, shard timers, stopping
+/// the server.
 pub struct ShardIo<'a> {
     pub(crate) shard: &'a mut ShardCtx,
 }
@@ -148,6 +149,28 @@ impl ShardIo<'_> {
     /// Starts a graceful shutdown of the whole server (every shard).
     pub fn shutdown_all(&mut self) {
         self.shard.shutdown_all();
+    }
+
+    /// Queues a copy of `payload` for `peer` on this shard's UDP socket, as
+    /// [`DatagramIo::send_to`] does, but from outside [`Handler::on_datagram`] (a
+    /// client's first datagrams from `on_start`, a resend from a shard timer). It goes
+    /// out at the end of the turn, through the same bounded send table. Returns false,
+    /// and the datagram is dropped and counted as `udp_send_dropped`, when the table is
+    /// full or the shard has no UDP socket (the server was built without `udp(true)`).
+    pub fn send_to(&mut self, peer: SocketAddr, payload: &[u8]) -> bool {
+        let zc_threshold = self.shard.zero_copy_threshold();
+        let ShardCtx {
+            udp_sends,
+            counters,
+            ..
+        } = &mut *self.shard;
+        match udp_sends {
+            Some(sends) => sends.send_copy(peer, payload, zc_threshold, counters),
+            None => {
+                counters.udp_send_dropped += 1;
+                false
+            }
+        }
     }
 
     /// Sends `msg` to every shard, this one included.

@@ -77,7 +77,7 @@ struct Engine<'a, C> {
 pub(super) fn run(plan: &ThreadPlan, live: &Live) -> io::Result<ThreadReport> {
     let conns = (0..plan.connections)
         .map(|k| Conn {
-            conv: plan.target.conversation(plan.first_conn + k),
+            conv: plan.conversation(plan.first_conn + k),
             stream: None,
             state: State::Idle,
             out: Vec::with_capacity(plan.target.request_len() * plan.pipeline),
@@ -301,14 +301,19 @@ impl<C: Conversation> Engine<'_, C> {
     /// Queues as many messages as the mode allows, then writes them.
     fn fill_pipeline(&mut self, i: usize, now: Instant) {
         let plan = self.plan;
-        let mut queued = false;
         let mut wake = None;
+        let mut queued;
         {
             let c = &mut self.conns[i];
             if c.state != State::Open {
                 return;
             }
-            while c.starts.len() < plan.pipeline {
+            // The conversation's own bytes first (a handshake, TLS records, a pong); no
+            // request until it is ready (a WebSocket waits for its 101).
+            let before = c.out.len();
+            c.conv.poll_output(&mut c.out);
+            queued = c.out.len() > before;
+            while c.starts.len() < plan.pipeline && c.conv.ready() {
                 if let Some(q) = plan.quota {
                     if self.measuring && self.rec.messages + self.in_flight >= q {
                         break;
@@ -403,7 +408,10 @@ impl<C: Conversation> Engine<'_, C> {
             }
             let done = match c.conv.feed(&self.buf[..n]) {
                 Ok(done) => done,
-                Err(_) => return self.fail(i, ErrorKind::BadResponse, now),
+                Err(_) => {
+                    let kind = c.conv.fault();
+                    return self.fail(i, kind, now);
+                }
             };
             for _ in 0..done {
                 // The conversation never completes more messages than were sent.
@@ -422,12 +430,13 @@ impl<C: Conversation> Engine<'_, C> {
                 break; // the socket is empty
             }
         }
-        if self.plan.connect_per_request {
-            if completed && self.conns[i].starts.is_empty() {
-                self.close(i);
-                self.next_connection(i, now);
-            }
+        if self.plan.connect_per_request && completed && self.conns[i].starts.is_empty() {
+            self.close(i);
+            self.next_connection(i, now);
         } else {
+            // More requests, and whatever the conversation has to say (TLS records,
+            // a pong); with a connection per request, its one message once a
+            // handshake has made the conversation ready.
             self.fill_pipeline(i, now);
         }
     }
@@ -483,7 +492,8 @@ impl<C: Conversation> Engine<'_, C> {
             let waiting = match c.state {
                 State::Idle => false,
                 State::Connecting => true,
-                State::Open => !c.starts.is_empty(),
+                // A handshake not yet answered waits for the server as a request does.
+                State::Open => !c.starts.is_empty() || !c.conv.ready(),
             };
             if waiting && now.saturating_duration_since(c.last_progress) > timeout {
                 self.fail(i, ErrorKind::Timeout, now);

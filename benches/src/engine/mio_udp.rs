@@ -1,10 +1,9 @@
 //! UDP echo on a mio (epoll) loop: one connected `UdpSocket` per "connection", closed
 //! loop ping-pong, one datagram in flight each.
 //!
-//! The runtime has no UDP *client* support (its UDP sockets are bound servers), so this
-//! target runs here whatever `--engine` says; the report says so. A datagram that does
-//! not come back within `--timeout` is counted as a timeout (lost) and the next one is
-//! sent. A late answer to a datagram already given up on is recognised by its sequence
+//! Runs with `--engine epoll`, and for datagrams smaller than the uring engine's
+//! minimum (see `uring_udp`; the report says so). A datagram that does not come back
+//! within `--timeout` is counted as a timeout (lost) and the next one is sent. A late answer to a datagram already given up on is recognised by its sequence
 //! number (the first 8 bytes, see [`fill_payload`]) and ignored; anything else that is
 //! not the expected payload is a bad response.
 

@@ -5,17 +5,25 @@
 //! [`ThreadReport`] out, one call per load thread. The default engine (`uring`) runs the
 //! thread's connections on a ringmaster shard, as a client handler of the runtime's own
 //! outbound connections; `epoll` is a mio readiness loop, kept as a cross-check.
+//! Handshakes (WebSocket's upgrade, TLS) live in the conversations, not here: an engine
+//! only sends what `poll_output` gives it and holds requests back until `ready`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use crate::proto::TargetPlan;
+use crate::proto::{Conv, TargetPlan};
 use crate::stats::Recorder;
+use crate::tls::{Tls, TlsPlan};
 
 mod mio_loop;
 mod mio_udp;
 mod uring;
+mod uring_udp;
+
+/// The smallest `udp-echo` datagram the uring engine can tag with its flow and sequence
+/// number; smaller ones run on the epoll engine.
+pub(crate) const UDP_URING_MIN_SIZE: usize = uring_udp::MIN_SIZE;
 
 /// What one load thread does.
 #[derive(Debug, Clone)]
@@ -28,6 +36,8 @@ pub(crate) struct ThreadPlan {
     pub connections: usize,
     /// What is said on each connection.
     pub target: TargetPlan,
+    /// Said over TLS (TCP targets): how.
+    pub tls: Option<std::sync::Arc<TlsPlan>>,
     /// Messages in flight per connection, at most.
     pub pipeline: usize,
     /// Open loop: time between two messages due on one connection; `None`: closed loop.
@@ -48,6 +58,18 @@ pub(crate) struct ThreadPlan {
     pub quota: Option<u64>,
     /// Which engine moves the bytes.
     pub engine: EngineKind,
+}
+
+impl ThreadPlan {
+    /// The conversation of the connection with global index `conn`: the target's,
+    /// under TLS when asked (the same for every engine).
+    pub(crate) fn conversation(&self, conn: usize) -> Conv {
+        let c = self.target.conversation(conn);
+        match &self.tls {
+            Some(t) => Conv::Tls(Box::new(Tls::new(std::sync::Arc::clone(t), c))),
+            None => c,
+        }
+    }
 }
 
 /// The engines.
@@ -83,8 +105,11 @@ pub(crate) fn run_thread(
     live: &std::sync::Arc<Live>,
 ) -> std::io::Result<ThreadReport> {
     if let TargetPlan::UdpEcho { size } = plan.target {
-        // No UDP client in the runtime: always the mio loop (the report says so).
-        return mio_udp::run(plan, live, size);
+        // Below the uring engine's smallest datagram: the mio loop (the report says so).
+        return match plan.engine {
+            EngineKind::Uring if size >= UDP_URING_MIN_SIZE => uring_udp::run(plan, live, size),
+            _ => mio_udp::run(plan, live, size),
+        };
     }
     match plan.engine {
         EngineKind::Uring => uring::run(plan, live),

@@ -97,7 +97,7 @@ pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadRepor
         .serve(move |_shard| {
             let conns = (0..plan.connections)
                 .map(|k| Slot {
-                    conv: plan.target.conversation(plan.first_conn + k),
+                    conv: plan.conversation(plan.first_conn + k),
                     state: State::Idle,
                     starts: VecDeque::with_capacity(plan.pipeline),
                     next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
@@ -130,7 +130,7 @@ pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadRepor
 
 /// The CPU this thread's shard should run on: the thread's turn in the process's
 /// affinity mask (so `taskset -c 1 ringmaster load ...` keeps the load on CPU 1).
-fn core_affinity_hint(plan: &ThreadPlan) -> Option<Vec<usize>> {
+pub(super) fn core_affinity_hint(plan: &ThreadPlan) -> Option<Vec<usize>> {
     let mask = std::fs::read_to_string("/proc/self/status").ok()?;
     let list = mask
         .lines()
@@ -225,7 +225,10 @@ impl<C: Conversation + 'static> Load<C> {
             return;
         }
         self.scratch.clear();
-        while c.starts.len() < plan.pipeline {
+        // The conversation's own bytes first (a handshake, TLS records, a pong); no
+        // request until it is ready (a WebSocket waits for its 101).
+        c.conv.poll_output(&mut self.scratch);
+        while c.starts.len() < plan.pipeline && c.conv.ready() {
             if let Some(q) = plan.quota {
                 if self.measuring && self.rec.messages + self.in_flight >= q {
                     break;
@@ -428,7 +431,8 @@ impl<C: Conversation + 'static> Handler for Load<C> {
         let done = match c.conv.feed(data) {
             Ok(n) => n,
             Err(_) => {
-                self.count_error(ErrorKind::BadResponse);
+                let kind = c.conv.fault();
+                self.count_error(kind);
                 self.conns[i].closing = true;
                 io.abort();
                 return;
@@ -452,21 +456,22 @@ impl<C: Conversation + 'static> Handler for Load<C> {
             self.finish(now, &mut || io.shutdown_all());
             return;
         }
-        if self.plan.connect_per_request {
-            if done > 0 && self.conns[i].starts.is_empty() {
-                // This connection carried its message: close it, open the next.
-                self.conns[i].closing = true;
-                io.close();
-                let due = self.conns[i].next_due;
-                match self.plan.interval {
-                    Some(_) if due > now => {
-                        self.conns[i].state = State::Idle;
-                        io.set_timer(due - now, TAG_DUE);
-                    }
-                    _ => self.connect(i, now, &mut |a, t| io.connect(a, t)),
+        if self.plan.connect_per_request && done > 0 && self.conns[i].starts.is_empty() {
+            // This connection carried its message: close it, open the next.
+            self.conns[i].closing = true;
+            io.close();
+            let due = self.conns[i].next_due;
+            match self.plan.interval {
+                Some(_) if due > now => {
+                    self.conns[i].state = State::Idle;
+                    io.set_timer(due - now, TAG_DUE);
                 }
+                _ => self.connect(i, now, &mut |a, t| io.connect(a, t)),
             }
         } else {
+            // More requests, and whatever the conversation has to say (TLS records,
+            // a pong); with a connection per request, its one message once a
+            // handshake has made the conversation ready.
             self.fill_pipeline(i, now, io);
         }
     }
@@ -486,7 +491,10 @@ impl<C: Conversation + 'static> Handler for Load<C> {
             TAG_CHECK => {
                 self.publish();
                 let c = &self.conns[i];
-                let waiting = c.state == State::Open && !c.starts.is_empty() && !c.closing;
+                // A handshake not yet answered waits for the server as a request does.
+                let waiting = c.state == State::Open
+                    && (!c.starts.is_empty() || !c.conv.ready())
+                    && !c.closing;
                 if waiting && now.saturating_duration_since(c.last_progress) > self.plan.timeout {
                     self.count_error(ErrorKind::Timeout);
                     self.conns[i].closing = true;

@@ -49,12 +49,14 @@ impl<H: Handler> Shard<H> {
                     let data = port.bufs.bytes(*p);
                     match RecvMsgOut::parse(data, &port.recv_hdr) {
                         Ok(msg) if !msg.is_payload_truncated() => {
-                            if let Some(peer) = parse_sockaddr(msg.name_data()) {
+                            let zero_copy_threshold = ctx.zero_copy_threshold();
+                            let peer = parse_sockaddr(msg.name_data());
+                            // (The send table exists whenever the socket does.)
+                            if let (Some(peer), Some(sends)) = (peer, ctx.udp_sends.as_mut()) {
                                 ctx.counters.datagrams_in += 1;
                                 ctx.counters.bytes_in += msg.payload_data().len() as u64;
-                                let zero_copy_threshold = ctx.zero_copy_threshold();
                                 let mut io = DatagramIo {
-                                    sends: &mut port.sends,
+                                    sends,
                                     counters: &mut ctx.counters,
                                     shard: ctx.id,
                                     now: ctx.now,
@@ -85,10 +87,14 @@ impl<H: Handler> Shard<H> {
         };
         use std::os::fd::AsRawFd;
         let fd = port.fd.as_raw_fd();
-        for key in port.sends.queued.drain(..) {
-            let Some(send) = port.sends.table.get_mut(key) else {
+        let Some(sends) = self.ctx.udp_sends.as_mut() else {
+            return;
+        };
+        for key in sends.queued.drain(..) {
+            let Some(send) = sends.table.get_mut(key) else {
                 continue;
             };
+            send.prepare();
             let token = ConnToken {
                 slot: key as u32,
                 generation: 0,
@@ -104,11 +110,11 @@ impl<H: Handler> Shard<H> {
     }
 
     pub(super) fn on_udp_send(&mut self, token: ConnToken, res: i32, flags: u32) {
-        let Some(port) = self.udp.as_mut() else {
+        let Some(sends) = self.ctx.udp_sends.as_mut() else {
             return;
         };
         let key = token.slot as usize;
-        let Some(send) = port.sends.table.get_mut(key) else {
+        let Some(send) = sends.table.get_mut(key) else {
             return;
         };
         if cqueue::notif(flags) {
@@ -119,21 +125,24 @@ impl<H: Handler> Shard<H> {
                 send.notif_owed = false;
             }
             if res >= 0 {
-                self.ctx.counters.datagrams_out += 1;
+                self.ctx.counters.datagrams_out += u64::from(send.datagrams);
                 self.ctx.counters.bytes_out += res as u64;
             } else {
                 self.ctx.counters.udp_send_errors += 1;
             }
         }
         if send.done && !send.notif_owed {
-            port.sends.table.remove(key);
+            sends.table.remove(key);
         }
     }
 
     /// Whether the UDP side has nothing left in the kernel.
     pub(super) fn udp_quiet(&self) -> bool {
-        self.udp
-            .as_ref()
-            .is_none_or(|p| !p.recv_armed && p.sends.table.is_empty())
+        self.udp.as_ref().is_none_or(|p| !p.recv_armed)
+            && self
+                .ctx
+                .udp_sends
+                .as_ref()
+                .is_none_or(|s| s.table.is_empty())
     }
 }
