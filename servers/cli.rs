@@ -46,6 +46,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 65536)]
     pub zero_copy_threshold: usize,
 
+    /// Keep using SEND_ZC even where the kernel reports copying the data (by default a
+    /// connection whose zero-copy send was copied, e.g. on loopback, sends plainly)
+    #[arg(long)]
+    pub zero_copy_always: bool,
+
     /// Close connections idle this many seconds (0: never)
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub idle_timeout: u64,
@@ -141,6 +146,7 @@ impl ServerArgs {
             .buf_size(self.buffer_size)
             .ring_entries(self.ring_entries)
             .zero_copy_threshold(self.zero_copy_threshold)
+            .zero_copy_fallback(!self.zero_copy_always)
             .idle_timeout((self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)))
             .write_backlog_limit(self.write_backlog)
             .drain_timeout(Duration::from_secs_f64(

@@ -60,7 +60,8 @@ fn checksum(b: &[u8]) -> u64 {
 
 #[test]
 fn two_hundred_concurrent_connections_echo_every_byte() {
-    // A low zero-copy threshold so large echoes also take the SEND_ZC path.
+    // A low zero-copy threshold so large echoes also take the SEND_ZC path, kept on
+    // loopback (where the kernel copies anyway) so every large echo takes it.
     let mut srv = ServerProc::start(&[
         "echo",
         "--listen",
@@ -69,6 +70,7 @@ fn two_hundred_concurrent_connections_echo_every_byte() {
         "2",
         "--zero-copy-threshold",
         "4096",
+        "--zero-copy-always",
     ]);
     let addr = srv.addr;
     let handles: Vec<_> = (0..200u64)
@@ -102,6 +104,7 @@ fn zero_copy_path_carries_a_multi_megabyte_payload() {
         "65536",
         "--zero-copy-threshold",
         "1024",
+        "--zero-copy-always",
     ]);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let payload = {
@@ -113,6 +116,53 @@ fn zero_copy_path_carries_a_multi_megabyte_payload() {
     assert!(sent == got, "8 MiB payload came back different");
     assert!(srv.stop().success());
     assert!(srv.counter("zc_sends") > 0);
+}
+
+/// On loopback the kernel copies zero-copy sends and says so: by default a connection
+/// then sends plainly (counted in `zc_copied`); `--zero-copy-always` keeps SEND_ZC.
+#[test]
+fn zero_copy_falls_back_when_the_kernel_copies() {
+    let mut sends = Vec::new();
+    for always in [false, true] {
+        let mut args = vec![
+            "echo",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--buffer-size",
+            "65536",
+            "--zero-copy-threshold",
+            "1024",
+        ];
+        if always {
+            args.push("--zero-copy-always");
+        }
+        let mut srv = ServerProc::start(&args);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut payload = vec![0u8; 4 << 20];
+        rng.fill(&mut payload[..]);
+        let (sent, got) = echo_roundtrip(srv.addr, payload, 11);
+        assert!(
+            sent == got,
+            "4 MiB payload came back different (always={always})"
+        );
+        assert!(srv.stop().success());
+        let (zc, copied) = (srv.counter("zc_sends"), srv.counter("zc_copied"));
+        assert!(
+            zc > 0 && copied > 0,
+            "always={always}: zc {zc}, copied {copied}"
+        );
+        sends.push(zc);
+    }
+    // Falling back, the connection stops using SEND_ZC soon after the first copy report;
+    // kept on, every large echo uses it.
+    assert!(
+        sends[0] < sends[1],
+        "zero-copy sends with fallback {} vs always {}",
+        sends[0],
+        sends[1]
+    );
 }
 
 #[test]

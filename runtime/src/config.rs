@@ -27,6 +27,10 @@ pub struct Config {
     pub ring_entries: u32,
     /// Owned buffers at least this long are sent with SEND_ZC.
     pub zero_copy_threshold: usize,
+    /// When the kernel reports that it copied a zero-copy send after all (loopback, a
+    /// device without scatter-gather), that connection sends plainly from then on:
+    /// pinned pages and a notification to wait for buy nothing there.
+    pub zero_copy_fallback: bool,
     /// Close connections with no input for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Per-connection unsent bytes past which reading stops until half has drained.
@@ -83,6 +87,7 @@ impl Default for Config {
             buf_size: 16 * 1024,
             ring_entries: 1024,
             zero_copy_threshold: 64 * 1024,
+            zero_copy_fallback: true,
             idle_timeout: Some(Duration::from_secs(300)),
             write_backlog_limit: 4 * 1024 * 1024,
             max_input_carry: 1024 * 1024,
@@ -193,6 +198,8 @@ impl ServerBuilder {
         ring_entries: u32);
     setter!(/// Owned buffers at least this long go out with SEND_ZC.
         zero_copy_threshold: usize);
+    setter!(/// Send plainly on a connection once the kernel reports copying its SEND_ZC.
+        zero_copy_fallback: bool);
     setter!(/// Idle timeout (`None`: never).
         idle_timeout: Option<Duration>);
     setter!(/// Write backlog bound per connection.

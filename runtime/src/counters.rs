@@ -26,6 +26,9 @@ pub struct Counters {
     pub sends: u64,
     /// Sends that went out with SEND_ZC.
     pub zc_sends: u64,
+    /// Zero-copy sends the kernel reported it copied; their connection sends plainly
+    /// from then on.
+    pub zc_copied: u64,
     /// Sends the kernel took only part of, resumed where they stopped.
     pub short_sends: u64,
     /// Receives that found the buffer ring empty (recovered by re-arming).
@@ -72,7 +75,7 @@ pub struct Counters {
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 30] {
+    pub fn fields(&self) -> [(&'static str, u64); 31] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -84,6 +87,7 @@ impl Counters {
             ("recv_completions", self.recv_completions),
             ("sends", self.sends),
             ("zc_sends", self.zc_sends),
+            ("zc_copied", self.zc_copied),
             ("short_sends", self.short_sends),
             ("enobufs", self.enobufs),
             ("emfile", self.emfile),

@@ -56,6 +56,9 @@ pub(crate) struct SendQueue {
     zc_retired: Vec<Vec<u8>>,
     /// Notifications the kernel still owes us.
     zc_notifs_owed: u32,
+    /// The kernel reported copying a zero-copy send on this connection (loopback, a
+    /// device without scatter-gather): later sends are plain, which then costs less.
+    zc_off: bool,
 }
 
 impl SendQueue {
@@ -108,7 +111,7 @@ impl SendQueue {
             return None;
         }
         let seg = self.segments.front()?;
-        let zc = matches!(seg, Segment::Owned { zc: true, .. });
+        let zc = matches!(seg, Segment::Owned { zc: true, .. }) && !self.zc_off;
         let rest = &seg.bytes()[self.front_sent..];
         let len = rest.len().min(MAX_SEND) as u32;
         self.in_flight = true;
@@ -170,6 +173,11 @@ impl SendQueue {
     /// will follow for it.
     pub(crate) fn zc_no_notif(&mut self) {
         self.zc_notif();
+    }
+
+    /// The kernel said it copied a zero-copy send: send plainly from now on.
+    pub(crate) fn zc_copied(&mut self) {
+        self.zc_off = true;
     }
 
     /// A zero-copy notification arrived. Retired buffers are released once none is owed.
@@ -293,6 +301,22 @@ mod tests {
         q.zc_notif();
         assert_eq!(q.retired(), 0);
         assert_eq!(q.zc_notifs_owed(), 0);
+    }
+
+    #[test]
+    fn after_a_copy_report_owned_buffers_go_out_plainly() {
+        let mut q = SendQueue::default();
+        q.push_owned(vec![1u8; 100], true);
+        q.push_owned(vec![2u8; 100], true);
+        let s = q.start_next().unwrap();
+        assert!(s.zc);
+        q.complete(100);
+        q.zc_copied();
+        q.zc_notif();
+        let s = q.start_next().unwrap();
+        assert!(!s.zc, "the kernel copied: no more zero-copy on this connection");
+        q.complete(100);
+        assert_eq!((q.zc_notifs_owed(), q.retired()), (0, 0));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::mailbox::{Mailboxes, ShardMsg};
 use crate::offload::{self, Job, OffloadError, Work};
 use crate::sys::buf_ring::{BufRing, Pieces};
 use crate::sys::fd;
-use crate::sys::ring::Ring;
+use crate::sys::ring::{Ring, ZC_COPIED};
 use crate::timer::{TimerKey, TimerWheel};
 use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
 use crate::udp::{empty_msghdr, UdpPort, UdpSends};
@@ -336,7 +336,7 @@ impl<H: Handler> Shard<H> {
             OpKind::Accept => self.on_accept(res, flags),
             OpKind::Recv => self.on_recv(token, res, flags),
             OpKind::Send => self.on_send(token, res, false, flags),
-            OpKind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token),
+            OpKind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token, res),
             OpKind::SendZc => self.on_send(token, res, true, flags),
             OpKind::Cancel => {}
             OpKind::Wake => self.on_wake(res),

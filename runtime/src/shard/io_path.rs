@@ -129,9 +129,17 @@ impl<H: Handler> Shard<H> {
         ctx.note_output(&mut slot.io);
     }
 
-    pub(super) fn on_zc_notif(&mut self, token: ConnToken) {
+    pub(super) fn on_zc_notif(&mut self, token: ConnToken, res: i32) {
         let Shard { slots, ctx, .. } = self;
         if let Some(slot) = live(slots, token) {
+            if res & ZC_COPIED != 0 {
+                // Zero-copy that was not: pinning pages and waiting for this
+                // notification bought nothing (on loopback the receiver copies).
+                ctx.counters.zc_copied += 1;
+                if ctx.config.zero_copy_fallback {
+                    slot.io.send.zc_copied();
+                }
+            }
             slot.io.send.zc_notif();
             ctx.note_output(&mut slot.io);
         }

@@ -22,6 +22,12 @@ pub enum TaskRunMode {
     Plain,
 }
 
+/// `IORING_SEND_ZC_REPORT_USAGE`: the notification's result then carries
+/// [`ZC_COPIED`] when the kernel copied the data instead of sending it from our pages.
+const ZC_REPORT_USAGE: u16 = 1 << 3;
+/// `IORING_NOTIF_USAGE_ZC_COPIED`, in a zero-copy notification's result.
+pub(crate) const ZC_COPIED: i32 = 1 << 31;
+
 /// What the kernel offered this ring.
 #[derive(Debug, Clone, Copy)]
 pub struct RingFeatures {
@@ -31,6 +37,9 @@ pub struct RingFeatures {
     pub recv_bundles: bool,
     /// SEND_ZC is available.
     pub send_zc: bool,
+    /// SEND_ZC notifications say whether the kernel copied after all
+    /// (`IORING_SEND_ZC_REPORT_USAGE`, 6.2).
+    pub zc_report_usage: bool,
     /// Submission and completion queue sizes.
     pub sq_entries: u32,
     /// Completion queue size.
@@ -104,6 +113,9 @@ impl Ring {
             recv_bundles: allow_bundles && ring.params().is_feature_recvsend_bundle(),
             send_zc: probe.is_supported(opcode::SendZc::CODE)
                 && probe.is_supported(opcode::SendMsgZc::CODE),
+            // No feature bit announces usage reports (6.2); bundles (6.10) imply them,
+            // and an older kernel would fail every zero-copy send with EINVAL.
+            zc_report_usage: ring.params().is_feature_recvsend_bundle(),
             min_timeout: ring.params().is_feature_min_timeout(),
             sq_entries: ring.params().sq_entries(),
             cq_entries: ring.params().cq_entries(),
@@ -163,8 +175,14 @@ impl Ring {
     /// notification) arrives; the shard frees a connection only when none is owed.
     pub(crate) fn send(&mut self, fd: RawFd, next: NextSend, user_data: u64) {
         let e = if next.zc {
+            let report = if self.features.zc_report_usage {
+                ZC_REPORT_USAGE
+            } else {
+                0
+            };
             opcode::SendZc::new(Fd(fd), next.ptr, next.len)
                 .flags(libc::MSG_NOSIGNAL)
+                .zc_flags(report)
                 .build()
         } else {
             opcode::Send::new(Fd(fd), next.ptr, next.len)
