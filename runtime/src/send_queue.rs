@@ -314,7 +314,10 @@ mod tests {
         q.zc_copied();
         q.zc_notif();
         let s = q.start_next().unwrap();
-        assert!(!s.zc, "the kernel copied: no more zero-copy on this connection");
+        assert!(
+            !s.zc,
+            "the kernel copied: no more zero-copy on this connection"
+        );
         q.complete(100);
         assert_eq!((q.zc_notifs_owed(), q.retired()), (0, 0));
     }
