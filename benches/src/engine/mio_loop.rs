@@ -10,7 +10,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Read, Write};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
@@ -196,18 +195,8 @@ impl<C: Conversation> Engine<'_, C> {
     }
 
     fn publish(&mut self) {
-        if self.live_messages > 0 {
-            self.live
-                .messages
-                .fetch_add(self.live_messages, Ordering::Relaxed);
-            self.live_messages = 0;
-        }
-        if self.live_errors > 0 {
-            self.live
-                .errors
-                .fetch_add(self.live_errors, Ordering::Relaxed);
-            self.live_errors = 0;
-        }
+        self.live
+            .publish(&mut self.live_messages, &mut self.live_errors);
     }
 
     fn schedule(&mut self, i: usize, at: Instant) {

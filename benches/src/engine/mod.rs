@@ -91,6 +91,24 @@ pub(crate) struct Live {
     pub errors: AtomicU64,
 }
 
+impl Live {
+    /// Adds the counts a thread gathered since it last published, and zeroes them
+    /// (threads count privately and publish now and then: the hot path touches no
+    /// shared cache line).
+    pub(crate) fn publish(&self, messages: &mut u64, errors: &mut u64) {
+        if *messages > 0 {
+            self.messages.fetch_add(
+                std::mem::take(messages),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        if *errors > 0 {
+            self.errors
+                .fetch_add(std::mem::take(errors), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// What one load thread measured.
 pub(crate) struct ThreadReport {
     /// Figures of the measured window.

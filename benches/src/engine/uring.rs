@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,10 +28,11 @@ const BACKOFF_ERROR: Duration = Duration::from_millis(10);
 // Connection timer tags.
 const TAG_CHECK: u64 = 0;
 const TAG_DUE: u64 = 1;
-// Shard timer tags (connection retries carry `TAG_RETRY_BASE + i`).
-const TAG_WARMUP_END: u64 = 0;
-const TAG_DEADLINE: u64 = 1;
-const TAG_TICK: u64 = 2;
+// Shard timer tags (connection retries carry `TAG_RETRY_BASE + i`); the first three are
+// shared with the UDP engine.
+pub(super) const TAG_WARMUP_END: u64 = 0;
+pub(super) const TAG_DEADLINE: u64 = 1;
+pub(super) const TAG_TICK: u64 = 2;
 const TAG_RETRY_BASE: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,18 +269,8 @@ impl<C: Conversation + 'static> Load<C> {
     }
 
     fn publish(&mut self) {
-        if self.live_messages > 0 {
-            self.live
-                .messages
-                .fetch_add(self.live_messages, Ordering::Relaxed);
-            self.live_messages = 0;
-        }
-        if self.live_errors > 0 {
-            self.live
-                .errors
-                .fetch_add(self.live_errors, Ordering::Relaxed);
-            self.live_errors = 0;
-        }
+        self.live
+            .publish(&mut self.live_messages, &mut self.live_errors);
     }
 
     /// Ends the run: hands the report over and stops the client.
@@ -301,6 +291,23 @@ impl<C: Conversation + 'static> Load<C> {
     }
 }
 
+/// Arms a load thread's shard timers: the end of the warmup, the end of the run and the
+/// periodic tick. Returns whether the measured window is already open.
+pub(super) fn arm_run_timers(
+    plan: &ThreadPlan,
+    shard: &mut ShardIo<'_>,
+    now: Instant,
+    tick: Duration,
+) -> bool {
+    shard.set_timer(
+        plan.warmup_end.saturating_duration_since(now),
+        TAG_WARMUP_END,
+    );
+    shard.set_timer(plan.deadline.saturating_duration_since(now), TAG_DEADLINE);
+    shard.set_timer(tick, TAG_TICK);
+    now >= plan.warmup_end
+}
+
 /// A connection's state in the runtime: its slot and the slot's epoch when it opened.
 pub(super) struct ConnRef {
     i: usize,
@@ -312,18 +319,7 @@ impl<C: Conversation + 'static> Handler for Load<C> {
 
     fn on_start(&mut self, shard: &mut ShardIo<'_>) {
         let now = Instant::now();
-        shard.set_timer(
-            self.plan.warmup_end.saturating_duration_since(now),
-            TAG_WARMUP_END,
-        );
-        shard.set_timer(
-            self.plan.deadline.saturating_duration_since(now),
-            TAG_DEADLINE,
-        );
-        shard.set_timer(CHECK_EVERY, TAG_TICK);
-        if now >= self.plan.warmup_end {
-            self.measuring = true;
-        }
+        self.measuring = arm_run_timers(&self.plan, shard, now, CHECK_EVERY);
         for i in 0..self.conns.len() {
             if self.plan.connect_per_request && self.plan.interval.is_some() {
                 let due = self.conns[i].next_due;

@@ -35,12 +35,12 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringmaster_runtime::{Close, DatagramIo, Handler, Input, Io, Server, ShardIo};
 
+use super::uring::{arm_run_timers, TAG_DEADLINE, TAG_TICK, TAG_WARMUP_END};
 use super::{Live, ThreadPlan, ThreadReport};
 use crate::proto::{fill_payload, payload_seq};
 use crate::stats::{ErrorKind, Recorder};
@@ -57,11 +57,6 @@ const LOST_KEPT: usize = 32;
 const RECV_OVERHEAD: usize = 16 + 128;
 /// Memory the shard's buffer ring may take, at most (large datagrams: fewer buffers).
 const BUF_RING_BYTES: usize = 64 << 20;
-
-// Shard timer tags.
-const TAG_WARMUP_END: u64 = 0;
-const TAG_DEADLINE: u64 = 1;
-const TAG_TICK: u64 = 2;
 
 /// One logical flow: one datagram in flight at most.
 struct Flow {
@@ -256,18 +251,8 @@ impl Load {
     }
 
     fn publish(&mut self) {
-        if self.live_messages > 0 {
-            self.live
-                .messages
-                .fetch_add(self.live_messages, Ordering::Relaxed);
-            self.live_messages = 0;
-        }
-        if self.live_errors > 0 {
-            self.live
-                .errors
-                .fetch_add(self.live_errors, Ordering::Relaxed);
-            self.live_errors = 0;
-        }
+        self.live
+            .publish(&mut self.live_messages, &mut self.live_errors);
     }
 
     /// Ends the run: hands the report over and tells the load thread.
@@ -330,18 +315,7 @@ impl Handler for Load {
 
     fn on_start(&mut self, shard: &mut ShardIo<'_>) {
         let now = Instant::now();
-        shard.set_timer(
-            self.plan.warmup_end.saturating_duration_since(now),
-            TAG_WARMUP_END,
-        );
-        shard.set_timer(
-            self.plan.deadline.saturating_duration_since(now),
-            TAG_DEADLINE,
-        );
-        shard.set_timer(CHECK_EVERY, TAG_TICK);
-        if now >= self.plan.warmup_end {
-            self.measuring = true;
-        }
+        self.measuring = arm_run_timers(&self.plan, shard, now, CHECK_EVERY);
         for k in 0..self.flows.len() {
             self.send(k, now, &mut |a, d| shard.send_to(a, d));
         }
