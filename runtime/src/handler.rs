@@ -331,6 +331,23 @@ impl<'a> Io<'a> {
         self.shard.note_output(self.conn);
     }
 
+    /// Queues memory that lives for the whole program (a static asset, a body built once
+    /// and leaked) without copying it: the cheapest way to send the same large body on
+    /// many connections. Past the zero-copy threshold it goes out with SEND_ZC, as
+    /// [`Io::send_owned`] does, with nothing to keep alive for the notification.
+    pub fn send_static(&mut self, buf: &'static [u8]) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(buf);
+            return;
+        }
+        if self.conn.closing_now() || buf.is_empty() {
+            return;
+        }
+        let zc = buf.len() >= self.shard.zero_copy_threshold();
+        self.conn.send.push_static(buf, zc);
+        self.shard.note_output(self.conn);
+    }
+
     /// Owned buffers at least this long go out zero-copy (see [`Io::send_owned`]).
     pub fn zero_copy_threshold(&self) -> usize {
         self.shard.zero_copy_threshold()

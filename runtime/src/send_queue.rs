@@ -19,6 +19,8 @@ enum Segment {
     Copied(Vec<u8>),
     /// A buffer handed over whole; `zc` says whether it goes out with SEND_ZC.
     Owned { buf: Vec<u8>, zc: bool },
+    /// Memory that lives for the whole program: nothing to free or keep after the send.
+    Static { buf: &'static [u8], zc: bool },
 }
 
 impl Segment {
@@ -26,6 +28,7 @@ impl Segment {
         match self {
             Segment::Copied(v) => v,
             Segment::Owned { buf, .. } => buf,
+            Segment::Static { buf, .. } => buf,
         }
     }
 }
@@ -89,6 +92,16 @@ impl SendQueue {
         self.segments.push_back(Segment::Owned { buf, zc });
     }
 
+    /// Queues `'static` memory without copying it (it outlives any send, so a zero-copy
+    /// send needs no buffer kept for its notification).
+    pub(crate) fn push_static(&mut self, buf: &'static [u8], zc: bool) {
+        if buf.is_empty() {
+            return;
+        }
+        self.backlog += buf.len();
+        self.segments.push_back(Segment::Static { buf, zc });
+    }
+
     /// Bytes queued and not yet acknowledged by the kernel.
     pub(crate) fn backlog(&self) -> usize {
         self.backlog
@@ -111,7 +124,10 @@ impl SendQueue {
             return None;
         }
         let seg = self.segments.front()?;
-        let zc = matches!(seg, Segment::Owned { zc: true, .. }) && !self.zc_off;
+        let zc = matches!(
+            seg,
+            Segment::Owned { zc: true, .. } | Segment::Static { zc: true, .. }
+        ) && !self.zc_off;
         let rest = &seg.bytes()[self.front_sent..];
         let len = rest.len().min(MAX_SEND) as u32;
         self.in_flight = true;
@@ -301,6 +317,26 @@ mod tests {
         q.zc_notif();
         assert_eq!(q.retired(), 0);
         assert_eq!(q.zc_notifs_owed(), 0);
+    }
+
+    #[test]
+    fn static_segments_keep_order_and_need_no_retirement() {
+        static BODY: [u8; 100] = [7; 100];
+        let mut q = SendQueue::default();
+        q.write(b"head");
+        q.push_static(&BODY, true);
+        q.write(b"tail");
+        assert_eq!(q.backlog(), 108);
+        let mut seen = Vec::new();
+        while let Some(s) = q.start_next() {
+            seen.push((s.len, s.zc));
+            q.complete(s.len as usize);
+            if s.zc {
+                q.zc_notif();
+            }
+        }
+        assert_eq!(seen, vec![(4, false), (100, true), (4, false)]);
+        assert_eq!((q.backlog(), q.retired(), q.zc_notifs_owed()), (0, 0, 0));
     }
 
     #[test]

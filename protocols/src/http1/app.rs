@@ -271,6 +271,11 @@ pub(crate) trait Port {
     fn buf(&mut self) -> &mut Vec<u8>;
     /// Queues an owned buffer after everything in [`Port::buf`].
     fn send_owned(&mut self, bytes: Vec<u8>);
+    /// Queues `'static` bytes after everything written so far, without copying them
+    /// where the driver can (the runtime can; a test driver copies).
+    fn send_static(&mut self, bytes: &'static [u8]) {
+        self.send_owned(bytes.to_vec());
+    }
     /// The cached `Date` value.
     fn date(&self) -> &[u8; DATE_LEN];
     /// Arms a one-shot timer reported back with `tag`.
@@ -362,6 +367,7 @@ pub(crate) struct Held {
 enum Piece {
     Copied(Vec<u8>),
     Owned(Vec<u8>),
+    Static(&'static [u8]),
 }
 
 impl Held {
@@ -370,11 +376,19 @@ impl Held {
     }
 
     fn push_owned(&mut self, v: Vec<u8>) {
+        self.push_piece(Piece::Owned(v));
+    }
+
+    fn push_static(&mut self, v: &'static [u8]) {
+        self.push_piece(Piece::Static(v));
+    }
+
+    fn push_piece(&mut self, piece: Piece) {
         if !self.tail.is_empty() {
             self.pieces
                 .push(Piece::Copied(std::mem::take(&mut self.tail)));
         }
-        self.pieces.push(Piece::Owned(v));
+        self.pieces.push(piece);
     }
 
     /// Moves everything held to the port, in order.
@@ -383,6 +397,7 @@ impl Held {
             match piece {
                 Piece::Copied(v) => port.buf().extend_from_slice(&v),
                 Piece::Owned(v) => port.send_owned(v),
+                Piece::Static(v) => port.send_static(v),
             }
         }
         port.buf().extend_from_slice(&self.tail);
@@ -448,6 +463,13 @@ impl<'x> Exchange<'x> {
         match &mut self.held {
             Some(h) => h.push_owned(v),
             None => self.port.send_owned(v),
+        }
+    }
+
+    fn static_bytes(&mut self, v: &'static [u8]) {
+        match &mut self.held {
+            Some(h) => h.push_static(v),
+            None => self.port.send_static(v),
         }
     }
 
@@ -608,6 +630,25 @@ impl<'x> Exchange<'x> {
             self.out().extend_from_slice(encode::CHUNK_END);
         } else {
             self.owned(data);
+        }
+    }
+
+    /// Like [`Exchange::send_chunk_owned`], for bytes that live for the whole program
+    /// (a static asset, a body built once): sent without a copy and without an
+    /// allocation per response.
+    pub fn send_chunk_static(&mut self, data: &'static [u8]) {
+        if self.st.phase != Phase::Streaming {
+            return self.misuse();
+        }
+        if self.st.head_only || data.is_empty() || !self.fits(data.len()) {
+            return;
+        }
+        if self.st.framing == Framing::Chunked {
+            encode::write_chunk_start(self.out(), data.len());
+            self.static_bytes(data);
+            self.out().extend_from_slice(encode::CHUNK_END);
+        } else {
+            self.static_bytes(data);
         }
     }
 

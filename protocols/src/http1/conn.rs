@@ -731,7 +731,8 @@ pub(crate) mod tests {
     }
 
     /// Answers `/` with the path, `/later/N` with a task answered on timer tag N,
-    /// `/stream` with a two-chunk stream finished on a timer, echoes POST bodies.
+    /// `/stream` with a stream of copied, static and owned chunks finished on a timer,
+    /// echoes POST bodies.
     #[derive(Default)]
     pub(crate) struct TestApp {
         pub seen: Vec<Seen>,
@@ -781,7 +782,10 @@ pub(crate) mod tests {
             match task {
                 Task::Later(p) => ex.respond(Response::text(200, p)),
                 Task::Stream => {
-                    ex.send_chunk_owned(b"cd".to_vec());
+                    // One static and one owned piece: both kinds held in order when
+                    // an earlier response is still open.
+                    ex.send_chunk_static(b"c");
+                    ex.send_chunk_owned(b"d".to_vec());
                     ex.finish();
                 }
             }

@@ -142,6 +142,10 @@ impl Port for IoPort<'_, '_> {
         self.flush();
         self.io.send_owned(bytes);
     }
+    fn send_static(&mut self, bytes: &'static [u8]) {
+        self.flush();
+        self.io.send_static(bytes);
+    }
     fn date(&self) -> &[u8; DATE_LEN] {
         self.date.value()
     }

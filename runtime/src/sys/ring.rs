@@ -171,8 +171,9 @@ impl Ring {
     }
 
     /// Submits a send (SEND_ZC when `next.zc`) of memory owned by a connection's send
-    /// queue, which keeps it unmoved until the completion (and, for zero-copy, the
-    /// notification) arrives; the shard frees a connection only when none is owed.
+    /// queue (or `'static`), which keeps it unmoved until the completion (and, for
+    /// zero-copy, the notification) arrives; the shard frees a connection only when none
+    /// is owed.
     pub(crate) fn send(&mut self, fd: RawFd, next: NextSend, user_data: u64) {
         let e = if next.zc {
             let report = if self.features.zc_report_usage {
