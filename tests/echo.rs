@@ -94,7 +94,17 @@ fn two_hundred_concurrent_connections_echo_every_byte() {
 
 #[test]
 fn zero_copy_path_carries_a_multi_megabyte_payload() {
-    let mut srv = ServerProc::start(&[
+    let mut srv = zero_copy_echo(true);
+    let (sent, got) = echo_roundtrip(srv.addr, seeded_payload(7, 8 << 20), 7);
+    assert!(sent == got, "8 MiB payload came back different");
+    assert!(srv.stop().success());
+    assert!(srv.counter("zc_sends") > 0);
+}
+
+/// A one-shard echo server sending every echo past 1 KiB with SEND_ZC; `always` keeps it
+/// doing so after the kernel reports copying (`--zero-copy-always`).
+fn zero_copy_echo(always: bool) -> ServerProc {
+    let mut args = vec![
         "echo",
         "--listen",
         "127.0.0.1:0",
@@ -104,18 +114,18 @@ fn zero_copy_path_carries_a_multi_megabyte_payload() {
         "65536",
         "--zero-copy-threshold",
         "1024",
-        "--zero-copy-always",
-    ]);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let payload = {
-        let mut v = vec![0u8; 8 << 20];
-        rng.fill(&mut v[..]);
-        v
-    };
-    let (sent, got) = echo_roundtrip(srv.addr, payload, 7);
-    assert!(sent == got, "8 MiB payload came back different");
-    assert!(srv.stop().success());
-    assert!(srv.counter("zc_sends") > 0);
+    ];
+    if always {
+        args.push("--zero-copy-always");
+    }
+    ServerProc::start(&args)
+}
+
+/// `len` random bytes from `seed`.
+fn seeded_payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill(&mut v[..]);
+    v
 }
 
 /// On loopback the kernel copies zero-copy sends and says so: by default a connection
@@ -124,25 +134,8 @@ fn zero_copy_path_carries_a_multi_megabyte_payload() {
 fn zero_copy_falls_back_when_the_kernel_copies() {
     let mut sends = Vec::new();
     for always in [false, true] {
-        let mut args = vec![
-            "echo",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-            "--buffer-size",
-            "65536",
-            "--zero-copy-threshold",
-            "1024",
-        ];
-        if always {
-            args.push("--zero-copy-always");
-        }
-        let mut srv = ServerProc::start(&args);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let mut payload = vec![0u8; 4 << 20];
-        rng.fill(&mut payload[..]);
-        let (sent, got) = echo_roundtrip(srv.addr, payload, 11);
+        let mut srv = zero_copy_echo(always);
+        let (sent, got) = echo_roundtrip(srv.addr, seeded_payload(11, 4 << 20), 11);
         assert!(
             sent == got,
             "4 MiB payload came back different (always={always})"
