@@ -6,13 +6,12 @@
 //! Run: `cargo run --release -p ringmaster-runtime --example shout -- 127.0.0.1:7300`
 //! then `nc 127.0.0.1 7300`.
 
-use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ringmaster_runtime::{
-    Close, Conns, Handler, Input, Io, Message, OffloadError, OffloadResult, Server, TimerKey,
+    Close, Event, Handler, Input, Io, OffloadError, Offloaded, Server, TimerKey,
 };
 
 /// One per shard: plain fields, only this shard's thread touches them.
@@ -24,6 +23,8 @@ struct Shout {
 /// kept by the runtime, output by the runtime's send queue.
 struct Conn {
     idle: Option<TimerKey>,
+    /// The handle of the hash job in progress: it reads the job's `u64` back.
+    hash: Option<Offloaded<u64>>,
 }
 
 const IDLE_TAG: u64 = 0;
@@ -36,6 +37,7 @@ impl Handler for Shout {
         io.write(b"hello\n");
         Conn {
             idle: Some(io.set_timer(IDLE, IDLE_TAG)),
+            hash: None,
         }
     }
 
@@ -48,7 +50,7 @@ impl Handler for Shout {
                 .to_string();
             input.consume(end + 1);
             self.lines += 1;
-            self.answer(&line, io);
+            self.answer(&line, conn, io);
         }
         // Re-arm the idle timer: cancel and set are O(1) on the shard's timer wheel.
         if let Some(k) = conn.idle.take() {
@@ -59,42 +61,39 @@ impl Handler for Shout {
         // connection by itself and resumes when half has drained.
     }
 
-    fn on_timer(&mut self, conn: &mut Conn, tag: u64, io: &mut Io<'_>) {
-        if tag == IDLE_TAG {
-            conn.idle = None;
-            io.write(b"bye (idle)\n");
-            io.close(); // after the flush
-        } else {
-            io.write(format!("slept {tag} ms\n").as_bytes());
+    fn on_event(&mut self, conn: &mut Conn, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            Event::Timer(IDLE_TAG) => {
+                conn.idle = None;
+                io.write(b"bye (idle)\n");
+                io.close(); // after the flush
+            }
+            Event::Timer(ms) => io.write(format!("slept {ms} ms\n").as_bytes()),
+            Event::Offloaded(done) => {
+                let Some(job) = conn.hash.take() else { return };
+                match job.result(done) {
+                    Ok(h) => io.write(format!("hash {h:016x}\n").as_bytes()),
+                    Err(panic) => io.write(format!("job failed: {}\n", panic.message).as_bytes()),
+                }
+            }
+            Event::Message(msg) => {
+                if let Some(text) = msg.downcast_ref::<String>() {
+                    io.write(text.as_bytes());
+                }
+            }
+            Event::Shutdown => {
+                io.write(b"server going away\n");
+                io.close();
+            }
+            other => other.default_action(io),
         }
-    }
-
-    fn on_offload_done(&mut self, _conn: &mut Conn, result: OffloadResult, io: &mut Io<'_>) {
-        match result {
-            Ok(v) => match v.downcast::<u64>() {
-                Ok(h) => io.write(format!("hash {:016x}\n", *h).as_bytes()),
-                Err(_) => io.write(b"internal error\n"),
-            },
-            Err(panic) => io.write(format!("job failed: {}\n", panic.message).as_bytes()),
-        }
-    }
-
-    fn on_message(&mut self, msg: &Message, conns: &mut Conns<'_, Conn>) {
-        if let Some(text) = msg.downcast_ref::<String>() {
-            conns.for_each(|_conn, io| io.write(text.as_bytes()));
-        }
-    }
-
-    fn on_shutdown(&mut self, _conn: &mut Conn, io: &mut Io<'_>) {
-        io.write(b"server going away\n");
-        io.close();
     }
 
     fn on_close(&mut self, _conn: Conn, _why: Close) {}
 }
 
 impl Shout {
-    fn answer(&mut self, line: &str, io: &mut Io<'_>) {
+    fn answer(&mut self, line: &str, conn: &mut Conn, io: &mut Io<'_>) {
         let (cmd, arg) = line.split_once(' ').unwrap_or((line, ""));
         match cmd {
             "SLOW" => {
@@ -103,15 +102,15 @@ impl Shout {
             }
             "HASH" => {
                 let rounds = arg.parse().unwrap_or(1_000u64).min(100_000_000);
-                let job = move || -> Box<dyn Any + Send> {
+                let job = move || {
                     let mut h = 0xcbf29ce484222325u64;
                     for i in 0..rounds {
                         h = (h ^ i).wrapping_mul(0x100000001b3);
                     }
-                    Box::new(h)
+                    h
                 };
                 match io.offload(job) {
-                    Ok(()) => {}
+                    Ok(handle) => conn.hash = Some(handle),
                     Err(OffloadError::QueueFull) => io.write(b"busy, try again\n"),
                     Err(OffloadError::NoPool) => io.write(b"no worker pool\n"),
                 }

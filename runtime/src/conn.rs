@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-use crate::handler::{Close, Origin};
+use crate::close::{Close, Origin};
 use crate::send_queue::SendQueue;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;

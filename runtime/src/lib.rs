@@ -24,29 +24,52 @@
 //! server.serve(|_shard| Echo).unwrap();
 //! ```
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
+// Bottom to top; a module imports only from the layers below it (docs/DESIGN.md).
+// 1. The kernel boundary: every raw pointer and every `unsafe` block.
+#[allow(unsafe_code)]
+mod sys;
+// 2. Leaf types.
+mod close;
 mod config;
-mod conn;
 mod counters;
 mod error;
-mod handler;
-mod mailbox;
-mod offload;
-mod send_queue;
-mod server;
-mod shard;
-mod sys;
+mod features;
+mod job;
 mod timer;
 mod token;
+// 3. Per-connection state and the shard's plumbing.
+mod conn;
+mod mailbox;
+mod send_queue;
 mod udp;
+// 4. The shard context that handlers reach.
+mod ctx;
+// 5. The handler API.
+mod datagram;
+mod handler;
+mod io;
+// 6. The loop.
+mod shard;
+// 7. Threads: the worker pool, the server and its builder.
+mod builder;
+mod offload;
+mod server;
 
-pub use config::{Config, ServerBuilder};
+pub use builder::ServerBuilder;
+pub use close::{Close, Origin};
+pub use config::Config;
 pub use counters::Counters;
+pub use datagram::{DatagramHandler, Datagrams};
 pub use error::Error;
-pub use handler::{Close, ConnFn, Conns, Handler, Input, Io, Message, Origin, ShardIo};
-pub use offload::{OffloadError, OffloadPanic, OffloadResult};
-pub use server::{Features, Report, Running, Server, ShardFeatures, ShutdownHandle};
+pub use features::{Features, ShardFeatures};
+pub use handler::{Event, Handler, ShardEvent};
+pub use io::{Input, Io, ShardIo};
+pub use job::{catch_panic, OffloadDone, OffloadError, OffloadPanic, Offloaded};
+pub use mailbox::Message;
+pub use send_queue::Segment;
+pub use server::{Report, Running, Server, ShutdownHandle};
 pub use sys::ring::{RingFeatures, TaskRunMode};
 pub use timer::TimerKey;
 pub use token::ConnToken;
-pub use udp::{DatagramHandler, DatagramIo, Datagrams};

@@ -5,15 +5,18 @@
 //! signal threads, which have no ring to send from; one eventfd write per message batch
 //! is the whole cost, and the shard's read of it is an ordinary ring completion.
 
+use std::any::Any;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
 
-use crate::handler::Message;
-use crate::offload::OffloadResult;
+use crate::job::OffloadDone;
 use crate::sys::fd;
 use crate::token::ConnToken;
+
+/// A message between shards: shared, immutable, of any type the protocol chooses.
+pub type Message = Arc<dyn Any + Send + Sync>;
 
 /// What can be sent to a shard.
 pub(crate) enum ShardMsg {
@@ -22,10 +25,7 @@ pub(crate) enum ShardMsg {
     /// A protocol message from `Io::broadcast`.
     User(Message),
     /// An offloaded job finished.
-    OffloadDone {
-        token: ConnToken,
-        result: OffloadResult,
-    },
+    OffloadDone { token: ConnToken, done: OffloadDone },
 }
 
 /// One shard's inbox.

@@ -7,51 +7,12 @@
 //! blocks); a panicking job becomes an error result for its connection and the worker
 //! carries on.
 
-use std::any::Any;
-use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::job::{catch_panic, Job, OffloadDone};
 use crate::mailbox::{Mailboxes, ShardMsg};
-use crate::token::ConnToken;
-
-/// What an offloaded job returns: its value, or the panic that stopped it.
-pub type OffloadResult = Result<Box<dyn Any + Send>, OffloadPanic>;
-
-/// An offloaded job panicked; the message is the panic's payload when it was a string.
-#[derive(Debug, Clone)]
-pub struct OffloadPanic {
-    /// The panic message.
-    pub message: String,
-}
-
-impl fmt::Display for OffloadPanic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "offloaded job panicked: {}", self.message)
-    }
-}
-
-/// Why `Io::offload` refused a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum OffloadError {
-    /// The pool's queue is full: answer "busy" (e.g. HTTP 503) and let the client retry.
-    #[error("the offload queue is full")]
-    QueueFull,
-    /// The server was configured without a worker pool.
-    #[error("no offload pool is configured")]
-    NoPool,
-}
-
-/// A boxed job.
-pub(crate) type Work = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
-
-pub(crate) struct Job {
-    pub shard: usize,
-    pub token: ConnToken,
-    pub work: Work,
-}
 
 /// The pool: the job queue's sending side and the workers.
 pub(crate) struct OffloadPool {
@@ -109,27 +70,12 @@ impl OffloadPool {
 
 fn work_loop(rx: Receiver<Job>, mailboxes: Mailboxes) {
     while let Ok(job) = rx.recv() {
-        let result = catch_unwind(AssertUnwindSafe(job.work)).map_err(|payload| {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
-            OffloadPanic { message }
-        });
+        let done = OffloadDone::new(catch_panic(job.work));
         if let Some(mb) = mailboxes.get(job.shard) {
             mb.send(ShardMsg::OffloadDone {
                 token: job.token,
-                result,
+                done,
             });
         }
     }
-}
-
-/// Submits without blocking.
-pub(crate) fn try_submit(tx: &Sender<Job>, job: Job) -> Result<(), OffloadError> {
-    tx.try_send(job).map_err(|e| match e {
-        TrySendError::Full(_) => OffloadError::QueueFull,
-        TrySendError::Disconnected(_) => OffloadError::NoPool,
-    })
 }

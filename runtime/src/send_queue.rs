@@ -14,8 +14,42 @@ use std::collections::VecDeque;
 /// idle connection).
 const SPARE_MAX_CAPACITY: usize = 64 * 1024;
 
-enum Segment {
-    /// Bytes copied in by `write`.
+/// A piece of output handed to [`Io::push`](crate::Io::push) whole: how it is queued
+/// says how it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Plain bytes, moved into the queue (not copied); later writes may be appended.
+    Bytes(Vec<u8>),
+    /// A buffer handed over whole; at or above the zero-copy threshold it goes out with
+    /// SEND_ZC.
+    Owned(Vec<u8>),
+    /// Memory that lives for the whole program, sent without a copy.
+    Static(&'static [u8]),
+}
+
+impl Segment {
+    /// The bytes it carries.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Bytes(v) | Segment::Owned(v) => v,
+            Segment::Static(s) => s,
+        }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// True when it carries nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A segment as queued.
+enum Queued {
+    /// Bytes copied in by `write` (or moved in by `push_bytes`); appendable.
     Copied(Vec<u8>),
     /// A buffer handed over whole; `zc` says whether it goes out with SEND_ZC.
     Owned { buf: Vec<u8>, zc: bool },
@@ -23,12 +57,12 @@ enum Segment {
     Static { buf: &'static [u8], zc: bool },
 }
 
-impl Segment {
+impl Queued {
     fn bytes(&self) -> &[u8] {
         match self {
-            Segment::Copied(v) => v,
-            Segment::Owned { buf, .. } => buf,
-            Segment::Static { buf, .. } => buf,
+            Queued::Copied(v) => v,
+            Queued::Owned { buf, .. } => buf,
+            Queued::Static { buf, .. } => buf,
         }
     }
 }
@@ -48,7 +82,7 @@ const MAX_SEND: usize = 1 << 30;
 /// See the module docs.
 #[derive(Default)]
 pub(crate) struct SendQueue {
-    segments: VecDeque<Segment>,
+    segments: VecDeque<Queued>,
     /// Bytes of the front segment already sent.
     front_sent: usize,
     in_flight: bool,
@@ -59,6 +93,9 @@ pub(crate) struct SendQueue {
     zc_retired: Vec<Vec<u8>>,
     /// Notifications the kernel still owes us.
     zc_notifs_owed: u32,
+    /// The back segment was handed out by `tail` when it held this many bytes: what
+    /// was appended since is not in `backlog` yet (see `settle`).
+    tail_open: Option<usize>,
     /// The kernel reported copying a zero-copy send on this connection (loopback, a
     /// device without scatter-gather): later sends are plain, which then costs less.
     zc_off: bool,
@@ -70,46 +107,84 @@ impl SendQueue {
         if bytes.is_empty() {
             return;
         }
-        self.backlog += bytes.len();
-        let back_in_flight = self.in_flight && self.segments.len() == 1;
-        if !back_in_flight {
-            if let Some(Segment::Copied(v)) = self.segments.back_mut() {
-                v.extend_from_slice(bytes);
-                return;
-            }
-        }
-        let mut v = self.spare.take().unwrap_or_default();
-        v.extend_from_slice(bytes);
-        self.segments.push_back(Segment::Copied(v));
+        self.tail().extend_from_slice(bytes);
     }
 
-    /// Queues an owned buffer.
-    pub(crate) fn push_owned(&mut self, buf: Vec<u8>, zc: bool) {
+    /// The end of the queue, to append bytes to in place: the last segment if it is
+    /// copied bytes not in flight (the kernel is reading an in-flight one; a push could
+    /// reallocate it), else a new one. Appended bytes join the backlog at the next call.
+    pub(crate) fn tail(&mut self) -> &mut Vec<u8> {
+        self.settle();
+        let back_in_flight = self.in_flight && self.segments.len() == 1;
+        let appendable = !back_in_flight && matches!(self.segments.back(), Some(Queued::Copied(_)));
+        if !appendable {
+            let v = self.spare.take().unwrap_or_default();
+            self.segments.push_back(Queued::Copied(v));
+        }
+        match self.segments.back_mut() {
+            Some(Queued::Copied(v)) => {
+                self.tail_open = Some(v.len());
+                v
+            }
+            // Just made sure the back is a copied segment.
+            _ => unreachable!("the tail is a copied segment"),
+        }
+    }
+
+    /// Counts what was appended through `tail` since it was handed out.
+    fn settle(&mut self) {
+        if let Some(open) = self.tail_open.take() {
+            self.backlog += self.tail_growth(open);
+        }
+    }
+
+    /// Bytes appended to the back segment beyond `open`.
+    fn tail_growth(&self, open: usize) -> usize {
+        match self.segments.back() {
+            Some(Queued::Copied(v)) => v.len().saturating_sub(open),
+            _ => 0,
+        }
+    }
+
+    /// Queues bytes as they are (moved, not copied).
+    pub(crate) fn push_bytes(&mut self, buf: Vec<u8>) {
+        self.settle();
         if buf.is_empty() {
             return;
         }
         self.backlog += buf.len();
-        self.segments.push_back(Segment::Owned { buf, zc });
+        self.segments.push_back(Queued::Copied(buf));
+    }
+
+    /// Queues an owned buffer.
+    pub(crate) fn push_owned(&mut self, buf: Vec<u8>, zc: bool) {
+        self.settle();
+        if buf.is_empty() {
+            return;
+        }
+        self.backlog += buf.len();
+        self.segments.push_back(Queued::Owned { buf, zc });
     }
 
     /// Queues `'static` memory without copying it (it outlives any send, so a zero-copy
     /// send needs no buffer kept for its notification).
     pub(crate) fn push_static(&mut self, buf: &'static [u8], zc: bool) {
+        self.settle();
         if buf.is_empty() {
             return;
         }
         self.backlog += buf.len();
-        self.segments.push_back(Segment::Static { buf, zc });
+        self.segments.push_back(Queued::Static { buf, zc });
     }
 
     /// Bytes queued and not yet acknowledged by the kernel.
     pub(crate) fn backlog(&self) -> usize {
-        self.backlog
+        self.backlog + self.tail_open.map_or(0, |open| self.tail_growth(open))
     }
 
     /// True when nothing is queued or in flight.
     pub(crate) fn is_empty(&self) -> bool {
-        self.backlog == 0
+        self.backlog() == 0
     }
 
     /// Zero-copy notifications still owed by the kernel.
@@ -120,13 +195,18 @@ impl SendQueue {
     /// The next send to submit, if none is in flight and something is queued. The
     /// memory it points to stays put until `complete`.
     pub(crate) fn start_next(&mut self) -> Option<NextSend> {
+        self.settle();
         if self.in_flight {
             return None;
+        }
+        // A tail handed out and left empty has nothing to send.
+        while self.segments.front().is_some_and(|s| s.bytes().is_empty()) {
+            self.segments.pop_front();
         }
         let seg = self.segments.front()?;
         let zc = matches!(
             seg,
-            Segment::Owned { zc: true, .. } | Segment::Static { zc: true, .. }
+            Queued::Owned { zc: true, .. } | Queued::Static { zc: true, .. }
         ) && !self.zc_off;
         let rest = &seg.bytes()[self.front_sent..];
         let len = rest.len().min(MAX_SEND) as u32;
@@ -146,6 +226,7 @@ impl SendQueue {
     /// The in-flight send completed having sent `n` bytes. Returns true if it was short
     /// (the rest of the segment goes out in the next send).
     pub(crate) fn complete(&mut self, n: usize) -> bool {
+        self.settle();
         debug_assert!(self.in_flight);
         self.in_flight = false;
         let Some(front) = self.segments.front() else {
@@ -160,13 +241,13 @@ impl SendQueue {
         }
         self.front_sent = 0;
         match self.segments.pop_front() {
-            Some(Segment::Copied(mut v))
+            Some(Queued::Copied(mut v))
                 if v.capacity() <= SPARE_MAX_CAPACITY && self.spare.is_none() =>
             {
                 v.clear();
                 self.spare = Some(v);
             }
-            Some(Segment::Owned { buf, zc: true }) if self.zc_notifs_owed > 0 => {
+            Some(Queued::Owned { buf, zc: true }) if self.zc_notifs_owed > 0 => {
                 self.zc_retired.push(buf)
             }
             _ => {}
@@ -207,6 +288,7 @@ impl SendQueue {
     /// Drops everything not yet handed to the kernel (abort). The in-flight segment and
     /// zero-copy buffers stay until their completions arrive.
     pub(crate) fn discard_unsent(&mut self) {
+        self.settle();
         let keep = if self.in_flight { 1 } else { 0 };
         while self.segments.len() > keep {
             if let Some(seg) = self.segments.pop_back() {
@@ -260,7 +342,7 @@ mod tests {
         }
         // The in-flight bytes did not move even though much was written after them.
         match q.segments.front().unwrap() {
-            Segment::Copied(v) => {
+            Queued::Copied(v) => {
                 assert_eq!(v.as_ptr(), before);
                 assert_eq!(v.as_slice(), b"abc");
             }
@@ -379,5 +461,33 @@ mod tests {
         q.complete(3);
         assert!(q.is_empty());
         assert!(q.start_next().is_none());
+    }
+
+    #[test]
+    fn bytes_appended_in_place_count_and_leave_in_one_send() {
+        let mut q = SendQueue::default();
+        q.tail().extend_from_slice(b"head ");
+        assert_eq!(q.backlog(), 5, "counted before the next queue operation");
+        q.write(b"body");
+        let s = q.start_next().unwrap();
+        assert_eq!(s.len, 9);
+        // In flight: the tail is a new segment, never the one the kernel reads.
+        q.tail().extend_from_slice(b"next");
+        assert_eq!(q.backlog(), 13);
+        assert!(!q.complete(9));
+        assert_eq!(q.start_next().unwrap().len, 4);
+        assert!(!q.complete(4));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_tail_left_empty_sends_nothing() {
+        let mut q = SendQueue::default();
+        q.tail();
+        assert!(q.is_empty());
+        assert!(q.start_next().is_none());
+        q.push_bytes(b"moved".to_vec());
+        q.tail();
+        assert_eq!(q.start_next().unwrap().len, 5);
     }
 }

@@ -14,16 +14,20 @@ use crossbeam_channel::{Receiver, Sender};
 use io_uring::cqueue;
 use slab::Slab;
 
+use crate::close::{Close, Origin};
 use crate::config::Config;
 use crate::conn::{ConnIo, Phase};
 use crate::counters::Counters;
-use crate::handler::{Close, ConnFn, Conns, Handler, Input, Io, Message, Origin, ShardIo};
+use crate::ctx::{ShardCtx, TimerEvent};
+use crate::features::ShardFeatures;
+use crate::handler::{Event, Handler, ShardEvent};
+use crate::io::{Input, Io, ShardIo};
+use crate::job::Job;
 use crate::mailbox::{Mailboxes, ShardMsg};
-use crate::offload::{self, Job, OffloadError, Work};
 use crate::sys::buf_ring::{BufRing, Pieces};
 use crate::sys::fd;
 use crate::sys::ring::{Ring, ZC_COPIED};
-use crate::timer::{TimerKey, TimerWheel};
+use crate::timer::TimerWheel;
 use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
 use crate::udp::{empty_msghdr, UdpPort, UdpSends};
 
@@ -37,111 +41,6 @@ mod udp_io;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a closing connection keeps draining the peer's input after our FIN.
 const LINGER: Duration = Duration::from_secs(2);
-
-/// What a timer means when it fires.
-#[derive(Debug)]
-pub(crate) enum TimerEvent {
-    Conn { token: ConnToken, tag: u64 },
-    Idle(ConnToken),
-    Linger(ConnToken),
-    ResumeAccept,
-    DrainDeadline,
-    Shard { tag: u64 },
-}
-
-/// The shard state handlers reach through `Io`.
-pub(crate) struct ShardCtx {
-    pub id: usize,
-    pub now: Instant,
-    pub config: Arc<Config>,
-    pub counters: Counters,
-    pub timers: TimerWheel<TimerEvent>,
-    /// Slots whose state changed since they were last serviced.
-    pub dirty: Vec<u32>,
-    pub draining: bool,
-    /// Every shard's inbox (for broadcasts).
-    pub mailboxes: Mailboxes,
-    /// The worker pool's queue, if there is a pool.
-    pub offload_tx: Option<Sender<Job>>,
-    /// Jobs submitted by this shard whose results have not come back.
-    pub offload_pending: usize,
-    /// The kernel has SEND_ZC / SENDMSG_ZC.
-    pub send_zc: bool,
-    /// Outbound connects asked for this turn: (address, tag).
-    pub pending_connects: Vec<(std::net::SocketAddr, u64)>,
-    /// The UDP socket's sends (queued, then in the kernel); `None`: no UDP socket.
-    pub udp_sends: Option<UdpSends>,
-}
-
-impl ShardCtx {
-    /// Marks a connection for servicing at the end of this turn.
-    pub(crate) fn note_output(&mut self, conn: &mut ConnIo) {
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(conn.token.slot);
-        }
-    }
-
-    pub(crate) fn timers_set(&mut self, after: Duration, token: ConnToken, tag: u64) -> TimerKey {
-        // From a fresh clock, not the turn's: a handler that computed `after` from its own
-        // `Instant::now()` must never see the timer fire before its time.
-        self.timers
-            .insert(Instant::now(), after, TimerEvent::Conn { token, tag })
-    }
-
-    /// Owned buffers at least this long go out zero-copy (never, if the kernel lacks it).
-    pub(crate) fn zero_copy_threshold(&self) -> usize {
-        if self.send_zc {
-            self.config.zero_copy_threshold
-        } else {
-            usize::MAX
-        }
-    }
-
-    pub(crate) fn timers_cancel(&mut self, key: TimerKey) -> bool {
-        self.timers.cancel(key).is_some()
-    }
-
-    pub(crate) fn offload(&mut self, token: ConnToken, work: Work) -> Result<(), OffloadError> {
-        let Some(tx) = &self.offload_tx else {
-            return Err(OffloadError::NoPool);
-        };
-        let job = Job {
-            shard: self.id,
-            token,
-            work,
-        };
-        match offload::try_submit(tx, job) {
-            Ok(()) => {
-                self.offload_pending += 1;
-                self.counters.offload_submitted += 1;
-                Ok(())
-            }
-            Err(e) => {
-                self.counters.offload_rejected += 1;
-                Err(e)
-            }
-        }
-    }
-
-    pub(crate) fn shard_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
-        // A fresh clock, as in `timers_set`.
-        self.timers
-            .insert(Instant::now(), after, TimerEvent::Shard { tag })
-    }
-
-    pub(crate) fn shutdown_all(&mut self) {
-        for mb in self.mailboxes.iter() {
-            mb.send(ShardMsg::Shutdown);
-        }
-    }
-
-    pub(crate) fn broadcast(&mut self, msg: Message) {
-        for mb in self.mailboxes.iter() {
-            mb.send(ShardMsg::User(msg.clone()));
-        }
-    }
-}
 
 struct Slot<C> {
     io: ConnIo,
@@ -191,7 +90,7 @@ impl<H: Handler> Shard<H> {
     pub(crate) fn new(
         parts: ShardParts,
         handler: H,
-    ) -> Result<(Shard<H>, crate::server::ShardFeatures), crate::Error> {
+    ) -> Result<(Shard<H>, ShardFeatures), crate::error::Error> {
         let config = parts.config;
         let ring = Ring::new(config.ring_entries, config.recv_bundles)?;
         let bufs = BufRing::new(
@@ -221,7 +120,7 @@ impl<H: Handler> Shard<H> {
             .map(|_| UdpSends::new(config.udp_send_queue, config.udp_gso));
         let send_zc = ring.features.send_zc;
         let config_max_conns = config.max_conns_per_shard.min(1 << 20);
-        let features = crate::server::ShardFeatures {
+        let features = ShardFeatures {
             ring: ring.features,
             buf_incremental: bufs.incremental(),
         };
@@ -243,6 +142,7 @@ impl<H: Handler> Shard<H> {
                 send_zc,
                 pending_connects: Vec::new(),
                 udp_sends,
+                discard: Vec::new(),
             },
             handler,
             // Reserved (address space only; pages are touched as slots fill) so the slab
@@ -270,9 +170,7 @@ impl<H: Handler> Shard<H> {
     /// Runs until shutdown completes; returns the shard's counters.
     pub(crate) fn run(mut self) -> Counters {
         self.arm_wake();
-        self.handler.on_start(&mut ShardIo {
-            shard: &mut self.ctx,
-        });
+        self.shard_event(ShardEvent::Start);
         loop {
             self.start_connects();
             self.arm_accept();
@@ -345,6 +243,58 @@ impl<H: Handler> Shard<H> {
             OpKind::Connect => self.on_connect(token, res),
         }
     }
+}
+
+impl<H: Handler> Shard<H> {
+    /// Tells the handler about the shard.
+    fn shard_event(&mut self, event: ShardEvent<'_>) {
+        self.handler.on_shard(
+            event,
+            &mut ShardIo {
+                shard: &mut self.ctx,
+            },
+        );
+    }
+
+    /// Tells the handler about one of its connections, if that connection is still
+    /// open (the token's generation matches, it is not closing): the one place where a
+    /// token from a timer, a worker or the mailbox becomes a callback.
+    fn conn_event(&mut self, token: ConnToken, event: Event<'_>) -> bool {
+        let Shard {
+            slots,
+            ctx,
+            handler,
+            ..
+        } = self;
+        let Some(slot) = live(slots, token) else {
+            return false;
+        };
+        deliver_event(handler, ctx, slot, event)
+    }
+}
+
+/// Shows `event` to the handler for a connection's slot; false (and nothing called)
+/// if the connection is closing. A timer still fires while queued output flushes
+/// before a close; everything else needs the connection open.
+fn deliver_event<H: Handler>(
+    handler: &mut H,
+    ctx: &mut ShardCtx,
+    slot: &mut Slot<H::Conn>,
+    event: Event<'_>,
+) -> bool {
+    let wanted = match event {
+        Event::Timer(_) => slot.io.phase != Phase::Closed,
+        _ => slot.io.phase == Phase::Open,
+    };
+    if !wanted || slot.io.abort_requested {
+        return false;
+    }
+    if let Some(app) = slot.app.as_mut() {
+        let mut io = Io::new(&mut slot.io, ctx);
+        handler.on_event(app, event, &mut io);
+    }
+    ctx.mark_dirty(&mut slot.io);
+    true
 }
 
 /// The connection `token` names, if its slot still holds that generation: a completion

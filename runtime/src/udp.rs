@@ -9,75 +9,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::OwnedFd;
-use std::time::Instant;
 
 use slab::Slab;
 use socket2::SockAddr;
 
 use crate::counters::Counters;
-use crate::handler::{Close, Handler, Input, Io};
 use crate::sys::buf_ring::BufRing;
-
-/// A protocol over datagrams: called for every datagram a shard's UDP socket receives.
-pub trait DatagramHandler: 'static {
-    /// A datagram from `peer`, its payload in place. Reply with [`DatagramIo::send_to`].
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], io: &mut DatagramIo<'_>);
-}
-
-/// What a datagram handler can do: send datagrams, read the shard's state.
-pub struct DatagramIo<'a> {
-    pub(crate) sends: &'a mut UdpSends,
-    pub(crate) counters: &'a mut Counters,
-    pub(crate) shard: usize,
-    pub(crate) now: Instant,
-    pub(crate) zero_copy_threshold: usize,
-}
-
-impl DatagramIo<'_> {
-    /// Queues a copy of `payload` for `peer`. Returns false if the shard's send table is
-    /// full and the datagram was dropped (counted as `udp_send_dropped`).
-    pub fn send_to(&mut self, peer: SocketAddr, payload: &[u8]) -> bool {
-        self.sends
-            .send_copy(peer, payload, self.zero_copy_threshold, self.counters)
-    }
-
-    /// The index of this shard.
-    pub fn shard_id(&self) -> usize {
-        self.shard
-    }
-
-    /// The shard's clock, read once per loop turn.
-    pub fn now(&self) -> Instant {
-        self.now
-    }
-
-    /// The shard's counters.
-    pub fn counters(&self) -> &Counters {
-        self.counters
-    }
-}
-
-/// Runs a [`DatagramHandler`] as a shard's handler (it accepts no TCP connections).
-#[derive(Debug)]
-pub struct Datagrams<D>(pub D);
-
-impl<D: DatagramHandler> Handler for Datagrams<D> {
-    type Conn = ();
-
-    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) {
-        io.abort();
-    }
-
-    fn on_data(&mut self, _conn: &mut (), input: &mut Input<'_>, _io: &mut Io<'_>) {
-        input.consume_all();
-    }
-
-    fn on_close(&mut self, _conn: (), _why: Close) {}
-
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], io: &mut DatagramIo<'_>) {
-        self.0.on_datagram(peer, payload, io);
-    }
-}
 
 /// Coalesced sends (`udp_gso`) carry at most this many datagrams (the kernel's
 /// `UDP_MAX_SEGMENTS` is 64 or more).
@@ -260,7 +197,7 @@ pub(crate) fn empty_msghdr() -> libc::msghdr {
 }
 
 /// A shard's UDP socket and what its receives need (its sends wait in
-/// `ShardCtx::udp_sends`, where [`crate::ShardIo::send_to`] reaches them too).
+/// `ShardCtx::udp_sends`, where `ShardIo::send_to` reaches them too).
 pub(crate) struct UdpPort {
     pub fd: OwnedFd,
     pub bufs: BufRing,

@@ -1,13 +1,12 @@
 //! Runtime-level tests: outbound connections, shard timers, cross-shard messages and the
 //! offload pool, with real sockets on 127.0.0.1.
 
-use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringmaster_runtime::{
-    Close, Conns, Handler, Input, Io, Message, OffloadResult, Origin, Server, ShardIo,
+    Close, Event, Handler, Input, Io, Offloaded, Origin, Server, ShardEvent, ShardIo,
 };
 
 /// Echoes; answers "sum:N" lines by offloading the sum of 1..=N; "boom" offloads a panic;
@@ -22,8 +21,7 @@ impl Handler for Peer {
         input.consume_all();
         if let Some(n) = text.strip_prefix("sum:") {
             let n: u64 = n.trim().parse().unwrap();
-            io.offload(move || Box::new((1..=n).sum::<u64>()) as Box<dyn Any + Send>)
-                .unwrap();
+            io.offload(move || (1..=n).sum::<u64>()).unwrap();
         } else if text.starts_with("boom") {
             io.offload(|| panic!("deliberate")).unwrap();
         } else if let Some(t) = text.strip_prefix("all:") {
@@ -32,15 +30,19 @@ impl Handler for Peer {
             io.write(text.as_bytes());
         }
     }
-    fn on_offload_done(&mut self, _c: &mut (), result: OffloadResult, io: &mut Io<'_>) {
-        match result {
-            Ok(v) => io.write(format!("{}\n", v.downcast::<u64>().unwrap()).as_bytes()),
-            Err(p) => io.write(format!("panic:{}\n", p.message).as_bytes()),
+    fn on_event(&mut self, _c: &mut (), event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            // Every job here returns the sum (or panics).
+            Event::Offloaded(done) => match Offloaded::<u64>::new().result(done) {
+                Ok(v) => io.write(format!("{v}\n").as_bytes()),
+                Err(p) => io.write(format!("panic:{}\n", p.message).as_bytes()),
+            },
+            Event::Message(msg) => {
+                let text = msg.downcast_ref::<String>().unwrap();
+                io.write(text.as_bytes());
+            }
+            other => other.default_action(io),
         }
-    }
-    fn on_message(&mut self, msg: &Message, conns: &mut Conns<'_, ()>) {
-        let text = msg.downcast_ref::<String>().unwrap().clone();
-        conns.for_each(|_, io| io.write(text.as_bytes()));
     }
     fn on_close(&mut self, _c: (), _why: Close) {}
 }
@@ -80,26 +82,23 @@ struct ClientConn {
 
 impl Handler for Client {
     type Conn = ClientConn;
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
-        for tag in 0..self.n {
-            shard.connect(self.target, tag);
-        }
-        // A bound on the whole run, so a bug cannot hang the test.
-        shard.set_timer(Duration::from_secs(20), 0);
-    }
-    fn on_shard_timer(&mut self, _tag: u64, shard: &mut ShardIo<'_>) {
-        shard.shutdown_all();
-    }
-    fn on_connect_failed(
-        &mut self,
-        _t: u64,
-        _a: SocketAddr,
-        _e: std::io::Error,
-        s: &mut ShardIo<'_>,
-    ) {
-        self.failed += 1;
-        if self.done + self.failed == self.n {
-            s.shutdown_all();
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        match event {
+            ShardEvent::Start => {
+                for tag in 0..self.n {
+                    shard.connect(self.target, tag);
+                }
+                // A bound on the whole run, so a bug cannot hang the test.
+                shard.set_timer(Duration::from_secs(20), 0);
+            }
+            ShardEvent::Timer(_) => shard.shutdown_all(),
+            ShardEvent::ConnectFailed { .. } => {
+                self.failed += 1;
+                if self.done + self.failed == self.n {
+                    shard.shutdown_all();
+                }
+            }
+            _ => {}
         }
     }
     fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> ClientConn {

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ringmaster_runtime::{Close, DatagramIo, Handler, Input, Io, Server, ShardIo};
+use ringmaster_runtime::{Close, Handler, Input, Io, Server, ShardEvent, ShardIo};
 
 /// A UDP client shard: sends "start" from `on_start` and "timer" from a shard timer to
 /// `peer`, and reports every datagram it receives (and the results of `send_to`).
@@ -27,22 +27,25 @@ impl Handler for Client {
 
     fn on_close(&mut self, _c: (), _why: Close) {}
 
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
-        let ok = shard.send_to(self.peer, b"start");
-        let _ = self.events.send(format!("sent start {ok}"));
-        shard.set_timer(Duration::from_millis(5), 7);
-    }
-
-    fn on_shard_timer(&mut self, tag: u64, shard: &mut ShardIo<'_>) {
-        let ok = shard.send_to(self.peer, b"timer");
-        let _ = self.events.send(format!("sent timer {ok} {tag}"));
-    }
-
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], _io: &mut DatagramIo<'_>) {
-        let text = String::from_utf8_lossy(payload);
-        let _ = self
-            .events
-            .send(format!("got {text} from peer {}", peer == self.peer));
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        match event {
+            ShardEvent::Start => {
+                let ok = shard.send_to(self.peer, b"start");
+                let _ = self.events.send(format!("sent start {ok}"));
+                shard.set_timer(Duration::from_millis(5), 7);
+            }
+            ShardEvent::Timer(tag) => {
+                let ok = shard.send_to(self.peer, b"timer");
+                let _ = self.events.send(format!("sent timer {ok} {tag}"));
+            }
+            ShardEvent::Datagram { peer, payload } => {
+                let text = String::from_utf8_lossy(payload);
+                let _ = self
+                    .events
+                    .send(format!("got {text} from peer {}", peer == self.peer));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -136,10 +139,12 @@ impl Handler for NoUdp {
 
     fn on_close(&mut self, _c: (), _why: Close) {}
 
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
-        let ok = shard.send_to("127.0.0.1:9".parse().unwrap(), b"nowhere");
-        let _ = self.result.send(ok);
-        shard.shutdown_all();
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        if let ShardEvent::Start = event {
+            let ok = shard.send_to("127.0.0.1:9".parse().unwrap(), b"nowhere");
+            let _ = self.result.send(ok);
+            shard.shutdown_all();
+        }
     }
 }
 
@@ -180,10 +185,12 @@ impl Handler for Burst {
 
     fn on_close(&mut self, _c: (), _why: Close) {}
 
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
-        for k in 0..self.n {
-            let d: Vec<u8> = (0..self.size).map(|i| k.wrapping_add(i as u8)).collect();
-            assert!(shard.send_to(self.peer, &d));
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        if let ShardEvent::Start = event {
+            for k in 0..self.n {
+                let d: Vec<u8> = (0..self.size).map(|i| k.wrapping_add(i as u8)).collect();
+                assert!(shard.send_to(self.peer, &d));
+            }
         }
     }
 }

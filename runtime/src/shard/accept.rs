@@ -99,7 +99,7 @@ impl<H: Handler> Shard<H> {
         let mut io = Io::new(&mut slot.io, &mut self.ctx);
         let app = self.handler.on_open(peer, &mut io);
         slot.app = Some(app);
-        self.ctx.note_output(&mut slot.io);
+        self.ctx.mark_dirty(&mut slot.io);
     }
 
     /// Opens the outbound connections asked for since the last turn.
@@ -119,14 +119,11 @@ impl<H: Handler> Shard<H> {
                 Ok(s) => s,
                 Err(e) => {
                     self.ctx.counters.connect_errors += 1;
-                    self.handler.on_connect_failed(
+                    self.shard_event(ShardEvent::ConnectFailed {
                         tag,
                         addr,
-                        e,
-                        &mut ShardIo {
-                            shard: &mut self.ctx,
-                        },
-                    );
+                        error: e,
+                    });
                     continue;
                 }
             };
@@ -164,7 +161,7 @@ impl<H: Handler> Shard<H> {
         slot.io.inflight -= 1;
         slot.io.connect_addr = None;
         if slot.io.phase != Phase::Connecting {
-            ctx.note_output(&mut slot.io); // closed meanwhile: let service free it
+            ctx.mark_dirty(&mut slot.io); // closed meanwhile: let service free it
             return;
         }
         let Origin::Connected { tag } = slot.io.origin else {
@@ -174,11 +171,13 @@ impl<H: Handler> Shard<H> {
             ctx.counters.connect_errors += 1;
             slot.io.phase = Phase::Closed;
             let addr = slot.io.peer;
-            ctx.note_output(&mut slot.io);
-            handler.on_connect_failed(
-                tag,
-                addr,
-                std::io::Error::from_raw_os_error(-res),
+            ctx.mark_dirty(&mut slot.io);
+            handler.on_shard(
+                ShardEvent::ConnectFailed {
+                    tag,
+                    addr,
+                    error: std::io::Error::from_raw_os_error(-res),
+                },
                 &mut ShardIo { shard: ctx },
             );
             return;
@@ -193,6 +192,6 @@ impl<H: Handler> Shard<H> {
         let mut io = Io::new(&mut slot.io, ctx);
         let app = handler.on_open(peer, &mut io);
         slot.app = Some(app);
-        ctx.note_output(&mut slot.io);
+        ctx.mark_dirty(&mut slot.io);
     }
 }

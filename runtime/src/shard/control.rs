@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::mailbox::Message;
 
 impl<H: Handler> Shard<H> {
     // ---- wake and shutdown -----------------------------------------------------
@@ -27,32 +28,17 @@ impl<H: Handler> Shard<H> {
             match msg {
                 ShardMsg::Shutdown => self.begin_drain(),
                 ShardMsg::User(msg) => self.on_message(msg),
-                ShardMsg::OffloadDone { token, result } => {
+                ShardMsg::OffloadDone { token, done } => {
                     self.ctx.offload_pending = self.ctx.offload_pending.saturating_sub(1);
-                    match &result {
-                        Ok(_) => self.ctx.counters.offload_completed += 1,
-                        Err(_) => self.ctx.counters.offload_panicked += 1,
+                    if done.is_panic() {
+                        self.ctx.counters.offload_panicked += 1;
+                    } else {
+                        self.ctx.counters.offload_completed += 1;
                     }
-                    let Shard {
-                        slots,
-                        ctx,
-                        handler,
-                        ..
-                    } = self;
-                    let Some(slot) = live(slots, token) else {
-                        // The connection closed meanwhile: drop the result.
-                        ctx.counters.offload_dropped += 1;
-                        continue;
-                    };
-                    if slot.io.phase != Phase::Open || slot.io.abort_requested {
-                        ctx.counters.offload_dropped += 1;
-                        continue;
+                    // A connection that closed meanwhile never hears of it.
+                    if !self.conn_event(token, Event::Offloaded(done)) {
+                        self.ctx.counters.offload_dropped += 1;
                     }
-                    if let Some(app) = slot.app.as_mut() {
-                        let mut io = Io::new(&mut slot.io, ctx);
-                        handler.on_offload_done(app, result, &mut io);
-                    }
-                    ctx.note_output(&mut slot.io);
                 }
             }
         }
@@ -61,27 +47,19 @@ impl<H: Handler> Shard<H> {
         }
     }
 
+    /// A broadcast: the handler hears of it once for the shard, then once per open
+    /// connection.
     pub(super) fn on_message(&mut self, msg: Message) {
+        self.shard_event(ShardEvent::Message(&msg));
         let Shard {
             slots,
             ctx,
             handler,
             ..
         } = self;
-        let mut visit = |f: &mut ConnFn<'_, H::Conn>| {
-            for (_, slot) in slots.iter_mut() {
-                if slot.io.phase != Phase::Open || slot.io.abort_requested {
-                    continue;
-                }
-                if let Some(app) = slot.app.as_mut() {
-                    let mut io = Io::new(&mut slot.io, ctx);
-                    f(app, &mut io);
-                }
-                ctx.note_output(&mut slot.io);
-            }
-        };
-        let mut conns = Conns { visit: &mut visit };
-        handler.on_message(&msg, &mut conns);
+        for (_, slot) in slots.iter_mut() {
+            deliver_event(handler, ctx, slot, Event::Message(&msg));
+        }
     }
 
     pub(super) fn begin_drain(&mut self) {
@@ -98,24 +76,19 @@ impl<H: Handler> Shard<H> {
             self.ring
                 .cancel_user_data(pack_shard(OpKind::UdpRecv), pack_shard(OpKind::Cancel));
         }
-        let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
         let Shard {
             slots,
             ctx,
             handler,
             ..
         } = self;
-        for k in keys {
-            let slot = &mut slots[k];
-            if slot.io.phase == Phase::Open && !slot.io.abort_requested {
-                if let Some(app) = slot.app.as_mut() {
-                    let mut io = Io::new(&mut slot.io, ctx);
-                    handler.on_shutdown(app, &mut io);
-                }
-            } else if slot.io.phase == Phase::Lingering {
+        for (_, slot) in slots.iter_mut() {
+            if slot.io.phase == Phase::Lingering {
                 slot.io.abort_requested = true;
+            } else {
+                deliver_event(handler, ctx, slot, Event::Shutdown);
             }
-            ctx.note_output(&mut slot.io);
+            ctx.mark_dirty(&mut slot.io);
         }
         let deadline = self.ctx.config.drain_timeout;
         self.ctx
@@ -131,7 +104,7 @@ impl<H: Handler> Shard<H> {
                     ctx.counters.drain_forced += 1;
                 }
                 slot.io.abort(Close::Shutdown);
-                ctx.note_output(&mut slot.io);
+                ctx.mark_dirty(&mut slot.io);
             }
         }
     }

@@ -56,11 +56,8 @@ impl<H: Handler> Shard<H> {
         if res == 0 {
             slot.io.peer_eof = true;
             match slot.io.phase {
-                Phase::Open if !slot.io.abort_requested => {
-                    if let Some(app) = slot.app.as_mut() {
-                        let mut io = Io::new(&mut slot.io, ctx);
-                        handler.on_eof(app, &mut io);
-                    }
+                Phase::Open => {
+                    deliver_event(handler, ctx, slot, Event::Eof);
                 }
                 Phase::Lingering => slot.io.abort_requested = true,
                 _ => {}
@@ -84,7 +81,7 @@ impl<H: Handler> Shard<H> {
                 }
             }
         }
-        ctx.note_output(&mut slot.io);
+        ctx.mark_dirty(&mut slot.io);
     }
 
     /// Re-arms receives that found the buffer ring empty. Buffers are back by now: they
@@ -96,7 +93,7 @@ impl<H: Handler> Shard<H> {
         for token in mem::take(&mut self.parked) {
             if let Some(slot) = live(&mut self.slots, token) {
                 slot.io.parked = false;
-                self.ctx.note_output(&mut slot.io);
+                self.ctx.mark_dirty(&mut slot.io);
             }
         }
     }
@@ -126,7 +123,7 @@ impl<H: Handler> Shard<H> {
                 slot.io.abort(slot.io.close_why);
             }
         }
-        ctx.note_output(&mut slot.io);
+        ctx.mark_dirty(&mut slot.io);
     }
 
     pub(super) fn on_zc_notif(&mut self, token: ConnToken, res: i32) {
@@ -141,7 +138,7 @@ impl<H: Handler> Shard<H> {
                 }
             }
             slot.io.send.zc_notif();
-            ctx.note_output(&mut slot.io);
+            ctx.mark_dirty(&mut slot.io);
         }
     }
 
@@ -186,10 +183,7 @@ impl<H: Handler> Shard<H> {
                 }
                 if slot.io.want_writable && backlog <= limit / 2 && slot.io.phase == Phase::Open {
                     slot.io.want_writable = false;
-                    if let Some(app) = slot.app.as_mut() {
-                        let mut io = Io::new(&mut slot.io, ctx);
-                        handler.on_writable(app, &mut io);
-                    }
+                    deliver_event(handler, ctx, slot, Event::Writable);
                 }
                 if slot.io.redeliver && slot.io.reading_enabled() {
                     slot.io.redeliver = false;
@@ -295,7 +289,7 @@ pub(super) fn append_carry(ctx: &mut ShardCtx, conn: &mut ConnIo, data: &[u8]) -
     if conn.carry.len() + data.len() > ctx.config.max_input_carry {
         ctx.counters.input_overflow += 1;
         conn.abort(Close::InputOverflow);
-        ctx.note_output(conn);
+        ctx.mark_dirty(conn);
         return false;
     }
     conn.carry.extend_from_slice(data);
@@ -344,7 +338,7 @@ pub(super) fn start_linger<H: Handler>(
     }
     ctx.timers
         .insert(ctx.now, LINGER, TimerEvent::Linger(slot.io.token));
-    ctx.note_output(&mut slot.io);
+    ctx.mark_dirty(&mut slot.io);
 }
 
 /// Closes a connection: tells the handler, drops unsent output, cancels what is in

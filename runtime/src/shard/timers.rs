@@ -19,36 +19,13 @@ impl<H: Handler> Shard<H> {
     pub(super) fn on_timer(&mut self, ev: TimerEvent) {
         match ev {
             TimerEvent::ResumeAccept => self.accept_paused = false,
-            TimerEvent::Shard { tag } => {
-                self.handler.on_shard_timer(
-                    tag,
-                    &mut ShardIo {
-                        shard: &mut self.ctx,
-                    },
-                );
-            }
+            TimerEvent::Shard { tag } => self.shard_event(ShardEvent::Timer(tag)),
             TimerEvent::DrainDeadline => {
                 self.drain_expired = true;
                 self.force_close_all();
             }
             TimerEvent::Conn { token, tag } => {
-                let Shard {
-                    slots,
-                    ctx,
-                    handler,
-                    ..
-                } = self;
-                let Some(slot) = live(slots, token) else {
-                    return;
-                };
-                if slot.io.phase == Phase::Closed || slot.io.abort_requested {
-                    return;
-                }
-                if let Some(app) = slot.app.as_mut() {
-                    let mut io = Io::new(&mut slot.io, ctx);
-                    handler.on_timer(app, tag, &mut io);
-                }
-                ctx.note_output(&mut slot.io);
+                self.conn_event(token, Event::Timer(tag));
             }
             TimerEvent::Idle(token) => {
                 let now = self.ctx.now;
@@ -67,7 +44,7 @@ impl<H: Handler> Shard<H> {
                 if idle >= timeout {
                     ctx.counters.idle_closed += 1;
                     slot.io.abort(Close::Idle);
-                    ctx.note_output(&mut slot.io);
+                    ctx.mark_dirty(&mut slot.io);
                 } else {
                     slot.io.idle_timer = Some(ctx.timers.insert(
                         now,
@@ -81,7 +58,7 @@ impl<H: Handler> Shard<H> {
                 if let Some(slot) = live(slots, token) {
                     if slot.io.phase == Phase::Lingering {
                         slot.io.abort_requested = true;
-                        ctx.note_output(&mut slot.io);
+                        ctx.mark_dirty(&mut slot.io);
                     }
                 }
             }

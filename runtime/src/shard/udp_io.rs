@@ -4,9 +4,10 @@ use io_uring::cqueue;
 use io_uring::types::RecvMsgOut;
 
 use super::Shard;
-use crate::handler::Handler;
+use crate::handler::{Handler, ShardEvent};
+use crate::io::ShardIo;
 use crate::token::{pack, pack_shard, ConnToken, OpKind};
-use crate::udp::{parse_sockaddr, DatagramIo};
+use crate::udp::parse_sockaddr;
 
 impl<H: Handler> Shard<H> {
     /// Arms the multishot recvmsg if it is not running (and the shard is not draining).
@@ -49,20 +50,14 @@ impl<H: Handler> Shard<H> {
                     let data = port.bufs.bytes(*p);
                     match RecvMsgOut::parse(data, &port.recv_hdr) {
                         Ok(msg) if !msg.is_payload_truncated() => {
-                            let zero_copy_threshold = ctx.zero_copy_threshold();
-                            let peer = parse_sockaddr(msg.name_data());
-                            // (The send table exists whenever the socket does.)
-                            if let (Some(peer), Some(sends)) = (peer, ctx.udp_sends.as_mut()) {
+                            if let Some(peer) = parse_sockaddr(msg.name_data()) {
+                                let payload = msg.payload_data();
                                 ctx.counters.datagrams_in += 1;
-                                ctx.counters.bytes_in += msg.payload_data().len() as u64;
-                                let mut io = DatagramIo {
-                                    sends,
-                                    counters: &mut ctx.counters,
-                                    shard: ctx.id,
-                                    now: ctx.now,
-                                    zero_copy_threshold,
-                                };
-                                handler.on_datagram(peer, msg.payload_data(), &mut io);
+                                ctx.counters.bytes_in += payload.len() as u64;
+                                handler.on_shard(
+                                    ShardEvent::Datagram { peer, payload },
+                                    &mut ShardIo { shard: ctx },
+                                );
                             }
                         }
                         // Larger than a buffer: the kernel cut it. Never pass on a cut

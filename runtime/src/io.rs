@@ -1,0 +1,392 @@
+//! The vocabulary a handler speaks to the runtime: [`Io`] for one connection,
+//! [`ShardIo`] for the shard, and [`Input`], the bytes shown in place.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::close::{Close, Origin};
+use crate::conn::ConnIo;
+use crate::counters::Counters;
+use crate::ctx::ShardCtx;
+use crate::job::{OffloadError, Offloaded};
+use crate::mailbox::Message;
+use crate::send_queue::Segment;
+use crate::timer::TimerKey;
+use crate::token::ConnToken;
+
+/// The shard-level vocabulary: outbound connections, datagrams, shard timers, stopping
+/// the server.
+pub struct ShardIo<'a> {
+    pub(crate) shard: &'a mut ShardCtx,
+}
+
+impl ShardIo<'_> {
+    /// Opens a TCP connection to `addr` from this shard. On success the handler's
+    /// `on_open` runs with [`Io::origin`] = `Connected { tag }`; on failure
+    /// [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed) gets `tag`.
+    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
+        self.shard.pending_connects.push((addr, tag));
+    }
+
+    /// Arms a shard-level timer; [`ShardEvent::Timer`](crate::ShardEvent::Timer) gets `tag`.
+    pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
+        self.shard.shard_timer(after, tag)
+    }
+
+    /// Cancels a shard-level timer.
+    pub fn cancel_timer(&mut self, key: TimerKey) -> bool {
+        self.shard.timers_cancel(key)
+    }
+
+    /// Starts a graceful shutdown of the whole server (every shard).
+    pub fn shutdown_all(&mut self) {
+        self.shard.shutdown_all();
+    }
+
+    /// Queues a copy of `payload` for `peer` on this shard's UDP socket: a reply to a
+    /// [`ShardEvent::Datagram`](crate::ShardEvent::Datagram), or a client's datagrams
+    /// (from [`ShardEvent::Start`](crate::ShardEvent::Start), a resend from a shard
+    /// timer). It goes out at the end of the turn, through a bounded send table. Returns false,
+    /// and the datagram is dropped and counted as `udp_send_dropped`, when the table is
+    /// full or the shard has no UDP socket (the server was built without `udp(true)`).
+    pub fn send_to(&mut self, peer: SocketAddr, payload: &[u8]) -> bool {
+        let zc_threshold = self.shard.zero_copy_threshold();
+        let ShardCtx {
+            udp_sends,
+            counters,
+            ..
+        } = &mut *self.shard;
+        match udp_sends {
+            Some(sends) => sends.send_copy(peer, payload, zc_threshold, counters),
+            None => {
+                counters.udp_send_dropped += 1;
+                false
+            }
+        }
+    }
+
+    /// Sends `msg` to every shard, this one included.
+    pub fn broadcast(&mut self, msg: Message) {
+        self.shard.broadcast(msg);
+    }
+
+    /// This shard's index.
+    pub fn shard_id(&self) -> usize {
+        self.shard.id
+    }
+
+    /// The shard's clock, read once per loop turn.
+    pub fn now(&self) -> Instant {
+        self.shard.now
+    }
+
+    /// The shard's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shard.counters
+    }
+
+    /// True once the server has started draining.
+    pub fn is_draining(&self) -> bool {
+        self.shard.draining
+    }
+}
+
+/// Bytes received on a connection, shown in place.
+///
+/// The handler consumes a prefix; whatever it leaves is copied into the connection's
+/// carry-over buffer by the shard and shown again, followed by new bytes, next time.
+#[derive(Debug)]
+pub struct Input<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    /// Wraps `buf` with nothing consumed yet.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Input { buf, pos: 0 }
+    }
+
+    /// The bytes not consumed yet.
+    pub fn bytes(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Marks the first `n` of [`Input::bytes`] as handled. `n` is clamped to what is there.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+
+    /// Marks everything as handled.
+    pub fn consume_all(&mut self) {
+        self.pos = self.buf.len();
+    }
+
+    /// How many bytes have been consumed in this call.
+    pub fn consumed(&self) -> usize {
+        self.pos
+    }
+
+    /// How many bytes are left unconsumed.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// True when nothing is left unconsumed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A handler's whole vocabulary towards the runtime, for one connection.
+pub struct Io<'a> {
+    conn: &'a mut ConnIo,
+    shard: &'a mut ShardCtx,
+    /// When set, output goes here instead of the socket (see [`Io::capture`]).
+    capture: Option<&'a mut Vec<u8>>,
+}
+
+impl<'a> Io<'a> {
+    pub(crate) fn new(conn: &'a mut ConnIo, shard: &'a mut ShardCtx) -> Self {
+        Io {
+            conn,
+            shard,
+            capture: None,
+        }
+    }
+
+    /// Runs `f` with an `Io` whose [`Io::write`] and [`Io::send_owned`] append to `out`
+    /// instead of the socket; everything else (timers, close, reading) passes through.
+    /// This is how a wrapping protocol (TLS) sees its inner protocol's output before it
+    /// goes out.
+    pub fn capture<R>(&mut self, out: &mut Vec<u8>, f: impl FnOnce(&mut Io<'_>) -> R) -> R {
+        let mut inner = Io {
+            conn: &mut *self.conn,
+            shard: &mut *self.shard,
+            capture: Some(out),
+        };
+        f(&mut inner)
+    }
+
+    /// Queues a copy of `bytes` for sending. Writes made while a send is in flight are
+    /// coalesced into the next send.
+    pub fn write(&mut self, bytes: &[u8]) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        if self.conn.closing_now() {
+            return;
+        }
+        self.conn.send.write(bytes);
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// The end of the connection's send queue, to encode output into in place (no
+    /// staging buffer, no copy): **append only**, since the bytes already there are
+    /// queued output. Whatever is appended leaves with the next send. While output is
+    /// captured ([`Io::capture`]), this is the capture buffer.
+    pub fn out_buf(&mut self) -> &mut Vec<u8> {
+        if let Some(out) = self.capture.as_deref_mut() {
+            return out;
+        }
+        if self.conn.closing_now() {
+            // Nothing more may be queued: hand out a buffer that is thrown away.
+            return self.shard.discard_buf();
+        }
+        self.shard.mark_dirty(self.conn);
+        self.conn.send.tail()
+    }
+
+    /// Queues a segment as it is: bytes moved in (not copied), an owned buffer (zero-copy
+    /// at or above the threshold) or `'static` memory. The way to release output held
+    /// back for a while (a pipelined response waiting its turn) without copying it again.
+    pub fn push(&mut self, segment: Segment) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(segment.bytes());
+            return;
+        }
+        match segment {
+            Segment::Bytes(v) => {
+                if self.conn.closing_now() || v.is_empty() {
+                    return;
+                }
+                self.conn.send.push_bytes(v);
+                self.shard.mark_dirty(self.conn);
+            }
+            Segment::Owned(v) => self.send_owned(v),
+            Segment::Static(s) => self.send_static(s),
+        }
+    }
+
+    /// Queues an owned buffer. At or above the zero-copy threshold it goes out with
+    /// SEND_ZC and is dropped only after the kernel's notification; below it, it is
+    /// sent like any other write.
+    pub fn send_owned(&mut self, buf: Vec<u8>) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(&buf);
+            return;
+        }
+        if self.conn.closing_now() || buf.is_empty() {
+            return;
+        }
+        let zc = buf.len() >= self.shard.zero_copy_threshold();
+        self.conn.send.push_owned(buf, zc);
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Queues memory that lives for the whole program (a static asset, a body built once
+    /// and leaked) without copying it: the cheapest way to send the same large body on
+    /// many connections. Past the zero-copy threshold it goes out with SEND_ZC, as
+    /// [`Io::send_owned`] does, with nothing to keep alive for the notification.
+    pub fn send_static(&mut self, buf: &'static [u8]) {
+        if let Some(out) = self.capture.as_deref_mut() {
+            out.extend_from_slice(buf);
+            return;
+        }
+        if self.conn.closing_now() || buf.is_empty() {
+            return;
+        }
+        let zc = buf.len() >= self.shard.zero_copy_threshold();
+        self.conn.send.push_static(buf, zc);
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Owned buffers at least this long go out zero-copy (see [`Io::send_owned`]).
+    pub fn zero_copy_threshold(&self) -> usize {
+        self.shard.zero_copy_threshold()
+    }
+
+    /// Bytes queued and not yet acknowledged by the kernel (plus any captured output).
+    pub fn backlog(&self) -> usize {
+        self.conn.send.backlog() + self.capture.as_deref().map_or(0, Vec::len)
+    }
+
+    /// Closes the connection once everything queued has been sent. Input arriving
+    /// after this is discarded.
+    pub fn close(&mut self) {
+        self.conn.close_after_flush(Close::Local);
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Like [`Io::close`], but once the output is flushed the socket is closed at once
+    /// instead of lingering (shutting the write side and reading until the peer's FIN).
+    /// For when the peer has said it sends nothing more, e.g. an HTTP/1.1 request with
+    /// `Connection: close` read in full: closing then costs one system call and no
+    /// extra wake-up. If unread input is waiting in the kernel when the output is
+    /// flushed, the shard lingers anyway, since closing over unread input sends a reset
+    /// that can destroy output the peer has not read yet.
+    pub fn close_without_linger(&mut self) {
+        self.conn.no_linger = true;
+        self.close();
+    }
+
+    /// Closes the connection now, dropping queued output, with a TCP reset.
+    pub fn abort(&mut self) {
+        self.conn.abort(Close::Local);
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Stops delivering input (the shard cancels its receive) until
+    /// [`Io::resume_reading`]. Bytes already received wait in the carry-over.
+    pub fn pause_reading(&mut self) {
+        self.conn.user_paused = true;
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Undoes [`Io::pause_reading`]; `on_data` runs again at once with the bytes left
+    /// unconsumed (possibly none).
+    pub fn resume_reading(&mut self) {
+        if self.conn.user_paused {
+            self.conn.user_paused = false;
+            self.conn.redeliver = true;
+            self.shard.mark_dirty(self.conn);
+        }
+    }
+
+    /// Asks for one [`Event::Writable`](crate::Event::Writable) call once queued output has drained below
+    /// the low-water mark (at once, on the shard's next turn, if it already has).
+    pub fn want_writable(&mut self) {
+        self.conn.want_writable = true;
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Arms a one-shot timer; [`Event::Timer`](crate::Event::Timer) gets `tag` when it fires.
+    pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
+        let token = self.conn.token;
+        self.shard.timers_set(after, token, tag)
+    }
+
+    /// Cancels a timer; returns false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, key: TimerKey) -> bool {
+        self.shard.timers_cancel(key)
+    }
+
+    /// This connection's token (slot and generation): stable for its lifetime, never
+    /// reused for another connection while a stale copy could still matter.
+    pub fn token(&self) -> ConnToken {
+        self.conn.token
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// Whether this connection was accepted or opened by this shard.
+    pub fn origin(&self) -> Origin {
+        self.conn.origin
+    }
+
+    /// Opens another outbound connection from this shard (see [`ShardIo::connect`]).
+    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
+        self.shard.pending_connects.push((addr, tag));
+    }
+
+    /// Starts a graceful shutdown of the whole server (every shard).
+    pub fn shutdown_all(&mut self) {
+        self.shard.shutdown_all();
+    }
+
+    /// The index of the shard running this connection.
+    pub fn shard_id(&self) -> usize {
+        self.shard.id
+    }
+
+    /// The shard's clock, read once per loop turn.
+    pub fn now(&self) -> Instant {
+        self.shard.now
+    }
+
+    /// The shard's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shard.counters
+    }
+
+    /// True once the server has started draining.
+    pub fn is_draining(&self) -> bool {
+        self.shard.draining
+    }
+
+    /// Runs `job` on the worker pool; its outcome comes back to this connection, on this
+    /// shard, as [`Event::Offloaded`](crate::Event::Offloaded), and the returned handle
+    /// reads the value out of it. Never blocks: with the pool's queue full (or no pool
+    /// configured) it fails at once and the job is not run.
+    pub fn offload<F, R>(&mut self, job: F) -> Result<Offloaded<R>, OffloadError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let token = self.conn.token;
+        self.shard
+            .offload(token, Box::new(move || Box::new(job()) as _))?;
+        Ok(Offloaded::new())
+    }
+
+    /// Sends `msg` to every shard, this one included; each gets
+    /// [`ShardEvent::Message`](crate::ShardEvent::Message) and then every open connection
+    /// [`Event::Message`](crate::Event::Message), on the shard's next turn.
+    pub fn broadcast(&mut self, msg: Message) {
+        self.shard.broadcast(msg);
+    }
+}
