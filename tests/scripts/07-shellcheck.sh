@@ -6,11 +6,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_cmd shellcheck python3
 
 cd "$repo"
-shellcheck -x scripts/load scripts/profile scripts/bench-echo scripts/bench-http scripts/bench-memory scripts/bench-udp scripts/bench-tls scripts/bench-ws scripts/test .ci/run tests/scripts/run-all tests/scripts/lib.sh tests/scripts/[0-9][0-9]-*.sh
+shellcheck -x scripts/load scripts/profile scripts/test .ci/run tests/scripts/run-all tests/scripts/lib.sh tests/scripts/[0-9][0-9]-*.sh
 for s in scripts/tune-kernel scripts/queue-stats scripts/bench-compare; do
     python3 -c 'import ast,sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])' "$s" || fail "$s does not parse"
 done
-for s in scripts/load scripts/profile scripts/bench-echo scripts/bench-http scripts/bench-memory scripts/bench-udp scripts/bench-tls scripts/bench-ws scripts/test; do
+for s in scripts/load scripts/profile scripts/test; do
     grep -q '^set -euo pipefail$' "$s" || fail "$s lacks set -euo pipefail"
 done
 note "shellcheck clean"

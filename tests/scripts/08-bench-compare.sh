@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
 # scripts/bench-compare end to end on a small set: ringmaster's own servers (no peer to
 # build), short runs, into a scratch markdown file that already has other text. The
-# block and the plots appear, the text around the block survives, a re-render replaces
-# the block instead of adding a second one, and bad flags are usage errors.
+# block and the plots appear, the memory workload (50 idle connections) has its table,
+# --baseline (the same binary) adds the current ÷ baseline table, the text around the
+# block survives, a re-render replaces the block instead of adding a second one, and bad
+# flags are usage errors.
 # timeout: 240
 set -euo pipefail
 # shellcheck source=tests/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_bin
 need_cmd python3 taskset
-plot=$_target/release/rm-plot
+# bench-compare looks for rm-plot beside the ringmaster binary, then in the target dir.
+plot=$(dirname "$RINGMASTER_BIN")/rm-plot
+[[ -x $plot ]] || plot=$_target/release/rm-plot
 [[ -x $plot ]] || skip "rm-plot not built at $plot (cargo build --release --workspace)"
 
 md=$TEST_TMP/BENCH.md
 img=$TEST_TMP/img
 printf '# Title\n\nkept before\n' >"$md"
-"$scripts/bench-compare" --only echo-64,http-ka-16 --servers ringmaster-echo,ringmaster-http \
+"$scripts/bench-compare" --only echo-64,http-ka-16,memory-idle \
+    --servers ringmaster-echo,ringmaster-http,ringmaster-idle --memory-connections 50 \
+    --bin "$RINGMASTER_BIN" --baseline "$RINGMASTER_BIN" \
     --duration 0.5 --warmup 0 --quiet-wait 0 --nice 0 --no-build --no-install \
-    --no-crosscheck --no-open-loop --no-memory \
+    --no-crosscheck --no-open-loop \
     --out "$md" --img-dir "$img" --save "$TEST_TMP/results.json" 2>"$TEST_TMP/log" ||
     fail "bench-compare failed: $(tail -5 "$TEST_TMP/log")"
 
@@ -32,6 +38,16 @@ assert float(cells[1].replace(",", "")) > 0, cells
 assert cells[11] == "0", cells
 PY
 grep -q '^| ringmaster http |' "$md" || fail "no ringmaster http row"
+grep -q '^| ringmaster-baseline echo |' "$md" || fail "no baseline echo row"
+grep -q '^### ringmaster ÷ ringmaster-baseline' "$md" || fail "no current ÷ baseline table"
+mem=$(grep -m1 '^| ringmaster http (idle timeouts off) |' "$md") || fail "no memory row: $(cat "$md")"
+# connections held: all 50; bytes per connection: a number.
+python3 - "$mem" <<'PY' || fail "bad memory row: $mem"
+import sys
+cells = [c.strip() for c in sys.argv[1].strip("|").split("|")]
+assert cells[1] == "50", cells
+int(cells[5].strip("*").replace(",", "").lstrip("-"))
+PY
 for f in compare-throughput.svg compare-cpu.svg compare-latency-echo-64.svg compare-latency-http-ka-16.svg; do
     grep -q '<svg' "$img/$f" 2>/dev/null || fail "plot $f missing or not SVG"
     grep -q "img/$f\|$f" "$md" || fail "plot $f not linked from the markdown"
@@ -46,7 +62,8 @@ echo 'kept after' >>"$md"
 grep -q 'kept after' "$md" || fail "re-render lost the text after the block"
 note "re-render replaces the block"
 
-for bad in "--only no-such-workload" "--servers nobody" "--duration 0" "--no-such-flag"; do
+for bad in "--only no-such-workload" "--servers nobody" "--duration 0" "--no-such-flag" \
+    "--baseline /no/such/binary" "--memory-connections 0"; do
     rc=0
     # shellcheck disable=SC2086  # split on purpose
     "$scripts/bench-compare" $bad --out "$md" >/dev/null 2>&1 || rc=$?
