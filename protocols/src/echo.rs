@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 
-use ringmaster_runtime::{Close, Handler, Input, Io};
+use ringmaster_runtime::{Close, Event, Handler, Input, Io};
 
 /// The echo protocol. Stateless apart from one flag per connection.
 #[derive(Debug, Default, Clone, Copy)]
@@ -41,10 +41,16 @@ impl Handler for Echo {
         input.consume_all();
     }
 
-    fn on_shutdown(&mut self, conn: &mut EchoConn, io: &mut Io<'_>) {
-        // A connection that has exchanged nothing yet has no transfer to finish.
-        if conn.echoed == 0 && io.backlog() == 0 {
-            io.close();
+    fn on_event(&mut self, conn: &mut EchoConn, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            // A connection that has exchanged nothing yet has no transfer to finish; one
+            // that has keeps echoing until its peer closes or the drain deadline.
+            Event::Shutdown => {
+                if conn.echoed == 0 && io.backlog() == 0 {
+                    io.close();
+                }
+            }
+            other => other.default_action(io),
         }
     }
 

@@ -10,10 +10,12 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Counters, OffloadError, OffloadPanic, OffloadResult};
+use ringmaster_runtime::{catch_panic, Counters, OffloadError, OffloadPanic};
+
+/// What an offloaded job returns: its value, or the panic that stopped it.
+pub type OffloadResult = Result<Box<dyn Any + Send>, OffloadPanic>;
 
 use super::encode::{self, ConnField, FieldSet, Fields, Framing, DATE_LEN};
 use super::head::{absolute_parts, RawHeader, Version};
@@ -316,7 +318,7 @@ pub(crate) trait Port {
 
 /// A job as the protocol hands it to the driver: already wrapped so that its result (or
 /// its panic) comes back as a [`Routed`] naming its exchange.
-pub(crate) type OffloadJob = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+pub(crate) type OffloadJob = Box<dyn FnOnce() -> Routed + Send>;
 
 /// An offloaded job's outcome, labelled with the exchange it belongs to.
 ///
@@ -335,23 +337,10 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Any + Send,
 {
-    Box::new(move || {
-        let result = catch_unwind(AssertUnwindSafe(job))
-            .map(|v| Box::new(v) as Box<dyn Any + Send>)
-            .map_err(|payload| OffloadPanic {
-                message: panic_message(payload.as_ref()),
-            });
-        Box::new(Routed { seq, result }) as Box<dyn Any + Send>
+    Box::new(move || Routed {
+        seq,
+        result: catch_panic(job).map(|v| Box::new(v) as Box<dyn Any + Send>),
     })
-}
-
-/// The text of a panic payload (`&str` or `String`), as the pool reports it.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".into())
 }
 
 /// Output held back for an exchange whose turn has not come yet.

@@ -2,13 +2,13 @@
 //! implements the runtime's [`Handler`].
 //!
 //! This module owns what is per shard (the application, the limits, the counters, the
-//! cached `Date`, one output scratch buffer) and the protocol's single timer per
+//! cached `Date`) and the protocol's single timer per
 //! connection. It must stay thin: every protocol decision lives in `conn`, so that it
 //! can be tested without a socket.
 //!
-//! Output batching: everything a callback produces is appended to the shard's scratch
-//! buffer and handed to the runtime with one `Io::write` when the callback returns, so
-//! all the responses to one read of pipelined requests leave in one send.
+//! Output: responses are encoded straight into the end of the connection's send queue
+//! (`Io::out_buf`), with no staging buffer to copy from; everything a callback
+//! produces (all the responses to one read of pipelined requests) leaves in one send.
 //!
 //! Offload: jobs go to the runtime's pool wrapped so that their result names the
 //! exchange (see `app::Routed`); the runtime brings the result back to this connection
@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ringmaster_runtime::{
-    Close, Counters, Handler, Input, Io, OffloadError, OffloadResult, TimerKey,
+    Close, Counters, Event, Handler, Input, Io, OffloadDone, OffloadError, Offloaded, TimerKey,
 };
 
 use super::app::{split_app_tag, App, OffloadJob, Port, Routed};
@@ -33,10 +33,6 @@ use super::limits::{HttpCounters, Limits};
 
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
 const PROTO_TIMER: u64 = 0;
-
-/// Above this capacity the scratch buffer is given back after a flush, so one large
-/// copied body does not pin its memory for the life of the shard.
-const SCRATCH_KEEP: usize = 256 * 1024;
 
 /// HTTP/1.1 on the runtime: one per shard, wrapping the embedder's [`App`].
 ///
@@ -62,7 +58,6 @@ pub struct Http<A: App> {
     limits: Limits,
     counters: HttpCounters,
     date: DateCache,
-    out: Vec<u8>,
 }
 
 /// Per-connection state of [`Http`] (about a hundred bytes; nothing allocated while idle).
@@ -88,7 +83,6 @@ impl<A: App> Http<A> {
             limits,
             counters: HttpCounters::default(),
             date: DateCache::new(),
-            out: Vec::new(),
         }
     }
 
@@ -113,37 +107,22 @@ impl<A: App> Http<A> {
     }
 }
 
-/// [`Port`] over the runtime's [`Io`] and the shard's scratch buffer.
+/// [`Port`] over the runtime's [`Io`]: responses are encoded straight into the
+/// connection's send queue.
 struct IoPort<'p, 'io> {
     io: &'p mut Io<'io>,
-    out: &'p mut Vec<u8>,
     date: &'p DateCache,
     counters: &'p mut HttpCounters,
 }
 
-impl IoPort<'_, '_> {
-    fn flush(&mut self) {
-        if !self.out.is_empty() {
-            self.io.write(self.out);
-            self.out.clear();
-            if self.out.capacity() > SCRATCH_KEEP {
-                *self.out = Vec::new();
-            }
-        }
-    }
-}
-
 impl Port for IoPort<'_, '_> {
     fn buf(&mut self) -> &mut Vec<u8> {
-        self.out
+        self.io.out_buf()
     }
     fn send_owned(&mut self, bytes: Vec<u8>) {
-        // Order: everything encoded before this buffer goes first.
-        self.flush();
         self.io.send_owned(bytes);
     }
     fn send_static(&mut self, bytes: &'static [u8]) {
-        self.flush();
         self.io.send_static(bytes);
     }
     fn date(&self) -> &[u8; DATE_LEN] {
@@ -156,7 +135,7 @@ impl Port for IoPort<'_, '_> {
         self.io.want_writable();
     }
     fn backlog(&self) -> usize {
-        self.io.backlog() + self.out.len()
+        self.io.backlog()
     }
     fn now(&self) -> Instant {
         self.io.now()
@@ -168,11 +147,9 @@ impl Port for IoPort<'_, '_> {
         self.io.shard_id()
     }
     fn close(&mut self) {
-        self.flush();
         self.io.close();
     }
     fn close_without_linger(&mut self) {
-        self.flush();
         self.io.close_without_linger();
     }
     fn pause_reading(&mut self) {
@@ -188,7 +165,7 @@ impl Port for IoPort<'_, '_> {
         Some(self.io.counters())
     }
     fn offload(&mut self, job: OffloadJob) -> Result<(), OffloadError> {
-        self.io.offload(job)
+        self.io.offload(job).map(|_| ())
     }
 }
 
@@ -204,12 +181,10 @@ impl<A: App> Http<A> {
         self.date.refresh(io.now());
         let mut port = IoPort {
             io,
-            out: &mut self.out,
             date: &self.date,
             counters: &mut self.counters,
         };
         f(&mut conn.core, &mut self.app, &self.limits, &mut port);
-        port.flush();
         arm(conn, &self.limits, io);
     }
 }
@@ -228,6 +203,60 @@ fn arm<T>(conn: &mut HttpConn<T>, limits: &Limits, io: &mut Io<'_>) {
     }
     let key = io.set_timer(due.saturating_duration_since(io.now()), PROTO_TIMER);
     conn.timer = Some((key, due));
+}
+
+/// The connection events, each run on the state machine.
+impl<A: App> Http<A> {
+    fn eof(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
+        self.with_port(conn, io, |core, _app, limits, port| {
+            core.peer_closed(limits, port);
+        });
+    }
+
+    fn writable(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
+        self.with_port(conn, io, |core, app, limits, port| {
+            core.writable(app, limits, port);
+        });
+    }
+
+    fn timer(&mut self, conn: &mut HttpConn<A::Task>, tag: u64, io: &mut Io<'_>) {
+        if let Some((seq, app_tag)) = split_app_tag(tag) {
+            self.with_port(conn, io, |core, app, limits, port| {
+                core.app_timer(app, seq, app_tag, limits, port);
+            });
+            return;
+        }
+        conn.timer = None;
+        let now = io.now();
+        self.with_port(conn, io, |core, _app, limits, port| {
+            if let Some((due, kind)) = core.deadline(limits) {
+                if now >= due {
+                    core.expire(kind, limits, port);
+                }
+            }
+        });
+    }
+
+    fn offloaded(&mut self, conn: &mut HttpConn<A::Task>, done: OffloadDone, io: &mut Io<'_>) {
+        // Every job this protocol submits is wrapped by `app::wrap_job`, which catches
+        // panics and returns a `Routed`; anything else cannot name its exchange.
+        let Ok(routed) = Offloaded::<Routed>::new().result(done) else {
+            // Unreachable in practice. The exchange waiting for it would never finish, so
+            // do not leave the client hanging: reset the connection.
+            self.counters.app_errors += 1;
+            io.abort();
+            return;
+        };
+        self.with_port(conn, io, |core, app, limits, port| {
+            core.offload_done(app, routed, limits, port);
+        });
+    }
+
+    fn shutdown(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
+        self.with_port(conn, io, |core, _app, limits, port| {
+            core.drain(limits, port);
+        });
+    }
 }
 
 impl<A: App> Handler for Http<A> {
@@ -251,56 +280,16 @@ impl<A: App> Handler for Http<A> {
         input.consume(used);
     }
 
-    fn on_eof(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        self.with_port(conn, io, |core, _app, limits, port| {
-            core.peer_closed(limits, port);
-        });
-    }
-
-    fn on_writable(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        self.with_port(conn, io, |core, app, limits, port| {
-            core.writable(app, limits, port);
-        });
-    }
-
-    fn on_timer(&mut self, conn: &mut Self::Conn, tag: u64, io: &mut Io<'_>) {
-        if let Some((seq, app_tag)) = split_app_tag(tag) {
-            self.with_port(conn, io, |core, app, limits, port| {
-                core.app_timer(app, seq, app_tag, limits, port);
-            });
-            return;
+    fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            Event::Eof => self.eof(conn, io),
+            Event::Writable => self.writable(conn, io),
+            Event::Timer(tag) => self.timer(conn, tag, io),
+            Event::Offloaded(done) => self.offloaded(conn, done, io),
+            Event::Shutdown => self.shutdown(conn, io),
+            // Broadcasts are for protocols with connections that listen (WebSocket).
+            _ => {}
         }
-        conn.timer = None;
-        let now = io.now();
-        self.with_port(conn, io, |core, _app, limits, port| {
-            if let Some((due, kind)) = core.deadline(limits) {
-                if now >= due {
-                    core.expire(kind, limits, port);
-                }
-            }
-        });
-    }
-
-    fn on_offload_done(&mut self, conn: &mut Self::Conn, result: OffloadResult, io: &mut Io<'_>) {
-        // Every job this protocol submits is wrapped by `app::wrap_job`, which catches
-        // panics and returns a `Routed`; anything else cannot name its exchange.
-        let routed = result.ok().and_then(|b| b.downcast::<Routed>().ok());
-        let Some(routed) = routed else {
-            // Unreachable in practice. The exchange waiting for it would never finish, so
-            // do not leave the client hanging: reset the connection.
-            self.counters.app_errors += 1;
-            io.abort();
-            return;
-        };
-        self.with_port(conn, io, |core, app, limits, port| {
-            core.offload_done(app, *routed, limits, port);
-        });
-    }
-
-    fn on_shutdown(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        self.with_port(conn, io, |core, _app, limits, port| {
-            core.drain(limits, port);
-        });
     }
 
     fn on_close(&mut self, conn: Self::Conn, _why: Close) {

@@ -235,11 +235,9 @@ impl<A: App> SimConn<A> {
         true
     }
 
-    fn deliver_offload(&mut self, app: &mut A, out: Box<dyn std::any::Any + Send>) {
-        if let Ok(routed) = out.downcast::<Routed>() {
-            self.conn
-                .offload_done(app, *routed, &self.limits, &mut self.port);
-        }
+    fn deliver_offload(&mut self, app: &mut A, routed: Routed) {
+        self.conn
+            .offload_done(app, routed, &self.limits, &mut self.port);
         self.after_callback(app);
     }
 
@@ -519,7 +517,7 @@ mod tests {
         fn on_offload_done(
             &mut self,
             job: &mut Job,
-            result: ringmaster_runtime::OffloadResult,
+            result: crate::http1::app::OffloadResult,
             ex: &mut Exchange<'_>,
         ) {
             match result {

@@ -11,9 +11,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 
-use ringmaster_runtime::{
-    Close, ConnFn, Conns, DatagramIo, Handler, Input, Io, Message, OffloadResult, ShardIo, TimerKey,
-};
+use ringmaster_runtime::{Close, Event, Handler, Input, Io, ShardEvent, ShardIo, TimerKey};
 use rustls::ServerConnection;
 
 use super::config::TlsConfig;
@@ -56,8 +54,6 @@ pub struct Tls<P> {
     cap: Vec<u8>,
     /// Plaintext read from rustls, before the inner handler sees it.
     plain: Vec<u8>,
-    /// Ciphertext on its way to the socket.
-    cipher: Vec<u8>,
 }
 
 impl<P: std::fmt::Debug> std::fmt::Debug for Tls<P> {
@@ -113,7 +109,6 @@ impl<P: Handler> Tls<P> {
             counters: TlsCounters::default(),
             cap: Vec::new(),
             plain: Vec::new(),
-            cipher: Vec::new(),
         }
     }
 
@@ -134,7 +129,7 @@ impl<P: Handler> Tls<P> {
 
     /// Encrypts what the inner handler wrote and queues every pending TLS record.
     fn flush(&mut self, conn: &mut TlsConn<P::Conn>, io: &mut Io<'_>) {
-        flush_parts(conn, &mut self.cap, &mut self.cipher, io);
+        flush_parts(conn, &mut self.cap, io);
     }
 
     /// Fails the connection: sends the alert rustls queued, then closes. For the few
@@ -311,7 +306,7 @@ impl<P: Handler> Handler for Tls<P> {
             if peer_closed && !conn.eof_seen {
                 conn.eof_seen = true;
                 self.deliver(conn, io);
-                self.around(conn, io, |p, c, cio| p.on_eof(c, cio));
+                self.around(conn, io, |p, c, cio| p.on_event(c, Event::Eof, cio));
                 return;
             }
             if rd.is_empty() {
@@ -321,99 +316,43 @@ impl<P: Handler> Handler for Tls<P> {
         self.flush(conn, io);
     }
 
-    fn on_eof(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        if conn.dead || conn.eof_seen {
-            return io.close();
-        }
-        conn.eof_seen = true;
-        self.around(conn, io, |p, c, cio| p.on_eof(c, cio));
-    }
-
-    fn on_writable(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        if conn.dead {
-            return;
-        }
-        self.around(conn, io, |p, c, cio| p.on_writable(c, cio));
-    }
-
-    fn on_timer(&mut self, conn: &mut Self::Conn, tag: u64, io: &mut Io<'_>) {
-        if tag == TLS_TIMER && conn.timer.is_some() {
-            conn.timer = None;
-            if conn.tls.is_handshaking() {
-                self.counters.handshake_timeouts += 1;
-                conn.dead = true;
-                io.close();
+    fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            Event::Timer(TLS_TIMER) if conn.timer.is_some() => {
+                conn.timer = None;
+                if conn.tls.is_handshaking() {
+                    self.counters.handshake_timeouts += 1;
+                    conn.dead = true;
+                    io.close();
+                }
             }
-            return;
+            Event::Eof if conn.dead || conn.eof_seen => io.close(),
+            Event::Eof => {
+                conn.eof_seen = true;
+                self.around(conn, io, |p, c, cio| p.on_event(c, Event::Eof, cio));
+            }
+            Event::Shutdown if conn.dead || conn.tls.is_handshaking() => io.close(),
+            // Nothing reaches the inner protocol before the handshake or after a failure.
+            Event::Message(_) if conn.tls.is_handshaking() => {}
+            _ if conn.dead => {}
+            // Everything else passes through with the inner protocol's output encrypted.
+            other => self.around(conn, io, |p, c, cio| p.on_event(c, other, cio)),
         }
-        if conn.dead {
-            return;
-        }
-        self.around(conn, io, |p, c, cio| p.on_timer(c, tag, cio));
-    }
-
-    fn on_shutdown(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        if conn.dead || conn.tls.is_handshaking() {
-            return io.close();
-        }
-        self.around(conn, io, |p, c, cio| p.on_shutdown(c, cio));
     }
 
     fn on_close(&mut self, conn: Self::Conn, why: Close) {
         self.inner.on_close(conn.inner, why);
     }
 
-    fn on_offload_done(&mut self, conn: &mut Self::Conn, result: OffloadResult, io: &mut Io<'_>) {
-        self.around(conn, io, |p, c, cio| p.on_offload_done(c, result, cio));
-    }
-
-    fn on_message(&mut self, msg: &Message, conns: &mut Conns<'_, Self::Conn>) {
-        let Tls {
-            inner, cap, cipher, ..
-        } = self;
-        // The inner protocol visits its own connections; each visit runs with output
-        // captured, then encrypted and flushed to that connection.
-        let mut visit = |f: &mut ConnFn<'_, P::Conn>| {
-            conns.for_each(|conn, io| {
-                if conn.dead || conn.tls.is_handshaking() {
-                    return;
-                }
-                let inner_conn = &mut conn.inner;
-                io.capture(cap, |cio| f(inner_conn, cio));
-                flush_parts(conn, cap, cipher, io);
-            });
-        };
-        inner.on_message(msg, &mut Conns::new(&mut visit));
-    }
-
-    // Shard-level callbacks name no connection and carry no TLS: straight through.
-
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
-        self.inner.on_start(shard);
-    }
-
-    fn on_shard_timer(&mut self, tag: u64, shard: &mut ShardIo<'_>) {
-        self.inner.on_shard_timer(tag, shard);
-    }
-
-    fn on_connect_failed(
-        &mut self,
-        tag: u64,
-        addr: SocketAddr,
-        err: std::io::Error,
-        shard: &mut ShardIo<'_>,
-    ) {
-        self.inner.on_connect_failed(tag, addr, err, shard);
-    }
-
-    fn on_datagram(&mut self, peer: SocketAddr, payload: &[u8], io: &mut DatagramIo<'_>) {
-        self.inner.on_datagram(peer, payload, io);
+    // Shard-level events name no connection and carry no TLS: straight through.
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        self.inner.on_shard(event, shard);
     }
 }
 
-/// Encrypts `cap` (the inner handler's plaintext output) on `conn` and queues every
-/// pending TLS record on `io`; `cipher` is scratch. Empties `cap`.
-fn flush_parts<C>(conn: &mut TlsConn<C>, cap: &mut Vec<u8>, cipher: &mut Vec<u8>, io: &mut Io<'_>) {
+/// Encrypts `cap` (the inner handler's plaintext output) on `conn` and writes every
+/// pending TLS record straight into the connection's send queue. Empties `cap`.
+fn flush_parts<C>(conn: &mut TlsConn<C>, cap: &mut Vec<u8>, io: &mut Io<'_>) {
     if !cap.is_empty() {
         if !conn.dead {
             // The buffer limit is lifted (see `on_open`): this takes everything.
@@ -425,25 +364,12 @@ fn flush_parts<C>(conn: &mut TlsConn<C>, cap: &mut Vec<u8>, cipher: &mut Vec<u8>
         }
     }
     while conn.tls.wants_write() {
-        match conn.tls.write_tls(cipher) {
+        match conn.tls.write_tls(io.out_buf()) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
     }
-    if cipher.is_empty() {
-        return;
-    }
-    if cipher.len() >= io.zero_copy_threshold() {
-        io.send_owned(std::mem::take(cipher));
-    } else {
-        io.write(cipher);
-        cipher.clear();
-        if cipher.capacity() > SCRATCH_KEEP {
-            *cipher = Vec::new();
-        }
-    }
 }
-
 /// A configuration accepted by `ServerConfig`'s builder always makes connections.
 #[cold]
 fn unreachable_config() -> ! {

@@ -232,11 +232,13 @@ impl Handler for Probe {
     ) {
         self.0.on_data(conn, input, io)
     }
-    fn on_eof(&mut self, conn: &mut Self::Conn, io: &mut ringmaster_runtime::Io<'_>) {
-        self.0.on_eof(conn, io)
-    }
-    fn on_timer(&mut self, conn: &mut Self::Conn, tag: u64, io: &mut ringmaster_runtime::Io<'_>) {
-        self.0.on_timer(conn, tag, io)
+    fn on_event(
+        &mut self,
+        conn: &mut Self::Conn,
+        event: ringmaster_runtime::Event<'_>,
+        io: &mut ringmaster_runtime::Io<'_>,
+    ) {
+        self.0.on_event(conn, event, io)
     }
     fn on_close(&mut self, conn: Self::Conn, why: ringmaster_runtime::Close) {
         self.0.on_close(conn, why);

@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Close, Conns, Handler, Input, Io, TimerKey};
+use ringmaster_runtime::{Close, Event, Handler, Input, Io, TimerKey};
 
 use super::frame::{encode_close, encode_frame, encode_header, OpCode};
 use super::session::{code, Failure, Flow, Message, Session, State};
@@ -492,24 +492,18 @@ impl<A: WsApp> Handler for Ws<A> {
         input.consume(used);
     }
 
-    fn on_eof(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        self.eof(conn, io);
-    }
-
-    fn on_timer(&mut self, conn: &mut Self::Conn, tag: u64, io: &mut Io<'_>) {
-        self.timer(conn, tag, io);
-    }
-
-    fn on_shutdown(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        self.shutdown(conn, io);
+    fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            Event::Eof => self.eof(conn, io),
+            Event::Timer(tag) => self.timer(conn, tag, io),
+            Event::Shutdown => self.shutdown(conn, io),
+            Event::Message(msg) => self.message(conn, msg, io),
+            other => other.default_action(io),
+        }
     }
 
     fn on_close(&mut self, conn: Self::Conn, _why: Close) {
         self.closed(conn);
-    }
-
-    fn on_message(&mut self, msg: &ringmaster_runtime::Message, conns: &mut Conns<'_, Self::Conn>) {
-        conns.for_each(|conn, io| self.message(conn, msg, io));
     }
 }
 

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 
-use ringmaster_runtime::{Close, Conns, Handler, Input, Io};
+use ringmaster_runtime::{Close, Event, Handler, Input, Io, ShardEvent, ShardIo};
 
 use super::handler::{Ws, WsApp, WsConn};
 use super::handshake;
@@ -164,33 +164,13 @@ impl<H: App, W: WsApp> Handler for HttpWs<H, W> {
         }
     }
 
-    fn on_eof(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
+    // Every other event goes to whichever protocol the connection speaks now, by one
+    // catch-all: an event this layer does not know of still reaches it.
+    fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
         match conn {
-            HttpWsConn::Fresh(c) | HttpWsConn::Http(c) => self.http.on_eof(c, io),
-            HttpWsConn::Ws(c) => self.ws.eof(c, io),
-            HttpWsConn::Closing => io.close(),
-        }
-    }
-
-    fn on_writable(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        if let HttpWsConn::Fresh(c) | HttpWsConn::Http(c) = conn {
-            self.http.on_writable(c, io);
-        }
-    }
-
-    fn on_timer(&mut self, conn: &mut Self::Conn, tag: u64, io: &mut Io<'_>) {
-        match conn {
-            HttpWsConn::Fresh(c) | HttpWsConn::Http(c) => self.http.on_timer(c, tag, io),
-            HttpWsConn::Ws(c) => self.ws.timer(c, tag, io),
-            HttpWsConn::Closing => {}
-        }
-    }
-
-    fn on_shutdown(&mut self, conn: &mut Self::Conn, io: &mut Io<'_>) {
-        match conn {
-            HttpWsConn::Fresh(c) | HttpWsConn::Http(c) => self.http.on_shutdown(c, io),
-            HttpWsConn::Ws(c) => self.ws.shutdown(c, io),
-            HttpWsConn::Closing => io.close(),
+            HttpWsConn::Fresh(c) | HttpWsConn::Http(c) => self.http.on_event(c, event, io),
+            HttpWsConn::Ws(c) => self.ws.on_event(c, event, io),
+            HttpWsConn::Closing => event.default_action(io),
         }
     }
 
@@ -202,12 +182,8 @@ impl<H: App, W: WsApp> Handler for HttpWs<H, W> {
         }
     }
 
-    fn on_message(&mut self, msg: &ringmaster_runtime::Message, conns: &mut Conns<'_, Self::Conn>) {
-        let ws = &mut self.ws;
-        conns.for_each(|conn, io| {
-            if let HttpWsConn::Ws(c) = conn {
-                ws.message(c, msg, io);
-            }
-        });
+    // Shard events belong to the HTTP application (the WebSocket side has none).
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        self.http.on_shard(event, shard);
     }
 }
