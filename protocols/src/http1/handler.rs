@@ -11,7 +11,7 @@
 //! all the responses to one read of pipelined requests leave in one send.
 //!
 //! Offload: jobs go to the runtime's pool wrapped so that their result names the
-//! exchange (see `app::Routed`); the runtime brings the result back to this connection
+//! exchange (see `offload::Routed`); the runtime brings the result back to this connection
 //! on this shard and [`Http`] hands it to the state machine, which routes it to the
 //! exchange the way it routes application timers.
 //!
@@ -26,10 +26,13 @@ use ringmaster_runtime::{
     Close, Counters, Handler, Input, Io, OffloadError, OffloadResult, TimerKey,
 };
 
-use super::app::{split_app_tag, App, OffloadJob, Port, Routed};
+use super::app::App;
 use super::conn::Conn;
 use super::encode::{DateCache, DATE_LEN};
 use super::limits::{HttpCounters, Limits};
+use super::offload::{OffloadJob, Routed};
+use super::port::{Port, PortTimer};
+use super::timer_tag::split_app_tag;
 
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
 const PROTO_TIMER: u64 = 0;
@@ -149,8 +152,14 @@ impl Port for IoPort<'_, '_> {
     fn date(&self) -> &[u8; DATE_LEN] {
         self.date.value()
     }
-    fn set_timer(&mut self, after: Duration, tag: u64) {
-        self.io.set_timer(after, tag);
+    fn set_timer(&mut self, after: Duration, tag: u64) -> PortTimer {
+        PortTimer::Runtime(self.io.set_timer(after, tag))
+    }
+    fn cancel_timer(&mut self, key: PortTimer) -> bool {
+        match key {
+            PortTimer::Runtime(key) => self.io.cancel_timer(key),
+            PortTimer::Local(_) => false,
+        }
     }
     fn want_writable(&mut self) {
         self.io.want_writable();
@@ -282,7 +291,7 @@ impl<A: App> Handler for Http<A> {
     }
 
     fn on_offload_done(&mut self, conn: &mut Self::Conn, result: OffloadResult, io: &mut Io<'_>) {
-        // Every job this protocol submits is wrapped by `app::wrap_job`, which catches
+        // Every job this protocol submits is wrapped by `offload::wrap_job`, which catches
         // panics and returns a `Routed`; anything else cannot name its exchange.
         let routed = result.ok().and_then(|b| b.downcast::<Routed>().ok());
         let Some(routed) = routed else {
