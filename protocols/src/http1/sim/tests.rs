@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::http1::conn::tests::responses;
-use crate::http1::{Exchange, Request, Response};
+use crate::http1::{AppTimer, Exchange, Request, Response};
 
 /// Exercises the streaming side of the exchange API.
 #[derive(Default)]
@@ -302,4 +302,72 @@ fn paused_input_is_redelivered() {
     assert!(!c.is_paused());
     assert_eq!(c.unread(), 0);
     assert_eq!(responses(&text(c.take_output())).len(), 2);
+}
+
+/// Arms application timers and cancels some: `/cancel` arms tags 1 and 2 and cancels 1;
+/// `/late` arms tag 5 and, when it fires, tries to cancel it.
+#[derive(Default)]
+struct Timers {
+    /// Tags that reached `on_timer`, in order.
+    fired: Vec<u32>,
+    /// What each cancel returned, in order.
+    cancels: Vec<bool>,
+}
+
+impl App for Timers {
+    type Task = AppTimer;
+    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<AppTimer> {
+        match req.path() {
+            "/cancel" => {
+                let first = ex.set_timer(Duration::from_millis(10), 1);
+                let second = ex.set_timer(Duration::from_millis(20), 2);
+                self.cancels.push(ex.cancel_timer(first));
+                self.cancels.push(ex.cancel_timer(first));
+                Some(second)
+            }
+            "/late" => Some(ex.set_timer(Duration::from_millis(1), 5)),
+            _ => {
+                ex.respond(Response::text(200, "plain"));
+                None
+            }
+        }
+    }
+    fn on_timer(&mut self, timer: &mut AppTimer, tag: u32, ex: &mut Exchange<'_>) {
+        self.fired.push(tag);
+        self.cancels.push(ex.cancel_timer(*timer));
+        ex.respond(Response::text(200, &format!("fired {tag}")));
+    }
+}
+
+#[test]
+fn cancelled_timer_never_reaches_the_app() {
+    let mut app = Timers::default();
+    let mut c = SimConn::new(Limits::default());
+    c.send(&mut app, b"GET /cancel HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.fire_all_timers(&mut app, 10);
+    assert_eq!(app.fired, vec![2], "only the timer left armed fires");
+    assert_eq!(
+        app.cancels,
+        vec![true, false, false],
+        "a second cancel, and a cancel from inside the timer's own callback, find nothing"
+    );
+    assert_eq!(
+        responses(&text(c.take_output())),
+        vec![(200, "fired 2".into())]
+    );
+}
+
+#[test]
+fn cancel_after_fire_returns_false() {
+    let mut app = Timers::default();
+    let mut c = SimConn::new(Limits::default());
+    c.send(&mut app, b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(c.fire_next_timer(&mut app));
+    assert!(!c.fire_next_timer(&mut app), "nothing else was armed");
+    assert_eq!(app.fired, vec![5]);
+    assert_eq!(app.cancels, vec![false]);
+    assert_eq!(
+        responses(&text(c.take_output())),
+        vec![(200, "fired 5".into())]
+    );
 }
