@@ -13,6 +13,9 @@
 //!   their own held buffer, released in order when they reach the front;
 //! - once `closing` is set no further request is parsed; the connection closes as soon as
 //!   the queue is empty, so responses queued before an error are delivered whole first.
+//!
+//! Parts: `partial` (a request whose body arrives over several reads), `callbacks` (the
+//! application's timers, offload results and writable-again, routed to their exchange).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -25,32 +28,19 @@ use super::exchange_state::{ExchangeState, Phase};
 use super::head::{header_buf, parse_head, BodyKind, Head, HeadError, Version};
 use super::held::Held;
 use super::limits::{HttpCounters, Limits};
-use super::offload::Routed;
 use super::port::Port;
 use super::timer_tag::SEQ_MASK;
+
+mod callbacks;
+mod partial;
+
+use partial::{Partial, Rest};
 
 /// A response still outstanding.
 struct Slot<T> {
     state: ExchangeState,
     task: Option<T>,
     held: Held,
-}
-
-/// How much of a partly received body is still to come.
-enum Rest {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-}
-
-/// A request whose head is complete and whose body is still arriving.
-struct Partial {
-    /// The head's raw bytes, parsed again (cheaply) when the body is complete, so the
-    /// application sees the same borrowed [`Request`] as for a request read in one go.
-    head: Vec<u8>,
-    body: Vec<u8>,
-    rest: Rest,
-    /// `100 Continue` is owed once earlier responses are out and no body byte came yet.
-    continue_pending: bool,
 }
 
 /// Which protocol timer a deadline belongs to.
@@ -255,95 +245,6 @@ impl<T> Conn<T> {
         pos
     }
 
-    fn start_partial(
-        &mut self,
-        head: &Head<'_, '_>,
-        raw: &[u8],
-        body: Vec<u8>,
-        rest: Rest,
-        body_started: bool,
-        port: &mut dyn Port,
-    ) {
-        let head_bytes = raw.get(..head.len()).unwrap_or_default().to_vec();
-        // RFC 9110 10.1.1: no 100 if the body is already coming.
-        let continue_pending = head.expect_continue() && !body_started;
-        self.partial = Some(Box::new(Partial {
-            head: head_bytes,
-            body,
-            rest,
-            continue_pending,
-        }));
-        if continue_pending && self.queue.is_empty() {
-            self.send_continue(port);
-        }
-    }
-
-    fn send_continue(&mut self, port: &mut dyn Port) {
-        if let Some(p) = self.partial.as_mut() {
-            if p.continue_pending {
-                p.continue_pending = false;
-                port.buf().extend_from_slice(encode::CONTINUE);
-                port.counters().continue_sent += 1;
-            }
-        }
-    }
-
-    /// Feeds body bytes to the request in progress; dispatches it when complete.
-    fn continue_body<A: App<Task = T>>(
-        &mut self,
-        app: &mut A,
-        input: &[u8],
-        limits: &Limits,
-        port: &mut dyn Port,
-    ) -> usize {
-        let Some(p) = self.partial.as_mut() else {
-            return 0;
-        };
-        if !input.is_empty() {
-            p.continue_pending = false;
-        }
-        let used = match &mut p.rest {
-            Rest::Length(left) => {
-                let take = usize::try_from(*left)
-                    .unwrap_or(usize::MAX)
-                    .min(input.len());
-                p.body
-                    .extend_from_slice(input.get(..take).unwrap_or_default());
-                *left -= take as u64;
-                if *left > 0 {
-                    return take;
-                }
-                take
-            }
-            Rest::Chunked(dec) => {
-                let body = &mut p.body;
-                match dec.decode(input, &mut |d| body.extend_from_slice(d)) {
-                    Err(e) => {
-                        count_body_error(&e, port.counters());
-                        self.reject(e.status(), port);
-                        return input.len();
-                    }
-                    Ok(used) if !dec.is_done() => return used,
-                    Ok(used) => used,
-                }
-            }
-        };
-        let Some(p) = self.partial.take() else {
-            return used;
-        };
-        let mut hb = header_buf();
-        match parse_head(&p.head, &mut hb, limits) {
-            Ok(Some(head)) => self.dispatch(app, &head, &p.body, port),
-            // The same bytes parsed before under the same limits; this cannot happen,
-            // but a 400 is the safe answer if it ever does.
-            _ => {
-                port.counters().bad_request += 1;
-                self.reject(400, port);
-            }
-        }
-        used
-    }
-
     /// Hands one complete request to the application.
     fn dispatch<A: App<Task = T>>(
         &mut self,
@@ -497,86 +398,6 @@ impl<T> Conn<T> {
             self.paused = false;
             port.resume_reading();
         }
-    }
-
-    /// An application timer for exchange `seq` fired.
-    pub(crate) fn app_timer<A: App<Task = T>>(
-        &mut self,
-        app: &mut A,
-        seq: u32,
-        tag: u32,
-        limits: &Limits,
-        port: &mut dyn Port,
-    ) {
-        let Some(i) = self.queue.iter().position(|s| s.state.seq == seq) else {
-            return;
-        };
-        if let Some(Slot { state, task, held }) = self.queue.get_mut(i) {
-            if let Some(t) = task.as_mut() {
-                let mut ex = Exchange::new(port, (i != 0).then_some(held), state);
-                app.on_timer(t, tag, &mut ex);
-            }
-            if state.phase == Phase::Done {
-                *task = None;
-            }
-        }
-        self.advance(app, limits, port);
-    }
-
-    /// An offloaded job's result came back for the exchange it names. A result for an
-    /// exchange that already finished is counted and dropped.
-    pub(crate) fn offload_done<A: App<Task = T>>(
-        &mut self,
-        app: &mut A,
-        routed: Routed,
-        limits: &Limits,
-        port: &mut dyn Port,
-    ) {
-        let Routed { seq, result } = routed;
-        if result.is_err() {
-            port.counters().offload_panicked += 1;
-        }
-        let slot = self
-            .queue
-            .iter()
-            .position(|s| s.state.seq == seq && s.task.is_some());
-        let Some(i) = slot else {
-            port.counters().offload_stale += 1;
-            return;
-        };
-        port.counters().offload_delivered += 1;
-        if let Some(Slot { state, task, held }) = self.queue.get_mut(i) {
-            if let Some(t) = task.as_mut() {
-                let mut ex = Exchange::new(port, (i != 0).then_some(held), state);
-                app.on_offload_done(t, result, &mut ex);
-            }
-            if state.phase == Phase::Done {
-                *task = None;
-            }
-        }
-        self.advance(app, limits, port);
-    }
-
-    /// The output drained after a `want_writable`.
-    pub(crate) fn writable<A: App<Task = T>>(
-        &mut self,
-        app: &mut A,
-        limits: &Limits,
-        port: &mut dyn Port,
-    ) {
-        if let Some(Slot { state, task, .. }) = self.queue.front_mut() {
-            if state.wants_writable {
-                state.wants_writable = false;
-                if let Some(t) = task.as_mut() {
-                    let mut ex = Exchange::new(port, None, state);
-                    app.on_writable(t, &mut ex);
-                }
-                if state.phase == Phase::Done {
-                    *task = None;
-                }
-            }
-        }
-        self.advance(app, limits, port);
     }
 
     /// The next protocol deadline, if one applies now.
