@@ -139,7 +139,7 @@ impl<'a> Request<'a> {
     }
 }
 
-/// A response body.
+/// A response body: borrowed bytes copied into the output, or a buffer handed over whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body<'a> {
     /// Bytes copied into the connection's output (small bodies).
@@ -169,7 +169,7 @@ impl<'a> Response<'a> {
         }
     }
 
-    /// A `text/plain` response.
+    /// A `text/plain` response with this status and `text` as its body.
     pub fn text(status: u16, text: &'a str) -> Self {
         Response::new(status)
             .fields(&[("Content-Type", "text/plain")])
@@ -202,7 +202,7 @@ impl<'a> Response<'a> {
         self
     }
 
-    /// The status code.
+    /// The status code this response is sent with.
     pub fn status(&self) -> u16 {
         self.status
     }

@@ -167,8 +167,8 @@ impl<T> Conn<T> {
                 }
                 break;
             }
-            let mut hb = header_buf();
-            let head = match parse_head(rest, &mut hb, limits) {
+            let mut header_slots = header_buf();
+            let head = match parse_head(rest, &mut header_slots, limits) {
                 Ok(Some(head)) => head,
                 Ok(None) => {
                     incomplete_head = true;

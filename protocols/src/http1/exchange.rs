@@ -336,7 +336,8 @@ impl<'x> Exchange<'x> {
         self.port.backlog()
     }
 
-    /// The shard's clock.
+    /// The shard's clock as the driver reads it (the simulated clock under
+    /// [`SimConn`](super::sim::SimConn)).
     pub fn now(&self) -> Instant {
         self.port.now()
     }

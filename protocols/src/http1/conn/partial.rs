@@ -55,9 +55,9 @@ impl<T> Conn<T> {
     }
 
     pub(super) fn send_continue(&mut self, port: &mut dyn Port) {
-        if let Some(p) = self.partial.as_mut() {
-            if p.continue_pending {
-                p.continue_pending = false;
+        if let Some(partial) = self.partial.as_mut() {
+            if partial.continue_pending {
+                partial.continue_pending = false;
                 port.buf().extend_from_slice(encode::CONTINUE);
                 port.counters().continue_sent += 1;
             }
@@ -72,18 +72,19 @@ impl<T> Conn<T> {
         limits: &Limits,
         port: &mut dyn Port,
     ) -> usize {
-        let Some(p) = self.partial.as_mut() else {
+        let Some(partial) = self.partial.as_mut() else {
             return 0;
         };
         if !input.is_empty() {
-            p.continue_pending = false;
+            partial.continue_pending = false;
         }
-        let used = match &mut p.rest {
+        let used = match &mut partial.rest {
             Rest::Length(left) => {
                 let take = usize::try_from(*left)
                     .unwrap_or(usize::MAX)
                     .min(input.len());
-                p.body
+                partial
+                    .body
                     .extend_from_slice(input.get(..take).unwrap_or_default());
                 *left -= take as u64;
                 if *left > 0 {
@@ -92,7 +93,7 @@ impl<T> Conn<T> {
                 take
             }
             Rest::Chunked(dec) => {
-                let body = &mut p.body;
+                let body = &mut partial.body;
                 match dec.decode(input, &mut |d| body.extend_from_slice(d)) {
                     Err(e) => {
                         count_body_error(&e, port.counters());
@@ -104,12 +105,12 @@ impl<T> Conn<T> {
                 }
             }
         };
-        let Some(p) = self.partial.take() else {
+        let Some(partial) = self.partial.take() else {
             return used;
         };
-        let mut hb = header_buf();
-        match parse_head(&p.head, &mut hb, limits) {
-            Ok(Some(head)) => self.dispatch(app, &head, &p.body, port),
+        let mut header_slots = header_buf();
+        match parse_head(&partial.head, &mut header_slots, limits) {
+            Ok(Some(head)) => self.dispatch(app, &head, &partial.body, port),
             // The same bytes parsed before under the same limits; this cannot happen,
             // but a 400 is the safe answer if it ever does.
             _ => {
