@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ringmaster_protocols::http1::{App, Exchange, FieldSet, Http, Limits, Request, Response};
-use ringmaster_runtime::{OffloadError, OffloadResult};
+use ringmaster_runtime::{OffloadDone, OffloadError, Offloaded};
 
 use ringmaster_protocols::tls::TlsOptions;
 
@@ -154,8 +154,8 @@ pub enum Task {
     Delay,
     /// `/bytes/N`: this many bytes still to queue, one piece per writable callback.
     Bytes { left: u64 },
-    /// `/compute/N`: the job is on the offload pool.
-    Compute { n: u64 },
+    /// `/compute/N`: the job is on the offload pool; `job` reads its hash back.
+    Compute { n: u64, job: Offloaded<u64> },
 }
 
 impl App for BenchApp {
@@ -220,16 +220,16 @@ impl App for BenchApp {
         }
     }
 
-    fn on_offload_done(&mut self, task: &mut Task, result: OffloadResult, ex: &mut Exchange<'_>) {
-        let Task::Compute { n } = *task else {
+    fn on_offload_done(&mut self, task: &mut Task, done: OffloadDone, ex: &mut Exchange<'_>) {
+        let Task::Compute { n, job } = *task else {
             return;
         };
-        match result.map(|v| v.downcast::<u64>()) {
-            Ok(Ok(hash)) => {
-                let body = format!("{n} {:016x}\n", *hash);
+        match job.result(done) {
+            Ok(hash) => {
+                let body = format!("{n} {hash:016x}\n");
                 ex.respond(Response::new(200).fields(TEXT).body(body.as_bytes()));
             }
-            Ok(Err(_)) | Err(_) => {
+            Err(_) => {
                 let body = b"Internal Server Error: the offloaded job failed\n";
                 ex.respond(Response::new(500).fields(TEXT).body(body));
             }
@@ -296,10 +296,10 @@ fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
     let submitted = if n == "panic" {
         // Deliberate fault injection (see the module docs): this job always panics.
         ex.offload(|| -> u64 { panic!("fault injection: /compute/panic") })
-            .map(|()| 0)
+            .map(|job| (0, job))
     } else {
         match n.parse::<u64>() {
-            Ok(n) if n <= MAX_COMPUTE_ROUNDS => ex.offload(move || compute(n)).map(|()| n),
+            Ok(n) if n <= MAX_COMPUTE_ROUNDS => ex.offload(move || compute(n)).map(|job| (n, job)),
             _ => {
                 bad_request(ex, "N must be a number of rounds of at most 100000000\n");
                 return None;
@@ -307,7 +307,7 @@ fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
         }
     };
     match submitted {
-        Ok(n) => Some(Task::Compute { n }),
+        Ok((n, job)) => Some(Task::Compute { n, job }),
         Err(OffloadError::QueueFull) => {
             let body = b"Service Unavailable: the offload queue is full, retry\n";
             ex.respond(Response::new(503).fields(BUSY).body(body));

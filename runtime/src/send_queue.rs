@@ -76,6 +76,10 @@ pub(crate) struct NextSend {
     pub zc: bool,
 }
 
+/// Bytes pushed whole up to this size join the end of the queue instead of becoming
+/// a segment (and a send) of their own.
+const COALESCE_MAX: usize = 4096;
+
 /// Largest single send; the rest of a larger segment follows as a resumed send.
 const MAX_SEND: usize = 1 << 30;
 
@@ -146,10 +150,16 @@ impl SendQueue {
         }
     }
 
-    /// Queues bytes as they are (moved, not copied).
+    /// Queues bytes as they are: moved in as a segment of their own, not copied, unless
+    /// they are small enough that joining the end of the queue (one copy) is cheaper than
+    /// the extra send a segment of their own would cost.
     pub(crate) fn push_bytes(&mut self, buf: Vec<u8>) {
         self.settle();
         if buf.is_empty() {
+            return;
+        }
+        if buf.len() <= COALESCE_MAX {
+            self.tail().extend_from_slice(&buf);
             return;
         }
         self.backlog += buf.len();
@@ -486,8 +496,15 @@ mod tests {
         q.tail();
         assert!(q.is_empty());
         assert!(q.start_next().is_none());
-        q.push_bytes(b"moved".to_vec());
+        q.push_bytes(b"small".to_vec());
+        q.push_bytes(vec![1; 2 * COALESCE_MAX]);
         q.tail();
-        assert_eq!(q.start_next().unwrap().len, 5);
+        assert_eq!(
+            q.start_next().unwrap().len,
+            5,
+            "the large one is its own segment"
+        );
+        assert!(!q.complete(5));
+        assert_eq!(q.start_next().unwrap().len as usize, 2 * COALESCE_MAX);
     }
 }

@@ -11,7 +11,7 @@
 //! produces (all the responses to one read of pipelined requests) leaves in one send.
 //!
 //! Offload: jobs go to the runtime's pool wrapped so that their result names the
-//! exchange (see `app::Routed`); the runtime brings the result back to this connection
+//! exchange (see `offload::Routed`); the runtime brings the result back to this connection
 //! on this shard and [`Http`] hands it to the state machine, which routes it to the
 //! exchange the way it routes application timers.
 //!
@@ -23,13 +23,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ringmaster_runtime::{
-    Close, Counters, Event, Handler, Input, Io, OffloadDone, OffloadError, Offloaded, TimerKey,
+    Close, Counters, Event, Handler, Input, Io, OffloadDone, OffloadError, Offloaded, Segment,
+    ShardEvent, ShardIo, TimerKey,
 };
 
-use super::app::{split_app_tag, App, OffloadJob, Port, Routed};
+use super::app::App;
 use super::conn::Conn;
 use super::encode::{DateCache, DATE_LEN};
 use super::limits::{HttpCounters, Limits};
+use super::offload::{OffloadJob, Routed};
+use super::port::{Port, PortTimer};
+use super::timer_tag::split_app_tag;
 
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
 const PROTO_TIMER: u64 = 0;
@@ -119,17 +123,20 @@ impl Port for IoPort<'_, '_> {
     fn buf(&mut self) -> &mut Vec<u8> {
         self.io.out_buf()
     }
-    fn send_owned(&mut self, bytes: Vec<u8>) {
-        self.io.send_owned(bytes);
-    }
-    fn send_static(&mut self, bytes: &'static [u8]) {
-        self.io.send_static(bytes);
+    fn push(&mut self, segment: Segment) {
+        self.io.push(segment);
     }
     fn date(&self) -> &[u8; DATE_LEN] {
         self.date.value()
     }
-    fn set_timer(&mut self, after: Duration, tag: u64) {
-        self.io.set_timer(after, tag);
+    fn set_timer(&mut self, after: Duration, tag: u64) -> PortTimer {
+        PortTimer::Runtime(self.io.set_timer(after, tag))
+    }
+    fn cancel_timer(&mut self, key: PortTimer) -> bool {
+        match key {
+            PortTimer::Runtime(key) => self.io.cancel_timer(key),
+            PortTimer::Local(_) => false,
+        }
     }
     fn want_writable(&mut self) {
         self.io.want_writable();
@@ -296,6 +303,10 @@ impl<A: App> Handler for Http<A> {
         for task in conn.core.into_tasks() {
             self.app.on_cancel(task);
         }
+    }
+
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        self.app.on_shard(event, shard);
     }
 }
 

@@ -7,7 +7,11 @@
 //! - [`encode`]: response heads, chunk framing, the per-shard cached `Date`;
 //! - [`limits`]: every bound, with safe defaults, and the counters of their hits;
 //! - `conn`: the per-connection state machine (requests in, ordered responses out);
-//! - [`app`]: the embedder's API ([`App`], [`Request`], [`Response`], [`Exchange`]);
+//! - [`app`]: the embedder's API ([`App`], [`Request`], [`Response`], [`Body`]);
+//! - [`exchange`]: one answer in progress ([`Exchange`]) and its timers ([`AppTimer`]);
+//! - plumbing, private: `exchange_state` (an exchange's bookkeeping), `held` (output of
+//!   an exchange whose turn has not come), `port` (what a driver provides), `offload`
+//!   (jobs labelled with their exchange), `timer_tag` (application timers in a tag);
 //! - [`handler`]: [`Http`], the runtime `Handler` that drives all of the above;
 //! - [`sim`]: the same state machine driven from memory, for tests and fuzzing.
 //!
@@ -18,13 +22,20 @@ pub mod app;
 pub mod body;
 mod conn;
 pub mod encode;
+pub mod exchange;
+mod exchange_state;
 pub mod handler;
 pub mod head;
+mod held;
 pub mod limits;
+mod offload;
+mod port;
 pub mod sim;
+mod timer_tag;
 
-pub use app::{App, Body, Exchange, Request, Response};
+pub use app::{App, Body, Request, Response};
 pub use encode::FieldSet;
+pub use exchange::{AppTimer, Exchange};
 pub use handler::{Http, HttpConn};
 pub use head::Version;
 pub use limits::{HttpCounters, Limits};

@@ -407,3 +407,97 @@ fn loader_errors_name_the_file_and_the_problem() {
     assert!(!m.contains('\n'), "one line: {m}");
     let _ = std::fs::remove_dir_all(cert.parent().unwrap());
 }
+
+/// An App that answers `/sum/N` from the offload pool (the sum of 1..=N), served behind
+/// `HttpWs` (whose upgrade path it never takes).
+struct Sum;
+impl App for Sum {
+    type Task = ringmaster_runtime::Offloaded<u64>;
+    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Self::Task> {
+        let Some(n) = req
+            .path()
+            .strip_prefix("/sum/")
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            ex.respond(Response::new(404));
+            return None;
+        };
+        match ex.offload(move || (1..=n).sum::<u64>()) {
+            Ok(job) => Some(job),
+            Err(e) => {
+                ex.respond(Response::text(503, &e.to_string()));
+                None
+            }
+        }
+    }
+    fn on_offload_done(
+        &mut self,
+        job: &mut Self::Task,
+        done: ringmaster_runtime::OffloadDone,
+        ex: &mut Exchange<'_>,
+    ) {
+        match job.result(done) {
+            Ok(v) => ex.respond(Response::text(200, &format!("sum={v}"))),
+            Err(p) => ex.respond(Response::text(500, &p.message)),
+        }
+    }
+}
+
+/// The WebSocket side of the `HttpWs` under test: never reached.
+struct NoWs;
+impl crate::websocket::WsApp for NoWs {
+    type Conn = ();
+    fn on_open(&mut self, _ws: &mut crate::websocket::WsIo<'_, '_>) {}
+    fn on_message(
+        &mut self,
+        _c: &mut (),
+        _m: crate::websocket::Message<'_>,
+        _ws: &mut crate::websocket::WsIo<'_, '_>,
+    ) {
+    }
+}
+
+fn sum_behind_upgrades() -> crate::websocket::HttpWs<Sum, NoWs> {
+    crate::websocket::HttpWs::new(
+        Http::new(Sum, Limits::default()),
+        crate::websocket::Ws::new(NoWs, crate::websocket::WsLimits::default()),
+    )
+}
+
+/// Two pipelined requests that each offload: the first while the connection may still
+/// upgrade, the second after (two different states of `HttpWs`).
+const SUMS: &[u8] = b"GET /sum/10 HTTP/1.1\r\nHost: x\r\n\r\nGET /sum/100 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+fn assert_sums(got: &[u8]) {
+    let text = String::from_utf8_lossy(got);
+    let (a, b) = (text.find("sum=55"), text.find("sum=5050"));
+    assert!(matches!((a, b), (Some(a), Some(b)) if a < b), "{text}");
+}
+
+#[test]
+fn an_app_behind_httpws_gets_its_offloaded_results() {
+    let running = start(|_| sum_behind_upgrades());
+    let mut s = TcpStream::connect(running.local_addr()).unwrap();
+    s.write_all(SUMS).unwrap();
+    let got = read_to_eof(&mut s, Duration::from_secs(10)).expect("closed in time");
+    assert_sums(&got);
+    running.shutdown_handle().shutdown();
+    running.wait().unwrap();
+}
+
+#[test]
+fn an_app_behind_tls_and_httpws_gets_its_offloaded_results() {
+    let dc = dev_cert();
+    let cfg = server_config(&dc, &TlsOptions::http1());
+    let running = start(move |_| Tls::new(sum_behind_upgrades(), cfg.clone()));
+    let mut c = Client::connect(
+        running.local_addr(),
+        client_config(&dc, &[&rustls::version::TLS13], &[]),
+    );
+    c.stream().write_all(SUMS).unwrap();
+    let mut got = Vec::new();
+    let _ = c.stream().read_to_end(&mut got);
+    assert_sums(&got);
+    running.shutdown_handle().shutdown();
+    running.wait().unwrap();
+}

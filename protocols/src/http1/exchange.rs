@@ -1,0 +1,366 @@
+//! One request's answer in progress, as the application writes it: [`Exchange`].
+//!
+//! This module owns the rules of answering: once and only once, a complete response or
+//! a head followed by body pieces and a finish, framed for the request's version (chunked
+//! for HTTP/1.1, close-delimited for HTTP/1.0, `Content-Length` for a sized stream). It
+//! also arms and cancels the application's timers ([`AppTimer`]) and hands jobs to the
+//! offload pool for it. It never decides when output leaves: an exchange whose turn has
+//! not come writes into its held buffer, and the connection releases it in order.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ringmaster_runtime::{Counters, OffloadError, Offloaded, Segment};
+
+use super::app::{Body, Response};
+use super::encode::{self, Framing};
+use super::exchange_state::{ExchangeState, Phase};
+use super::held::Held;
+use super::limits::HttpCounters;
+use super::offload::wrap_job;
+use super::port::{Port, PortTimer};
+use super::timer_tag::app_timer_tag;
+#[cfg(doc)]
+use super::App;
+
+/// Names an application timer armed with [`Exchange::set_timer`], so that it can be
+/// cancelled with [`Exchange::cancel_timer`].
+///
+/// A small `Copy` value, meaningful only on the connection whose exchange armed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppTimer(PortTimer);
+
+/// One piece of a streamed body, in the form the application handed it over.
+enum BodyPiece<'a> {
+    /// Copied into the output.
+    Copied(&'a [u8]),
+    /// A buffer handed over whole.
+    Owned(Vec<u8>),
+    /// Program-lifetime bytes, sent without a copy.
+    Static(&'static [u8]),
+}
+
+impl BodyPiece<'_> {
+    fn len(&self) -> usize {
+        match self {
+            BodyPiece::Copied(d) | BodyPiece::Static(d) => d.len(),
+            BodyPiece::Owned(v) => v.len(),
+        }
+    }
+}
+
+/// One request's answer in progress: the application writes its response through this.
+///
+/// Writes made before the exchange's turn (an earlier pipelined response still open) are
+/// held and released in order; the application does not need to know.
+pub struct Exchange<'x> {
+    port: &'x mut dyn Port,
+    held: Option<&'x mut Held>,
+    state: &'x mut ExchangeState,
+}
+
+impl std::fmt::Debug for Exchange<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("seq", &self.state.seq)
+            .field("phase", &self.state.phase)
+            .field("held", &self.held.is_some())
+            .finish()
+    }
+}
+
+impl<'x> Exchange<'x> {
+    pub(crate) fn new(
+        port: &'x mut dyn Port,
+        held: Option<&'x mut Held>,
+        state: &'x mut ExchangeState,
+    ) -> Self {
+        Exchange { port, held, state }
+    }
+
+    fn out(&mut self) -> &mut Vec<u8> {
+        match &mut self.held {
+            Some(h) => h.buf(),
+            None => self.port.buf(),
+        }
+    }
+
+    /// Writes a piece in order after everything written so far: into the held buffer
+    /// before this exchange's turn, else to the port.
+    fn put(&mut self, piece: BodyPiece<'_>) {
+        match (piece, &mut self.held) {
+            (BodyPiece::Copied(d), _) => self.out().extend_from_slice(d),
+            (BodyPiece::Owned(v), Some(h)) => h.push(Segment::Owned(v)),
+            (BodyPiece::Owned(v), None) => self.port.push(Segment::Owned(v)),
+            (BodyPiece::Static(d), Some(h)) => h.push(Segment::Static(d)),
+            (BodyPiece::Static(d), None) => self.port.push(Segment::Static(d)),
+        }
+    }
+
+    fn misuse(&mut self) {
+        self.port.counters().app_errors += 1;
+    }
+
+    fn note_dropped(&mut self, dropped: usize) {
+        if dropped > 0 {
+            self.port.counters().app_errors += dropped as u64;
+        }
+    }
+
+    /// Sends a complete response. Ignored (and counted as an application error) if this
+    /// exchange already answered.
+    pub fn respond(&mut self, res: Response<'_>) {
+        if self.state.phase != Phase::Waiting {
+            return self.misuse();
+        }
+        self.state.phase = Phase::Done;
+        let date = *self.port.date();
+        let conn = self.state.conn_field();
+        let head_only = self.state.head_only;
+        match res.body {
+            Body::Bytes(b) => {
+                let dropped = encode::write_simple(
+                    self.out(),
+                    res.status,
+                    &date,
+                    conn,
+                    res.fields,
+                    b,
+                    head_only,
+                );
+                self.note_dropped(dropped);
+            }
+            Body::Owned(v) => {
+                let no_body = encode::status_has_no_body(res.status);
+                let framing = if no_body {
+                    Framing::None
+                } else {
+                    Framing::Length(v.len() as u64)
+                };
+                let dropped = encode::write_head_fields(
+                    self.out(),
+                    res.status,
+                    &date,
+                    framing,
+                    conn,
+                    res.fields,
+                );
+                self.note_dropped(dropped);
+                if !head_only && !no_body {
+                    self.put(BodyPiece::Owned(v));
+                }
+            }
+        }
+    }
+
+    /// Sends the head of a response whose body follows in pieces
+    /// ([`Exchange::send_chunk`]) and ends with [`Exchange::finish`]. Chunked for
+    /// HTTP/1.1; for HTTP/1.0 the body is delimited by closing the connection.
+    pub fn start_stream(&mut self, status: u16, fields: &[(&str, &str)]) {
+        if self.state.phase != Phase::Waiting {
+            return self.misuse();
+        }
+        let framing = if encode::status_has_no_body(status) {
+            Framing::None
+        } else if self.state.http10 {
+            // No chunked coding in 1.0: the end of the body is the end of the connection.
+            self.state.close = true;
+            Framing::UntilClose
+        } else {
+            Framing::Chunked
+        };
+        self.state.framing = framing;
+        self.state.phase = if framing == Framing::None {
+            Phase::Done
+        } else {
+            Phase::Streaming
+        };
+        let date = *self.port.date();
+        let conn = self.state.conn_field();
+        let dropped = encode::write_head(self.out(), status, &date, framing, conn, fields);
+        self.note_dropped(dropped);
+    }
+
+    /// Sends the head of a response whose body of exactly `len` bytes follows in pieces
+    /// ([`Exchange::send_chunk`], [`Exchange::send_chunk_owned`]) and ends with
+    /// [`Exchange::finish`]: `Content-Length` framing, for large bodies of known size
+    /// that should not be held in memory at once. For HEAD only the head is sent.
+    pub fn start_sized(&mut self, status: u16, fields: &[(&str, &str)], len: u64) {
+        if self.state.phase != Phase::Waiting {
+            return self.misuse();
+        }
+        let framing = if encode::status_has_no_body(status) {
+            Framing::None
+        } else {
+            Framing::Length(len)
+        };
+        self.state.framing = framing;
+        self.state.remaining = if self.state.head_only { 0 } else { len };
+        self.state.phase = Phase::Streaming;
+        let date = *self.port.date();
+        let conn = self.state.conn_field();
+        let dropped = encode::write_head(self.out(), status, &date, framing, conn, fields);
+        self.note_dropped(dropped);
+    }
+
+    /// Checks a piece against the bytes a sized stream still owes; false (and counted as
+    /// an application error) if it would overrun the announced length.
+    fn fits(&mut self, len: usize) -> bool {
+        if !matches!(self.state.framing, Framing::Length(_)) {
+            return true;
+        }
+        match self.state.remaining.checked_sub(len as u64) {
+            Some(left) => {
+                self.state.remaining = left;
+                true
+            }
+            None => {
+                self.misuse();
+                false
+            }
+        }
+    }
+
+    /// Frames and writes the next piece of a streamed body: the one place the three
+    /// `send_chunk` forms share.
+    fn send_piece(&mut self, piece: BodyPiece<'_>) {
+        if self.state.phase != Phase::Streaming {
+            return self.misuse();
+        }
+        let len = piece.len();
+        if self.state.head_only || len == 0 || !self.fits(len) {
+            return;
+        }
+        let chunked = self.state.framing == Framing::Chunked;
+        if chunked {
+            encode::write_chunk_start(self.out(), len);
+        }
+        self.put(piece);
+        if chunked {
+            self.out().extend_from_slice(encode::CHUNK_END);
+        }
+    }
+
+    /// Sends the next piece of a streamed body (copied). Empty pieces are skipped.
+    pub fn send_chunk(&mut self, data: &[u8]) {
+        self.send_piece(BodyPiece::Copied(data));
+    }
+
+    /// Sends the next piece of a streamed body without copying it (zero-copy when large).
+    pub fn send_chunk_owned(&mut self, data: Vec<u8>) {
+        self.send_piece(BodyPiece::Owned(data));
+    }
+
+    /// Like [`Exchange::send_chunk_owned`], for bytes that live for the whole program
+    /// (a static asset, a body built once): sent without a copy and without an
+    /// allocation per response.
+    pub fn send_chunk_static(&mut self, data: &'static [u8]) {
+        self.send_piece(BodyPiece::Static(data));
+    }
+
+    /// Ends a streamed body. A sized stream ended short of its length cannot be
+    /// repaired: the connection closes after it, so the client sees the truncation.
+    pub fn finish(&mut self) {
+        if self.state.phase != Phase::Streaming {
+            return self.misuse();
+        }
+        self.state.phase = Phase::Done;
+        match self.state.framing {
+            Framing::Chunked if !self.state.head_only => {
+                self.out().extend_from_slice(encode::LAST_CHUNK);
+            }
+            Framing::Length(_) if self.state.remaining != 0 => {
+                self.misuse();
+                self.state.close = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// True once the response is complete.
+    pub fn is_done(&self) -> bool {
+        self.state.phase == Phase::Done
+    }
+
+    /// True if the request was HEAD (bodies written here are dropped).
+    pub fn is_head(&self) -> bool {
+        self.state.head_only
+    }
+
+    /// Arms a one-shot timer; [`App::on_timer`] gets this exchange's task and `tag`.
+    /// A timer that fires after the exchange finished is ignored. The returned key
+    /// cancels it ([`Exchange::cancel_timer`]); it may be dropped if that is not needed.
+    pub fn set_timer(&mut self, after: Duration, tag: u32) -> AppTimer {
+        let tag = app_timer_tag(self.state.seq, tag);
+        AppTimer(self.port.set_timer(after, tag))
+    }
+
+    /// Cancels a timer armed with [`Exchange::set_timer`] on this connection: it will not
+    /// reach [`App::on_timer`]. Returns false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: AppTimer) -> bool {
+        self.port.cancel_timer(timer.0)
+    }
+
+    /// Runs `job` on the runtime's worker pool (CPU-bound work that must not hold up the
+    /// shard); [`App::on_offload_done`] gets this exchange's task and the outcome, on
+    /// this shard, and the returned handle reads the job's `R` (or its panic) out of it:
+    /// keep the handle in the task. Responses to later pipelined requests wait for this
+    /// one, as always.
+    ///
+    /// Never blocks: when the pool's queue is full it fails at once with
+    /// [`OffloadError::QueueFull`] (answer 503 with `Retry-After`), and without a pool
+    /// with [`OffloadError::NoPool`]; the job is then dropped unrun. The application must
+    /// return a task from [`App::on_request`] for the result to be delivered.
+    pub fn offload<F, R>(&mut self, job: F) -> Result<Offloaded<R>, OffloadError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Any + Send,
+    {
+        let r = self.port.offload(wrap_job(self.state.seq, job));
+        if r.is_ok() {
+            self.port.counters().offload_submitted += 1;
+        } else {
+            self.port.counters().offload_refused += 1;
+        }
+        r.map(|()| Offloaded::new())
+    }
+
+    /// Asks for one [`App::on_writable`] call once queued output has drained.
+    pub fn want_writable(&mut self) {
+        self.state.wants_writable = true;
+        self.port.want_writable();
+    }
+
+    /// Bytes queued on the connection and not yet sent (to pace a stream).
+    pub fn backlog(&self) -> usize {
+        self.port.backlog()
+    }
+
+    /// The shard's clock as the driver reads it (the simulated clock under
+    /// [`SimConn`](super::sim::SimConn)).
+    pub fn now(&self) -> Instant {
+        self.port.now()
+    }
+
+    /// The client's address, when the driver knows it.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.port.peer()
+    }
+
+    /// The index of the shard running this connection.
+    pub fn shard_id(&self) -> usize {
+        self.port.shard_id()
+    }
+
+    /// The shard's HTTP counters (for a stats endpoint).
+    pub fn http_counters(&mut self) -> &HttpCounters {
+        self.port.counters()
+    }
+
+    /// The runtime's counters for this shard (for a stats endpoint); `None` when the
+    /// protocol is driven by something other than the runtime, e.g. a test.
+    pub fn runtime_counters(&self) -> Option<&Counters> {
+        self.port.runtime_counters()
+    }
+}

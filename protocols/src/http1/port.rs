@@ -1,0 +1,84 @@
+//! The boundary between the sans-IO protocol and whoever drives it.
+//!
+//! This module owns the [`Port`] trait: everything the state machine asks of its driver
+//! (an output buffer, a clock, timers, read control, the worker pool) and nothing more.
+//! Three drivers implement it: the runtime glue (`handler::IoPort`, over the runtime's
+//! `Io`), the in-memory simulator (`sim::SimPort`) and the unit tests' recording port.
+//! Nothing behind a port may call back into the protocol while a port method runs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ringmaster_runtime::{Counters, OffloadError, TimerKey};
+
+use super::encode::DATE_LEN;
+use super::limits::HttpCounters;
+use super::offload::OffloadJob;
+use ringmaster_runtime::Segment;
+
+/// Names a timer armed through [`Port::set_timer`], for [`Port::cancel_timer`].
+///
+/// Opaque to the protocol, which only hands it back to the port that made it: the
+/// runtime glue keeps the runtime's own key, a driver without a runtime its own number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortTimer {
+    /// A timer on the runtime's timer wheel.
+    Runtime(TimerKey),
+    /// A timer of a driver without a runtime (the simulator, tests), by its number.
+    Local(u64),
+}
+
+/// What the protocol needs from whoever drives it: an output buffer, a clock, timers and
+/// read control. The runtime glue implements it over `Io`; tests over plain vectors.
+///
+/// Output order is the order of calls: bytes appended to [`Port::buf`] go before a
+/// segment given to [`Port::push`] after them, and so on.
+pub(crate) trait Port {
+    /// The end of the output, to encode responses into in place (append only). The
+    /// runtime's is the connection's send queue itself: no staging copy.
+    fn buf(&mut self) -> &mut Vec<u8>;
+    /// Queues a segment after everything written so far: owned and `'static` buffers
+    /// without a copy where the driver can (the runtime can; a test driver copies).
+    fn push(&mut self, segment: Segment) {
+        self.buf().extend_from_slice(segment.bytes());
+    }
+    /// The cached `Date` value.
+    fn date(&self) -> &[u8; DATE_LEN];
+    /// Arms a one-shot timer reported back with `tag`; the key cancels it.
+    fn set_timer(&mut self, after: Duration, tag: u64) -> PortTimer;
+    /// Cancels a timer armed with [`Port::set_timer`]; false if it already fired or
+    /// was cancelled (or was not this port's).
+    fn cancel_timer(&mut self, key: PortTimer) -> bool;
+    /// Asks for a writable-again callback.
+    fn want_writable(&mut self);
+    /// Bytes queued and not yet sent.
+    fn backlog(&self) -> usize;
+    /// The shard's clock.
+    fn now(&self) -> Instant;
+    /// The peer's address, if known.
+    fn peer(&self) -> Option<SocketAddr>;
+    /// The shard's index.
+    fn shard_id(&self) -> usize;
+    /// Closes the connection once queued output is sent.
+    fn close(&mut self);
+    /// Closes once queued output is sent, without lingering for the peer's FIN: the
+    /// peer has said it sends nothing more (its last request asked to close).
+    fn close_without_linger(&mut self) {
+        self.close();
+    }
+    /// Stops delivering input.
+    fn pause_reading(&mut self);
+    /// Delivers input again (unconsumed bytes first).
+    fn resume_reading(&mut self);
+    /// The shard's HTTP counters.
+    fn counters(&mut self) -> &mut HttpCounters;
+    /// The runtime's counters for this shard, when driven by the runtime.
+    fn runtime_counters(&self) -> Option<&Counters> {
+        None
+    }
+    /// Hands a job to the worker pool; its result comes back through
+    /// `Conn::offload_done`. Never blocks. Default: no pool.
+    fn offload(&mut self, _job: OffloadJob) -> Result<(), OffloadError> {
+        Err(OffloadError::NoPool)
+    }
+}
