@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::close::{Close, Origin};
 use crate::send_queue::SendQueue;
+use crate::sys::lend::Lent;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
 
@@ -63,9 +64,9 @@ pub(crate) struct ConnIo {
     /// Queued on the shard's dirty list.
     pub dirty: bool,
     pub origin: Origin,
-    /// The address an outbound connect names; boxed so it stays put (the kernel reads it)
-    /// while the slab may move the slot.
-    pub connect_addr: Option<Box<socket2::SockAddr>>,
+    /// The address an outbound connect names, lent to the kernel (boxed, so it stays put
+    /// while the slab may move the slot) until the connect's completion.
+    pub connect_addr: Option<Lent<Box<socket2::SockAddr>>>,
 }
 
 impl ConnIo {
