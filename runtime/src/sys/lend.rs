@@ -268,7 +268,10 @@ mod tests {
         // The zero-copy notification is final.
         assert!(lent.settle(&Completion::for_test(UD, 0, NOTIF)));
         assert!(!lent.is_owed());
-        assert!(!lent.settle(&Completion::for_test(UD, 0, 0)), "nothing owed");
+        assert!(
+            !lent.settle(&Completion::for_test(UD, 0, 0)),
+            "nothing owed"
+        );
         drop(lent);
         assert_eq!(drops.get(), 1, "freed normally once settled");
     }
