@@ -4,6 +4,9 @@
 //! The slot that holds this is freed only when `inflight` is zero and no zero-copy
 //! notification is owed: until then the kernel may still write into the buffer ring
 //! for it, read from its send queue, or complete an operation that names its slot.
+//! (Memory the kernel reads, the send queue's in-flight bytes and the connect address,
+//! is held in `sys::lend::Lent`s, which would leak rather than free it if this
+//! accounting were ever wrong.)
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;

@@ -179,7 +179,7 @@ impl Ring {
     }
 
     /// The submitter, for registrations.
-    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+    pub(super) fn submitter(&self) -> io_uring::Submitter<'_> {
         self.ring.submitter()
     }
 
