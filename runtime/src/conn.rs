@@ -4,6 +4,9 @@
 //! The slot that holds this is freed only when `inflight` is zero and no zero-copy
 //! notification is owed: until then the kernel may still write into the buffer ring
 //! for it, read from its send queue, or complete an operation that names its slot.
+//! (Memory the kernel reads, the send queue's in-flight bytes and the connect address,
+//! is held in `sys::lend::Lent`s, which would leak rather than free it if this
+//! accounting were ever wrong.)
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -11,6 +14,7 @@ use std::time::Instant;
 
 use crate::close::{Close, Origin};
 use crate::send_queue::SendQueue;
+use crate::sys::lend::Lent;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
 
@@ -63,9 +67,9 @@ pub(crate) struct ConnIo {
     /// Queued on the shard's dirty list.
     pub dirty: bool,
     pub origin: Origin,
-    /// The address an outbound connect names; boxed so it stays put (the kernel reads it)
-    /// while the slab may move the slot.
-    pub connect_addr: Option<Box<socket2::SockAddr>>,
+    /// The address an outbound connect names, lent to the kernel (boxed, so it stays put
+    /// while the slab may move the slot) until the connect's completion.
+    pub connect_addr: Option<Lent<Box<socket2::SockAddr>>>,
 }
 
 impl ConnIo {

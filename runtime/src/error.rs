@@ -39,6 +39,17 @@ pub enum Error {
     ShardPanicked(usize),
 }
 
+impl From<crate::sys::SetupError> for Error {
+    fn from(e: crate::sys::SetupError) -> Self {
+        use crate::sys::SetupError;
+        match e {
+            SetupError::Uring(source) => Error::Uring { source },
+            SetupError::Unsupported(what) => Error::Unsupported(what),
+            SetupError::Io { what, source } => Error::Io { what, source },
+        }
+    }
+}
+
 fn bind_hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
         Some(libc::EADDRINUSE) => " (the port is in use: stop the other server or pick another port; port 0 picks a free one)",

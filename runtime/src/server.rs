@@ -299,6 +299,14 @@ impl Running {
         for t in self.threads {
             shards.push(t.join().ok().flatten().unwrap_or_default());
         }
+        let leaked = crate::sys::lend::leaked();
+        if leaked > 0 {
+            // A shard went away with operations still in the kernel (a completion that
+            // never came back in time): their memory was leaked, not freed under them.
+            eprintln!(
+                "ringmaster: {leaked} buffer(s) still lent to the kernel were leaked at exit"
+            );
+        }
         if let Some(p) = self.pool {
             p.stop();
         }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use io_uring::cqueue;
 use slab::Slab;
 
 use crate::close::{Close, Origin};
@@ -26,10 +25,12 @@ use crate::job::Job;
 use crate::mailbox::{Mailboxes, ShardMsg};
 use crate::sys::buf_ring::{BufRing, Pieces};
 use crate::sys::fd;
-use crate::sys::ring::{Ring, ZC_COPIED};
+use crate::sys::lend::Lent;
+use crate::sys::msg::RecvTemplate;
+use crate::sys::ring::{Completion, Ring, ZC_COPIED};
 use crate::timer::TimerWheel;
 use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
-use crate::udp::{empty_msghdr, UdpPort, UdpSends};
+use crate::udp::{UdpPort, UdpSends};
 
 mod accept;
 mod control;
@@ -73,11 +74,12 @@ pub(crate) struct Shard<H: Handler> {
     accept_armed: bool,
     accept_paused: bool,
     wake_fd: Arc<OwnedFd>,
-    wake_buf: Box<[u8; 8]>,
+    /// The wake eventfd's read lands here (lent to the kernel while the read is armed).
+    wake_buf: Lent<Box<[u8; 8]>>,
     wake_armed: bool,
     rx: Receiver<ShardMsg>,
     next_generation: u32,
-    cqes: Vec<cqueue::Entry>,
+    cqes: Vec<Completion>,
     pieces: Pieces,
     fired: Vec<TimerEvent>,
     parked: Vec<ConnToken>,
@@ -104,12 +106,10 @@ impl<H: Handler> Shard<H> {
             Some(fd) => {
                 // Its own buffer group, one datagram per buffer (no incremental mode).
                 let bufs = BufRing::new(&ring, 1, config.buf_ring_entries, config.buf_size, false)?;
-                let mut hdr = Box::new(empty_msghdr());
-                hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
                 Some(UdpPort {
                     fd,
                     bufs,
-                    recv_hdr: hdr,
+                    recv_hdr: Lent::new(RecvTemplate::new()),
                     recv_armed: false,
                 })
             }
@@ -153,7 +153,7 @@ impl<H: Handler> Shard<H> {
             accept_armed: false,
             accept_paused: false,
             wake_fd: parts.wake_fd,
-            wake_buf: Box::new([0; 8]),
+            wake_buf: Lent::new(Box::new([0; 8])),
             wake_armed: false,
             rx: parts.rx,
             next_generation: 1,
@@ -207,8 +207,8 @@ impl<H: Handler> Shard<H> {
         let mut cqes = mem::take(&mut self.cqes);
         let overflow = self.ring.reap(&mut cqes);
         self.ctx.counters.cq_overflow = overflow as u64;
-        for cqe in cqes.drain(..) {
-            self.dispatch(cqe.user_data(), cqe.result(), cqe.flags());
+        for c in cqes.drain(..) {
+            self.dispatch(&c);
         }
         self.cqes = cqes;
         self.fire_timers();
@@ -226,21 +226,22 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    fn dispatch(&mut self, user_data: u64, res: i32, flags: u32) {
-        let Some((kind, token)) = token::unpack(user_data) else {
+    fn dispatch(&mut self, c: &Completion) {
+        let Some((kind, token)) = token::unpack(c.user_data()) else {
             return;
         };
+        let (res, flags) = (c.result(), c.flags());
         match kind {
             OpKind::Accept => self.on_accept(res, flags),
             OpKind::Recv => self.on_recv(token, res, flags),
-            OpKind::Send => self.on_send(token, res, false, flags),
-            OpKind::SendZc if cqueue::notif(flags) => self.on_zc_notif(token, res),
-            OpKind::SendZc => self.on_send(token, res, true, flags),
+            OpKind::Send => self.on_send(token, c),
+            OpKind::SendZc if c.notif() => self.on_zc_notif(token, c),
+            OpKind::SendZc => self.on_send(token, c),
             OpKind::Cancel => {}
-            OpKind::Wake => self.on_wake(res),
-            OpKind::UdpRecv => self.on_udp_recv(res, flags),
-            OpKind::UdpSend => self.on_udp_send(token, res, flags),
-            OpKind::Connect => self.on_connect(token, res),
+            OpKind::Wake => self.on_wake(c),
+            OpKind::UdpRecv => self.on_udp_recv(c),
+            OpKind::UdpSend => self.on_udp_send(token, c),
+            OpKind::Connect => self.on_connect(token, c),
         }
     }
 }

@@ -5,16 +5,19 @@
 //! header and the peer's address; the handler sees the payload in place. A datagram
 //! larger than a buffer arrives truncated (`MSG_TRUNC`): it is counted and dropped, never
 //! handed on. Replies wait in a bounded table of sends in flight; past the bound they
-//! are dropped and counted, since UDP may drop and the server must not grow.
+//! are dropped and counted, since UDP may drop and the server must not grow. The
+//! kernel's layouts (`msghdr`, `UDP_SEGMENT` cmsg, sockaddrs) are built and decoded in
+//! `sys::msg`; every message is lent to the kernel through `sys::lend`.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
 use slab::Slab;
-use socket2::SockAddr;
 
 use crate::counters::Counters;
 use crate::sys::buf_ring::BufRing;
+use crate::sys::lend::Lent;
+use crate::sys::msg::{DatagramMsg, RecvTemplate};
 
 /// Coalesced sends (`udp_gso`) carry at most this many datagrams (the kernel's
 /// `UDP_MAX_SEGMENTS` is 64 or more).
@@ -25,82 +28,32 @@ const GSO_MAX_SEGMENT: usize = 1452;
 /// Bytes of one coalesced send, at most (one IP packet before segmentation).
 const GSO_MAX_BYTES: usize = 65_000;
 
-/// The `UDP_SEGMENT` control message: a `cmsghdr` and the segment size.
-#[repr(C)]
-struct SegmentCmsg {
-    len: libc::size_t,
-    level: libc::c_int,
-    kind: libc::c_int,
-    size: u16,
-}
-
-/// `CMSG_ALIGN` of the C library.
-const fn cmsg_align(n: usize) -> usize {
-    let a = std::mem::size_of::<libc::size_t>();
-    (n + a - 1) & !(a - 1)
-}
-
-// The layout above is the kernel's: `cmsghdr`, then the data at `CMSG_ALIGN(sizeof
-// cmsghdr)`, `CMSG_SPACE(2)` bytes in all.
-const _: () = {
-    assert!(std::mem::size_of::<libc::cmsghdr>() == std::mem::offset_of!(SegmentCmsg, size));
-    assert!(
-        cmsg_align(std::mem::size_of::<libc::cmsghdr>()) == std::mem::offset_of!(SegmentCmsg, size)
-    );
-    assert!(
-        std::mem::size_of::<SegmentCmsg>()
-            == cmsg_align(std::mem::size_of::<libc::cmsghdr>()) + cmsg_align(2)
-    );
-};
-
-/// One send on its way out: one datagram, or with `udp_gso` several of the same size to
-/// the same peer, sent as one buffer with `UDP_SEGMENT`. Boxed so the `msghdr`'s
-/// pointers to its own fields stay valid while the kernel holds them.
+/// One send: one datagram, or with `udp_gso` several of the same size to the same peer,
+/// sent as one buffer with `UDP_SEGMENT`. Its message (header, address, payload) is
+/// lent to the kernel from submission until its final completion (for zero-copy, the
+/// notification), and the entry leaves the table only then.
 pub(crate) struct UdpSend {
-    pub hdr: libc::msghdr,
-    iov: libc::iovec,
-    addr: SockAddr,
+    pub msg: Lent<Box<DatagramMsg>>,
     peer: SocketAddr,
-    data: Vec<u8>,
-    /// Datagrams in `data`, each `segment` bytes long.
-    pub datagrams: u32,
-    segment: usize,
-    cmsg: SegmentCmsg,
     pub zc: bool,
-    /// The result completion arrived.
-    pub done: bool,
-    /// A zero-copy notification is still owed.
-    pub notif_owed: bool,
 }
 
 impl UdpSend {
-    /// Points the `msghdr` at this send's address, data and (for more than one
-    /// datagram) segment size. Called once, when the send is handed to the kernel:
-    /// nothing changes it after that.
-    pub(crate) fn prepare(&mut self) {
-        self.iov.iov_base = self.data.as_mut_ptr().cast();
-        self.iov.iov_len = self.data.len();
-        self.hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;
-        self.hdr.msg_namelen = self.addr.len();
-        self.hdr.msg_iov = &mut self.iov;
-        self.hdr.msg_iovlen = 1;
-        if self.datagrams > 1 {
-            self.cmsg = SegmentCmsg {
-                len: cmsg_align(std::mem::size_of::<libc::cmsghdr>()) + 2,
-                level: libc::SOL_UDP,
-                kind: libc::UDP_SEGMENT,
-                size: self.segment as u16,
-            };
-            self.hdr.msg_control = (&mut self.cmsg as *mut SegmentCmsg).cast();
-            self.hdr.msg_controllen = std::mem::size_of::<SegmentCmsg>() as _;
-        }
+    /// The message, while it is still only queued (not lent).
+    fn queued_msg(&mut self) -> Option<&mut DatagramMsg> {
+        self.msg.get_mut().map(|m| &mut **m)
+    }
+
+    /// Datagrams it carries.
+    pub(crate) fn datagrams(&self) -> u32 {
+        self.msg.get().map_or(0, |m| m.datagrams())
     }
 }
 
 /// The shard's sends: queued ones wait for submission, then stay until the kernel has
 /// returned them.
 pub(crate) struct UdpSends {
-    pub table: Slab<Box<UdpSend>>,
+    pub table: Slab<UdpSend>,
     pub queued: Vec<usize>,
     pub limit: usize,
     /// Coalesce queued datagrams of one size to one peer (`Config::udp_gso`).
@@ -141,58 +94,31 @@ impl UdpSends {
             // Joins the last queued send (not handed to the kernel yet) if it is to the
             // same peer with datagrams of the same size and has room.
             if let Some(last) = self.queued.last().and_then(|k| self.table.get_mut(*k)) {
-                if !last.zc
-                    && last.peer == peer
-                    && last.segment == len
-                    && last.datagrams < GSO_MAX_SEGMENTS
-                    && last.data.len() + len <= GSO_MAX_BYTES
-                {
-                    last.data.extend_from_slice(payload);
-                    last.datagrams += 1;
-                    return true;
+                let (zc, to) = (last.zc, last.peer);
+                if let Some(msg) = last.queued_msg() {
+                    if !zc
+                        && to == peer
+                        && msg.segment() == len
+                        && msg.datagrams() < GSO_MAX_SEGMENTS
+                        && msg.len() + len <= GSO_MAX_BYTES
+                    {
+                        msg.push_datagram(payload);
+                        return true;
+                    }
                 }
             }
         }
         if self.table.len() >= self.limit {
             return false;
         }
-        let send = Box::new(UdpSend {
-            hdr: empty_msghdr(),
-            iov: libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            },
-            addr: SockAddr::from(peer),
+        let send = UdpSend {
+            msg: Lent::new(DatagramMsg::new(peer, payload)),
             peer,
-            data: payload.to_vec(),
-            datagrams: 1,
-            segment: len,
-            cmsg: SegmentCmsg {
-                len: 0,
-                level: 0,
-                kind: 0,
-                size: 0,
-            },
             zc,
-            done: false,
-            notif_owed: false,
-        });
+        };
         let key = self.table.insert(send);
         self.queued.push(key);
         true
-    }
-}
-
-/// A `msghdr` with every field empty.
-pub(crate) fn empty_msghdr() -> libc::msghdr {
-    libc::msghdr {
-        msg_name: std::ptr::null_mut(),
-        msg_namelen: 0,
-        msg_iov: std::ptr::null_mut(),
-        msg_iovlen: 0,
-        msg_control: std::ptr::null_mut(),
-        msg_controllen: 0,
-        msg_flags: 0,
     }
 }
 
@@ -201,61 +127,15 @@ pub(crate) fn empty_msghdr() -> libc::msghdr {
 pub(crate) struct UdpPort {
     pub fd: OwnedFd,
     pub bufs: BufRing,
-    /// The template the multishot recvmsg reads: room for an IPv6 address, no control.
-    pub recv_hdr: Box<libc::msghdr>,
+    /// The template the multishot recvmsg reads (room for an IPv6 address, no control),
+    /// lent to the kernel while the receive is armed.
+    pub recv_hdr: Lent<RecvTemplate>,
     pub recv_armed: bool,
-}
-
-/// Decodes the peer address the kernel wrote (a `sockaddr_in` or `sockaddr_in6`).
-pub(crate) fn parse_sockaddr(raw: &[u8]) -> Option<SocketAddr> {
-    let family = u16::from_ne_bytes([*raw.first()?, *raw.get(1)?]) as i32;
-    let port = u16::from_be_bytes([*raw.get(2)?, *raw.get(3)?]);
-    match family {
-        libc::AF_INET => {
-            let ip: [u8; 4] = raw.get(4..8)?.try_into().ok()?;
-            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port)))
-        }
-        libc::AF_INET6 => {
-            let flow = u32::from_be_bytes(raw.get(4..8)?.try_into().ok()?);
-            let ip: [u8; 16] = raw.get(8..24)?.try_into().ok()?;
-            let scope = u32::from_ne_bytes(raw.get(24..28)?.try_into().ok()?);
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(ip),
-                port,
-                flow,
-                scope,
-            )))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sockaddrs_in_kernel_layout_decode() {
-        let mut v4 = (libc::AF_INET as u16).to_ne_bytes().to_vec();
-        v4.extend_from_slice(&5353u16.to_be_bytes());
-        v4.extend_from_slice(&[127, 0, 0, 1]);
-        v4.extend_from_slice(&[0; 8]);
-        assert_eq!(parse_sockaddr(&v4), Some("127.0.0.1:5353".parse().unwrap()));
-
-        let mut v6 = (libc::AF_INET6 as u16).to_ne_bytes().to_vec();
-        v6.extend_from_slice(&443u16.to_be_bytes());
-        v6.extend_from_slice(&0u32.to_be_bytes());
-        v6.extend_from_slice(&"fe80::1".parse::<Ipv6Addr>().unwrap().octets());
-        v6.extend_from_slice(&2u32.to_ne_bytes());
-        assert_eq!(
-            parse_sockaddr(&v6),
-            Some("[fe80::1%2]:443".parse().unwrap())
-        );
-
-        assert_eq!(parse_sockaddr(&[]), None);
-        assert_eq!(parse_sockaddr(&v4[..6]), None);
-        assert_eq!(parse_sockaddr(&[0xff, 0xff, 0, 0]), None);
-    }
 
     #[test]
     fn send_table_is_bounded() {
@@ -282,31 +162,24 @@ mod tests {
         let sends: Vec<(u32, usize)> = s
             .queued
             .iter()
-            .map(|k| (s.table[*k].datagrams, s.table[*k].data.len()))
+            .map(|k| {
+                let m = s.table[*k].msg.get().unwrap();
+                (m.datagrams(), m.len())
+            })
             .collect();
         let full = GSO_MAX_SEGMENTS as usize * 3;
         assert_eq!(sends, [(GSO_MAX_SEGMENTS, full), (1, 3), (1, 2), (2, 4)]);
-        let last = s.queued[3];
-        let send = &mut s.table[last];
-        send.prepare();
-        assert_eq!(
-            send.hdr.msg_controllen as u64,
-            std::mem::size_of::<SegmentCmsg>() as u64
-        );
-        assert_eq!(
-            (send.cmsg.level, send.cmsg.kind, send.cmsg.size),
-            (libc::SOL_UDP, 103, 2)
-        );
+        // (The `UDP_SEGMENT` cmsg such a send carries is checked in `sys::msg`.)
         let one = s.queued[1];
-        s.table[one].prepare();
-        assert!(
-            s.table[one].hdr.msg_control.is_null(),
-            "one datagram: no cmsg"
-        );
-        // Already handed to the kernel: nothing joins it.
+        // Handed to the kernel: it cannot change, nothing joins it.
+        s.table[one].msg.lend_for_test(1);
+        assert!(s.table[one].queued_msg().is_none());
+        // Released by its final completion only, then it may leave the table.
+        let c = crate::sys::ring::Completion::for_test(1, 2, 0);
+        assert!(s.table[one].msg.settle(&c));
         s.queued.clear();
         s.table.remove(one);
         assert!(s.queue(b, &[5, 6], false));
-        assert_eq!(s.table[s.queued[0]].datagrams, 1);
+        assert_eq!(s.table[s.queued[0]].datagrams(), 1);
     }
 }

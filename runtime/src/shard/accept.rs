@@ -8,6 +8,7 @@ use io_uring::cqueue;
 use socket2::SockRef;
 
 use super::*;
+use crate::sys::lend::Lent;
 
 impl<H: Handler> Shard<H> {
     // ---- accept ----------------------------------------------------------------
@@ -138,17 +139,18 @@ impl<H: Handler> Shard<H> {
             let mut io = ConnIo::new(token, sock.into(), addr, self.ctx.now);
             io.phase = Phase::Connecting;
             io.origin = Origin::Connected { tag };
-            io.connect_addr = Some(Box::new(socket2::SockAddr::from(addr)));
+            io.connect_addr = Some(Lent::new(Box::new(socket2::SockAddr::from(addr))));
             io.inflight = 1;
             let slot = entry.insert(Slot { io, app: None });
-            if let Some(a) = slot.io.connect_addr.as_deref() {
-                self.ring
-                    .connect(slot.io.fd.as_raw_fd(), a, pack(OpKind::Connect, token));
+            let fd = slot.io.fd.as_raw_fd();
+            if let Some(a) = slot.io.connect_addr.as_mut() {
+                self.ring.connect(fd, a, pack(OpKind::Connect, token));
             }
         }
     }
 
-    pub(super) fn on_connect(&mut self, token: ConnToken, res: i32) {
+    pub(super) fn on_connect(&mut self, token: ConnToken, c: &Completion) {
+        let res = c.result();
         let Shard {
             slots,
             ctx,
@@ -159,6 +161,9 @@ impl<H: Handler> Shard<H> {
             return;
         };
         slot.io.inflight -= 1;
+        if let Some(a) = slot.io.connect_addr.as_mut() {
+            a.settle(c);
+        }
         slot.io.connect_addr = None;
         if slot.io.phase != Phase::Connecting {
             ctx.mark_dirty(&mut slot.io); // closed meanwhile: let service free it

@@ -22,7 +22,9 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    pub(super) fn on_wake(&mut self, res: i32) {
+    pub(super) fn on_wake(&mut self, c: &Completion) {
+        let res = c.result();
+        self.wake_buf.settle(c);
         self.wake_armed = false;
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
@@ -120,8 +122,8 @@ impl<H: Handler> Shard<H> {
                 let _ = self.ring.submit_and_wait(Some(Duration::from_millis(50)));
                 let mut cqes = mem::take(&mut self.cqes);
                 self.ring.reap(&mut cqes);
-                for cqe in cqes.drain(..) {
-                    if cqe.user_data() == pack_shard(OpKind::Wake) {
+                for c in cqes.drain(..) {
+                    if self.wake_buf.settle(&c) {
                         self.wake_armed = false;
                     }
                 }

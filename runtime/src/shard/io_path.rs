@@ -100,23 +100,23 @@ impl<H: Handler> Shard<H> {
 
     // ---- send ------------------------------------------------------------------
 
-    pub(super) fn on_send(&mut self, token: ConnToken, res: i32, zc: bool, flags: u32) {
+    /// A send's result (for zero-copy, without MORE when no notification follows: then
+    /// it is also the final completion the send queue's zero-copy list waits for).
+    pub(super) fn on_send(&mut self, token: ConnToken, c: &Completion) {
         let Shard { slots, ctx, .. } = self;
         let Some(slot) = live(slots, token) else {
             return;
         };
         slot.io.inflight -= 1;
-        if zc && !cqueue::more(flags) {
-            slot.io.send.zc_no_notif();
-        }
+        let res = c.result();
         if res >= 0 {
             ctx.counters.bytes_out += res as u64;
             slot.io.last_active = ctx.now;
-            if slot.io.send.complete(res as usize) {
+            if slot.io.send.complete(c) {
                 ctx.counters.short_sends += 1;
             }
         } else {
-            slot.io.send.fail();
+            slot.io.send.fail(c);
             if res != -libc::ECANCELED {
                 slot.io.abort(Close::Error(-res));
             } else {
@@ -126,10 +126,10 @@ impl<H: Handler> Shard<H> {
         ctx.mark_dirty(&mut slot.io);
     }
 
-    pub(super) fn on_zc_notif(&mut self, token: ConnToken, res: i32) {
+    pub(super) fn on_zc_notif(&mut self, token: ConnToken, c: &Completion) {
         let Shard { slots, ctx, .. } = self;
         if let Some(slot) = live(slots, token) {
-            if res & ZC_COPIED != 0 {
+            if c.result() & ZC_COPIED != 0 {
                 // Zero-copy that was not: pinning pages and waiting for this
                 // notification bought nothing (on loopback the receiver copies).
                 ctx.counters.zc_copied += 1;
@@ -137,7 +137,7 @@ impl<H: Handler> Shard<H> {
                     slot.io.send.zc_copied();
                 }
             }
-            slot.io.send.zc_notif();
+            slot.io.send.zc_notif(c);
             ctx.mark_dirty(&mut slot.io);
         }
     }
@@ -198,6 +198,7 @@ impl<H: Handler> Shard<H> {
         }
 
         if slot.io.phase != Phase::Closed {
+            let fd = slot.io.fd.as_raw_fd();
             if let Some(next) = slot.io.send.start_next() {
                 let kind = if next.zc {
                     ctx.counters.zc_sends += 1;
@@ -206,7 +207,7 @@ impl<H: Handler> Shard<H> {
                     OpKind::Send
                 };
                 ctx.counters.sends += 1;
-                ring.send(slot.io.fd.as_raw_fd(), next, pack(kind, token));
+                next.submit(ring, fd, pack(kind, token));
                 slot.io.inflight += 1;
             }
             if slot.io.phase == Phase::Flushing && slot.io.send.is_empty() {

@@ -1,13 +1,13 @@
 //! The shard's UDP side: receive completions to `on_datagram`, the send table to the ring.
 
 use io_uring::cqueue;
-use io_uring::types::RecvMsgOut;
 
 use super::Shard;
 use crate::handler::{Handler, ShardEvent};
 use crate::io::ShardIo;
+use crate::sys::msg::{parse_received, Received};
+use crate::sys::ring::Completion;
 use crate::token::{pack, pack_shard, ConnToken, OpKind};
-use crate::udp::parse_sockaddr;
 
 impl<H: Handler> Shard<H> {
     /// Arms the multishot recvmsg if it is not running (and the shard is not draining).
@@ -20,7 +20,7 @@ impl<H: Handler> Shard<H> {
                 use std::os::fd::AsRawFd;
                 self.ring.recvmsg_multi(
                     port.fd.as_raw_fd(),
-                    &port.recv_hdr,
+                    &mut port.recv_hdr,
                     port.bufs.bgid(),
                     pack_shard(OpKind::UdpRecv),
                 );
@@ -29,7 +29,8 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    pub(super) fn on_udp_recv(&mut self, res: i32, flags: u32) {
+    pub(super) fn on_udp_recv(&mut self, c: &Completion) {
+        let (res, flags) = (c.result(), c.flags());
         let Shard {
             udp,
             ctx,
@@ -41,6 +42,7 @@ impl<H: Handler> Shard<H> {
             return;
         };
         if !cqueue::more(flags) {
+            port.recv_hdr.settle(c);
             port.recv_armed = false;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
@@ -48,21 +50,19 @@ impl<H: Handler> Shard<H> {
             if res > 0 {
                 if let Some(p) = pieces.pieces.first() {
                     let data = port.bufs.bytes(*p);
-                    match RecvMsgOut::parse(data, &port.recv_hdr) {
-                        Ok(msg) if !msg.is_payload_truncated() => {
-                            if let Some(peer) = parse_sockaddr(msg.name_data()) {
-                                let payload = msg.payload_data();
-                                ctx.counters.datagrams_in += 1;
-                                ctx.counters.bytes_in += payload.len() as u64;
-                                handler.on_shard(
-                                    ShardEvent::Datagram { peer, payload },
-                                    &mut ShardIo { shard: ctx },
-                                );
-                            }
+                    match parse_received(data) {
+                        Received::Datagram { peer, payload } => {
+                            ctx.counters.datagrams_in += 1;
+                            ctx.counters.bytes_in += payload.len() as u64;
+                            handler.on_shard(
+                                ShardEvent::Datagram { peer, payload },
+                                &mut ShardIo { shard: ctx },
+                            );
                         }
+                        Received::UnknownPeer => {}
                         // Larger than a buffer: the kernel cut it. Never pass on a cut
                         // datagram.
-                        _ => ctx.counters.udp_truncated += 1,
+                        Received::Truncated => ctx.counters.udp_truncated += 1,
                     }
                 }
             }
@@ -89,22 +89,21 @@ impl<H: Handler> Shard<H> {
             let Some(send) = sends.table.get_mut(key) else {
                 continue;
             };
-            send.prepare();
             let token = ConnToken {
                 slot: key as u32,
                 generation: 0,
             };
             if send.zc {
-                // Until the result says otherwise, a notification will follow.
-                send.notif_owed = true;
                 self.ctx.counters.zc_sends += 1;
             }
             self.ring
-                .sendmsg(fd, &send.hdr, send.zc, pack(OpKind::UdpSend, token));
+                .sendmsg(fd, &mut send.msg, send.zc, pack(OpKind::UdpSend, token));
         }
     }
 
-    pub(super) fn on_udp_send(&mut self, token: ConnToken, res: i32, flags: u32) {
+    /// A send's result, or its zero-copy notification. The entry leaves the table at its
+    /// final completion (the notification, or a result without MORE).
+    pub(super) fn on_udp_send(&mut self, token: ConnToken, c: &Completion) {
         let Some(sends) = self.ctx.udp_sends.as_mut() else {
             return;
         };
@@ -112,21 +111,17 @@ impl<H: Handler> Shard<H> {
         let Some(send) = sends.table.get_mut(key) else {
             return;
         };
-        if cqueue::notif(flags) {
-            send.notif_owed = false;
-        } else {
-            send.done = true;
-            if !cqueue::more(flags) {
-                send.notif_owed = false;
-            }
+        if !c.notif() {
+            let res = c.result();
             if res >= 0 {
-                self.ctx.counters.datagrams_out += u64::from(send.datagrams);
+                self.ctx.counters.datagrams_out += u64::from(send.datagrams());
                 self.ctx.counters.bytes_out += res as u64;
             } else {
                 self.ctx.counters.udp_send_errors += 1;
             }
         }
-        if send.done && !send.notif_owed {
+        send.msg.settle(c);
+        if !send.msg.is_owed() {
             sends.table.remove(key);
         }
     }

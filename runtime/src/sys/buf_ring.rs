@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::cqueue;
 use io_uring::types::BufRingEntry;
 
-use crate::error::Error;
 use crate::sys::ring::Ring;
+use crate::sys::SetupError;
 
 /// `IOU_PBUF_RING_INC` from the kernel uapi (6.12): consume buffers incrementally.
 const IOU_PBUF_RING_INC: u16 = 2;
@@ -106,8 +106,8 @@ impl BufRing {
         entries: u16,
         size: u32,
         want_incremental: bool,
-    ) -> Result<BufRing, Error> {
-        let io_err = |what: &'static str| move |source| Error::Io { what, source };
+    ) -> Result<BufRing, SetupError> {
+        let io_err = |what: &'static str| move |source| SetupError::Io { what, source };
         let desc_len = (entries as usize * std::mem::size_of::<BufRingEntry>()).max(4096);
         let descriptors = Mapping::new(desc_len).map_err(io_err("mapping the buffer ring"))?;
         let buffers = Mapping::new(entries as usize * size as usize)

@@ -7,8 +7,9 @@ use std::time::Duration;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
-use crate::error::Error;
-use crate::send_queue::NextSend;
+use crate::sys::lend::{Lent, SendSource};
+use crate::sys::msg::{DatagramMsg, RecvTemplate};
+use crate::sys::SetupError;
 
 /// How the ring was set up; the best the kernel accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,60 @@ pub struct RingFeatures {
     pub min_timeout: bool,
 }
 
+/// Largest single send; the rest of a larger buffer follows as a resumed send.
+pub(crate) const MAX_SEND: usize = 1 << 30;
+
+/// One completion, as reaped. Only `sys` makes these (in [`Ring::reap`]), so a
+/// [`Lent`] can trust one to be the kernel's word that an operation is over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Completion {
+    user_data: u64,
+    res: i32,
+    flags: u32,
+}
+
+impl Completion {
+    /// The `user_data` of the submission it completes.
+    pub(crate) fn user_data(&self) -> u64 {
+        self.user_data
+    }
+
+    /// The result (negative: an errno).
+    pub(crate) fn result(&self) -> i32 {
+        self.res
+    }
+
+    /// The CQE flags.
+    pub(crate) fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// `IORING_CQE_F_MORE`: more completions follow for this operation.
+    pub(crate) fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+
+    /// A zero-copy notification (`IORING_CQE_F_NOTIF`).
+    pub(crate) fn notif(&self) -> bool {
+        cqueue::notif(self.flags)
+    }
+
+    /// The operation's last completion: nothing of it is left in the kernel.
+    pub(crate) fn is_final(&self) -> bool {
+        !self.more()
+    }
+
+    /// A completion made up by a test.
+    #[cfg(test)]
+    pub(crate) fn for_test(user_data: u64, res: i32, flags: u32) -> Completion {
+        Completion {
+            user_data,
+            res,
+            flags,
+        }
+    }
+}
+
 /// A shard's ring. Not `Send`: it lives and dies on its shard's thread.
 pub(crate) struct Ring {
     ring: IoUring,
@@ -67,7 +122,7 @@ const REQUIRED: &[(u8, &str)] = &[
 impl Ring {
     /// Sets up a ring of `entries` submissions with a completion queue four times as
     /// large, trying DEFER_TASKRUN, then COOP_TASKRUN, then plain.
-    pub(crate) fn new(entries: u32, allow_bundles: bool) -> Result<Ring, Error> {
+    pub(crate) fn new(entries: u32, allow_bundles: bool) -> Result<Ring, SetupError> {
         let cq = entries.saturating_mul(4);
         type Configure = fn(&mut io_uring::Builder);
         let attempts: [(TaskRunMode, Configure); 3] = [
@@ -87,26 +142,26 @@ impl Ring {
             match builder.build(entries) {
                 Ok(ring) => return Self::finish(ring, mode, allow_bundles),
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last_err = Some(e),
-                Err(e) => return Err(Error::Uring { source: e }),
+                Err(e) => return Err(SetupError::Uring(e)),
             }
         }
-        Err(Error::Uring {
-            source: last_err.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)),
-        })
+        Err(SetupError::Uring(last_err.unwrap_or_else(|| {
+            io::Error::from_raw_os_error(libc::EINVAL)
+        })))
     }
 
-    fn finish(ring: IoUring, mode: TaskRunMode, allow_bundles: bool) -> Result<Ring, Error> {
+    fn finish(ring: IoUring, mode: TaskRunMode, allow_bundles: bool) -> Result<Ring, SetupError> {
         let mut probe = Probe::new();
         ring.submitter()
             .register_probe(&mut probe)
-            .map_err(|source| Error::Uring { source })?;
+            .map_err(SetupError::Uring)?;
         for (code, name) in REQUIRED {
             if !probe.is_supported(*code) {
-                return Err(Error::Unsupported(name));
+                return Err(SetupError::Unsupported(name));
             }
         }
         if !ring.params().is_feature_ext_arg() {
-            return Err(Error::Unsupported("EXT_ARG waits"));
+            return Err(SetupError::Unsupported("EXT_ARG waits"));
         }
         let features = RingFeatures {
             mode,
@@ -124,7 +179,7 @@ impl Ring {
     }
 
     /// The submitter, for registrations.
-    pub(crate) fn submitter(&self) -> io_uring::Submitter<'_> {
+    pub(super) fn submitter(&self) -> io_uring::Submitter<'_> {
         self.ring.submitter()
     }
 
@@ -170,38 +225,56 @@ impl Ring {
         unsafe { self.push(e.user_data(user_data)) }
     }
 
-    /// Submits a send (SEND_ZC when `next.zc`) of memory owned by a connection's send
-    /// queue (or `'static`), which keeps it unmoved until the completion (and, for
-    /// zero-copy, the notification) arrives; the shard frees a connection only when none
-    /// is owed.
-    pub(crate) fn send(&mut self, fd: RawFd, next: NextSend, user_data: u64) {
-        let e = if next.zc {
-            let report = if self.features.zc_report_usage {
-                ZC_REPORT_USAGE
-            } else {
-                0
-            };
-            opcode::SendZc::new(Fd(fd), next.ptr, next.len)
+    /// Submits a send (SEND_ZC when `zc`) of `src`'s bytes from `offset` (at most
+    /// [`MAX_SEND`] of them; returns how many). `src` records the operation and cannot be
+    /// changed or freed until its final completion (for zero-copy, the notification)
+    /// is settled on it.
+    pub(crate) fn send<B: SendSource>(
+        &mut self,
+        fd: RawFd,
+        src: &mut Lent<B>,
+        offset: usize,
+        zc: bool,
+        user_data: u64,
+    ) -> u32 {
+        let report = if self.features.zc_report_usage {
+            ZC_REPORT_USAGE
+        } else {
+            0
+        };
+        let bytes = src.lend(user_data, false).send_bytes();
+        let rest = &bytes[offset.min(bytes.len())..];
+        let len = rest.len().min(MAX_SEND) as u32;
+        let e = if zc {
+            opcode::SendZc::new(Fd(fd), rest.as_ptr(), len)
                 .flags(libc::MSG_NOSIGNAL)
                 .zc_flags(report)
                 .build()
         } else {
-            opcode::Send::new(Fd(fd), next.ptr, next.len)
+            opcode::Send::new(Fd(fd), rest.as_ptr(), len)
                 .flags(libc::MSG_NOSIGNAL)
                 .build()
         };
-        // SAFETY: see the doc comment: the send queue owns the memory and keeps it in
-        // place until its completion is reaped.
-        unsafe { self.push(e.user_data(user_data)) }
+        // SAFETY: the bytes belong to `src`, a stable value (its memory does not move
+        // when it moves) that now owes a final completion for `user_data`: it gives no
+        // `&mut` access and is never freed (leaked if dropped) until that is settled.
+        unsafe { self.push(e.user_data(user_data)) };
+        len
     }
 
-    /// Connects `fd` to `addr`, which the connection's slot keeps boxed (unmoved) until
-    /// the completion arrives.
-    pub(crate) fn connect(&mut self, fd: RawFd, addr: &socket2::SockAddr, user_data: u64) {
-        let e = opcode::Connect::new(Fd(fd), addr.as_ptr().cast(), addr.len())
+    /// Connects `fd` to the address `addr` holds, which stays lent (boxed, unmoved,
+    /// unfreed) until the completion is settled on it.
+    pub(crate) fn connect(
+        &mut self,
+        fd: RawFd,
+        addr: &mut Lent<Box<socket2::SockAddr>>,
+        user_data: u64,
+    ) {
+        let a = addr.lend(user_data, false);
+        let e = opcode::Connect::new(Fd(fd), a.as_ptr().cast(), a.len())
             .build()
             .user_data(user_data);
-        // SAFETY: see above: the address outlives the operation.
+        // SAFETY: the address is boxed inside a `Lent` that now owes the completion.
         unsafe { self.push(e) }
     }
 
@@ -224,38 +297,55 @@ impl Ring {
         unsafe { self.push(e) }
     }
 
-    /// Reads 8 bytes from an eventfd into `buf`, which the caller keeps alive and in
-    /// place until the completion is reaped (the shard owns it in a Box).
-    pub(crate) fn read_eventfd(&mut self, fd: RawFd, buf: &mut [u8; 8], user_data: u64) {
-        let e = opcode::Read::new(Fd(fd), buf.as_mut_ptr(), 8)
+    /// Reads 8 bytes from an eventfd into `buf`, lent (boxed, and unreadable by us) until
+    /// the completion is settled on it.
+    pub(crate) fn read_eventfd(&mut self, fd: RawFd, buf: &mut Lent<Box<[u8; 8]>>, user_data: u64) {
+        let ptr = buf.lend(user_data, true).as_ptr().cast_mut();
+        let e = opcode::Read::new(Fd(fd), ptr, 8)
             .build()
             .user_data(user_data);
-        // SAFETY: `buf` is boxed by the shard, never moved, and dropped only after the
-        // read's completion (the shard waits for it before exiting).
+        // SAFETY: the 8 bytes are boxed inside a `Lent` that now owes the completion and
+        // gives no access at all (the kernel writes them) until it is settled.
         unsafe { self.push(e) }
     }
 
-    /// Arms a multishot recvmsg into buffer group `bgid`. `hdr` (name and control sizes
-    /// only) must stay in place until the final completion: the shard keeps it boxed in
-    /// its UDP port, which outlives every operation on the socket.
+    /// Arms a multishot recvmsg into buffer group `bgid`, reading the template `hdr`
+    /// (lent until the multishot's last completion is settled on it).
     pub(crate) fn recvmsg_multi(
         &mut self,
         fd: RawFd,
-        hdr: &libc::msghdr,
+        hdr: &mut Lent<RecvTemplate>,
         bgid: u16,
         user_data: u64,
     ) {
-        let e = opcode::RecvMsgMulti::new(Fd(fd), hdr, bgid)
+        let e = opcode::RecvMsgMulti::new(Fd(fd), hdr.lend(user_data, false).hdr(), bgid)
             .build()
             .user_data(user_data);
-        // SAFETY: see above; the buffers come from the registered ring.
+        // SAFETY: the template is boxed inside a `Lent` that owes the final completion;
+        // the data goes into the registered buffer ring, which outlives the ring's use.
         unsafe { self.push(e) }
     }
 
-    /// Sends one datagram described by `hdr` (SENDMSG_ZC if `zc`). `hdr`, its iovec,
-    /// address and payload live in one boxed send-table entry that is removed only after
-    /// the result (and, for zero-copy, the notification) completion.
-    pub(crate) fn sendmsg(&mut self, fd: RawFd, hdr: &libc::msghdr, zc: bool, user_data: u64) {
+    /// Sends the datagram(s) `msg` describes (SENDMSG_ZC if `zc`). The message (header,
+    /// iovec, cmsg, address and payload, all in one box) stays lent until its final
+    /// completion (for zero-copy, the notification) is settled on it.
+    pub(crate) fn sendmsg(
+        &mut self,
+        fd: RawFd,
+        msg: &mut Lent<Box<DatagramMsg>>,
+        zc: bool,
+        user_data: u64,
+    ) {
+        // The pointers are taken inside the box, which is not touched again until the
+        // debt recorded below is settled.
+        let hdr: *const libc::msghdr = match msg.get_mut() {
+            Some(m) => m.prepare(),
+            None => {
+                debug_assert!(false, "a datagram message submitted twice");
+                return;
+            }
+        };
+        msg.lend(user_data, false);
         let e = if zc {
             opcode::SendMsgZc::new(Fd(fd), hdr)
                 .flags(libc::MSG_NOSIGNAL as u32)
@@ -265,7 +355,9 @@ impl Ring {
                 .flags(libc::MSG_NOSIGNAL as u32)
                 .build()
         };
-        // SAFETY: see above.
+        // SAFETY: `hdr` and everything it points to live in the message's box, inside a
+        // `Lent` that now owes the final completion: unchanged, unmoved and unfreed
+        // until then.
         unsafe { self.push(e.user_data(user_data)) }
     }
 
@@ -320,11 +412,15 @@ impl Ring {
     }
 
     /// Moves every available completion into `out`; returns the kernel's overflow count.
-    pub(crate) fn reap(&mut self, out: &mut Vec<cqueue::Entry>) -> u32 {
+    pub(crate) fn reap(&mut self, out: &mut Vec<Completion>) -> u32 {
         let mut cq = self.ring.completion();
         cq.sync();
         let overflow = cq.overflow();
-        out.extend(&mut cq);
+        out.extend((&mut cq).map(|e| Completion {
+            user_data: e.user_data(),
+            res: e.result(),
+            flags: e.flags(),
+        }));
         overflow
     }
 }
