@@ -730,37 +730,50 @@ mod tests {
         }
     }
 
-    /// A thread-per-connection echo server on 127.0.0.1 that applies `mangle` to what
-    /// it sends back; returns its address.
-    fn echo_server(mangle: fn(&mut [u8])) -> SocketAddr {
-        use std::io::{Read, Write};
+    /// A server on 127.0.0.1 that runs `conn` on a thread of its own for every
+    /// connection it accepts; returns its address.
+    fn serve_each(conn: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let conn = Arc::new(conn);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 {
-                            return;
-                        }
-                        mangle(&mut buf[..n]);
-                        if s.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                });
+                let Ok(s) = stream else { return };
+                let conn = Arc::clone(&conn);
+                std::thread::spawn(move || conn(s));
             }
         });
         addr
     }
 
-    fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
+    /// A thread-per-connection echo server on 127.0.0.1 that applies `mangle` to what
+    /// it sends back; returns its address.
+    fn echo_server(mangle: fn(&mut [u8])) -> SocketAddr {
+        use std::io::{Read, Write};
+        serve_each(move |mut s| {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                mangle(&mut buf[..n]);
+                if s.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// The arguments of a run of `target` against `addr` on 8 connections, and `extra`.
+    fn target_args(target: &str, addr: SocketAddr, extra: &[&str]) -> LoadArgs {
         let addr = addr.to_string();
-        let mut v = vec!["tcp-echo", "--addr", &addr, "--connections", "8"];
+        let mut v = vec![target, "--addr", &addr, "--connections", "8"];
         v.extend_from_slice(extra);
         parse(&v)
+    }
+
+    fn args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
+        target_args("tcp-echo", addr, extra)
     }
 
     fn load(a: &LoadArgs) -> Report {
@@ -848,55 +861,44 @@ mod tests {
     /// address.
     fn http_server(response: &'static [u8]) -> SocketAddr {
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while let Ok(n) = s.read(&mut chunk) {
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let mut out = Vec::new();
-                        // Every complete request in `buf`, each one response.
-                        loop {
-                            let mut headers = [httparse::EMPTY_HEADER; 16];
-                            let mut req = httparse::Request::new(&mut headers);
-                            let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
-                                break;
-                            };
-                            let body = req
-                                .headers
-                                .iter()
-                                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                                .map_or(0, |h| {
-                                    std::str::from_utf8(h.value).unwrap().parse().unwrap()
-                                });
-                            if buf.len() < head + body {
-                                break;
-                            }
-                            buf.drain(..head + body);
-                            out.extend_from_slice(response);
-                        }
-                        if s.write_all(&out).is_err() {
-                            return;
-                        }
+        serve_each(move |mut s| {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let mut out = Vec::new();
+                // Every complete request in `buf`, each one response.
+                loop {
+                    let mut headers = [httparse::EMPTY_HEADER; 16];
+                    let mut req = httparse::Request::new(&mut headers);
+                    let Ok(httparse::Status::Complete(head)) = req.parse(&buf) else {
+                        break;
+                    };
+                    let body = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |h| {
+                            std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                        });
+                    if buf.len() < head + body {
+                        break;
                     }
-                });
+                    buf.drain(..head + body);
+                    out.extend_from_slice(response);
+                }
+                if s.write_all(&out).is_err() {
+                    return;
+                }
             }
-        });
-        addr
+        })
     }
 
     fn http_args(addr: SocketAddr, extra: &[&str]) -> LoadArgs {
-        let addr = addr.to_string();
-        let mut v = vec!["http", "--addr", &addr, "--connections", "8"];
-        v.extend_from_slice(extra);
-        parse(&v)
+        target_args("http", addr, extra)
     }
 
     const PLAINTEXT: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World!";
@@ -985,103 +987,90 @@ mod tests {
         use base64::Engine as _;
         use sha1::Digest as _;
         use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { return };
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 16384];
-                    let mut upgraded = false;
-                    while let Ok(n) = s.read(&mut chunk) {
-                        if n == 0 {
-                            return;
+        serve_each(move |mut s| {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 16384];
+            let mut upgraded = false;
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let mut out = Vec::new();
+                if !upgraded {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8(buf.drain(..end + 4).collect()).unwrap();
+                    let key = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                        .unwrap();
+                    let mut h = sha1::Sha1::new();
+                    h.update(key.as_bytes());
+                    h.update(if wrong_accept {
+                        "x"
+                    } else {
+                        "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+                    });
+                    let accept = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+                    out.extend_from_slice(
+                        format!(
+                            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                    out.extend_from_slice(&[0x89, 2, b'h', b'i']); // a ping
+                    upgraded = true;
+                }
+                // Every complete client frame in `buf`.
+                loop {
+                    if buf.len() < 2 {
+                        break;
+                    }
+                    let (len, at) = match buf[1] & 0x7F {
+                        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                        127 if buf.len() >= 10 => (
+                            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+                            10,
+                        ),
+                        126 | 127 => break,
+                        n => (n as usize, 2),
+                    };
+                    if buf.len() < at + 4 + len {
+                        break;
+                    }
+                    let key: [u8; 4] = buf[at..at + 4].try_into().unwrap();
+                    let op = buf[0] & 0x0F;
+                    let mut p: Vec<u8> = buf.drain(..at + 4 + len).skip(at + 4).collect();
+                    for (i, b) in p.iter_mut().enumerate() {
+                        *b ^= key[i % 4];
+                    }
+                    if op == 0xA {
+                        pongs
+                            .fetch_add(u64::from(p == b"hi"), std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    out.push(0x82);
+                    match len {
+                        0..=125 => out.push(len as u8),
+                        126..=65535 => {
+                            out.push(126);
+                            out.extend_from_slice(&(len as u16).to_be_bytes());
                         }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let mut out = Vec::new();
-                        if !upgraded {
-                            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                                continue;
-                            };
-                            let head = String::from_utf8(buf.drain(..end + 4).collect()).unwrap();
-                            let key = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-                                .unwrap();
-                            let mut h = sha1::Sha1::new();
-                            h.update(key.as_bytes());
-                            h.update(if wrong_accept {
-                                "x"
-                            } else {
-                                "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-                            });
-                            let accept =
-                                base64::engine::general_purpose::STANDARD.encode(h.finalize());
-                            out.extend_from_slice(
-                                format!(
-                                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                                     Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                                )
-                                .as_bytes(),
-                            );
-                            out.extend_from_slice(&[0x89, 2, b'h', b'i']); // a ping
-                            upgraded = true;
-                        }
-                        // Every complete client frame in `buf`.
-                        loop {
-                            if buf.len() < 2 {
-                                break;
-                            }
-                            let (len, at) = match buf[1] & 0x7F {
-                                126 if buf.len() >= 4 => {
-                                    (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
-                                }
-                                127 if buf.len() >= 10 => (
-                                    u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
-                                    10,
-                                ),
-                                126 | 127 => break,
-                                n => (n as usize, 2),
-                            };
-                            if buf.len() < at + 4 + len {
-                                break;
-                            }
-                            let key: [u8; 4] = buf[at..at + 4].try_into().unwrap();
-                            let op = buf[0] & 0x0F;
-                            let mut p: Vec<u8> = buf.drain(..at + 4 + len).skip(at + 4).collect();
-                            for (i, b) in p.iter_mut().enumerate() {
-                                *b ^= key[i % 4];
-                            }
-                            if op == 0xA {
-                                pongs.fetch_add(
-                                    u64::from(p == b"hi"),
-                                    std::sync::atomic::Ordering::Relaxed,
-                                );
-                                continue;
-                            }
-                            out.push(0x82);
-                            match len {
-                                0..=125 => out.push(len as u8),
-                                126..=65535 => {
-                                    out.push(126);
-                                    out.extend_from_slice(&(len as u16).to_be_bytes());
-                                }
-                                _ => {
-                                    out.push(127);
-                                    out.extend_from_slice(&(len as u64).to_be_bytes());
-                                }
-                            }
-                            out.extend_from_slice(&p);
-                        }
-                        if s.write_all(&out).is_err() {
-                            return;
+                        _ => {
+                            out.push(127);
+                            out.extend_from_slice(&(len as u64).to_be_bytes());
                         }
                     }
-                });
+                    out.extend_from_slice(&p);
+                }
+                if s.write_all(&out).is_err() {
+                    return;
+                }
             }
-        });
-        addr
+        })
     }
 
     #[test]
@@ -1193,27 +1182,18 @@ mod tests {
                 )
                 .unwrap(),
         );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(s) = stream else { return };
-                // Records go out as written, not after a delayed ACK.
-                let _ = s.set_nodelay(true);
-                let config = Arc::clone(&config);
-                std::thread::spawn(move || {
-                    let conn = rustls::ServerConnection::new(config).unwrap();
-                    let mut tls = rustls::StreamOwned::new(conn, s);
-                    let mut buf = [0u8; 16384];
-                    while let Ok(n) = tls.read(&mut buf) {
-                        if n == 0 || tls.write_all(&buf[..n]).is_err() || tls.flush().is_err() {
-                            return;
-                        }
-                    }
-                });
+        serve_each(move |s| {
+            // Records go out as written, not after a delayed ACK.
+            let _ = s.set_nodelay(true);
+            let conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            let mut buf = [0u8; 16384];
+            while let Ok(n) = tls.read(&mut buf) {
+                if n == 0 || tls.write_all(&buf[..n]).is_err() || tls.flush().is_err() {
+                    return;
+                }
             }
-        });
-        addr
+        })
     }
 
     /// Writes `pem` to a file of this test process; returns its path.

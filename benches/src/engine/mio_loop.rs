@@ -8,7 +8,7 @@
 //! [`CHECK_EVERY`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use mio::event::Event;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use super::pipeline::{quota_room, Schedule};
 use super::{Live, ThreadPlan, ThreadReport};
 use crate::proto::Conversation;
 use crate::stats::{ErrorKind, Recorder};
@@ -44,16 +45,10 @@ struct Conn<C> {
     /// Bytes queued for the socket; `out[out_pos..]` not written yet.
     out: Vec<u8>,
     out_pos: usize,
-    /// Start (sent, or due in the open loop) of each message in flight, oldest first.
-    starts: VecDeque<Instant>,
-    /// Open loop: when this connection's next message is due.
-    next_due: Instant,
-    /// Connect started, a message sent with nothing in flight, or bytes received.
-    last_progress: Instant,
+    /// Messages in flight and when the next are due.
+    sched: Schedule,
     /// The live timer entry of this connection, if any.
     wake_at: Option<Instant>,
-    /// Connection per request: start of the message this connection carries.
-    pending_start: Instant,
 }
 
 struct Engine<'a, C> {
@@ -81,11 +76,8 @@ pub(super) fn run(plan: &ThreadPlan, live: &Live) -> io::Result<ThreadReport> {
             state: State::Idle,
             out: Vec::with_capacity(plan.target.request_len() * plan.pipeline),
             out_pos: 0,
-            starts: VecDeque::with_capacity(plan.pipeline),
-            next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
-            last_progress: plan.start,
+            sched: Schedule::new(plan, k),
             wake_at: None,
-            pending_start: plan.start,
         })
         .collect();
     let mut engine = Engine {
@@ -136,7 +128,7 @@ impl<C: Conversation> Engine<'_, C> {
         let now = Instant::now();
         for i in 0..self.conns.len() {
             if plan.connect_per_request && plan.interval.is_some() {
-                let due = self.conns[i].next_due;
+                let due = self.conns[i].sched.next_due;
                 self.schedule(i, due);
             } else {
                 self.connect(i, now);
@@ -153,11 +145,7 @@ impl<C: Conversation> Engine<'_, C> {
             let quota_done = self.measuring && plan.quota.is_some_and(|q| self.rec.messages >= q);
             if now >= plan.deadline || quota_done {
                 self.publish();
-                let rec = std::mem::replace(&mut self.rec, Recorder::new());
-                return Ok(ThreadReport {
-                    recorder: rec,
-                    finished: now,
-                });
+                return Ok(ThreadReport::take(&mut self.rec, now));
             }
             while let Some(&Reverse((t, i))) = self.timers.peek() {
                 if t > now {
@@ -218,15 +206,7 @@ impl<C: Conversation> Engine<'_, C> {
     fn connect(&mut self, i: usize, now: Instant) {
         let plan = self.plan;
         let c = &mut self.conns[i];
-        c.pending_start = match plan.interval {
-            Some(iv) if plan.connect_per_request => {
-                let due = c.next_due;
-                c.next_due += iv;
-                due
-            }
-            _ => now,
-        };
-        c.last_progress = now;
+        c.sched.connecting(plan, now);
         let mut stream = match TcpStream::connect(plan.addr) {
             Ok(s) => s,
             Err(e) => return self.fail(i, connect_kind(&e), now),
@@ -278,7 +258,7 @@ impl<C: Conversation> Engine<'_, C> {
                 let c = &mut self.conns[i];
                 c.state = State::Open;
                 c.conv.reset();
-                c.last_progress = now;
+                c.sched.last_progress = now;
                 self.fill_pipeline(i, now);
             }
             // Not connected yet (an event left over from a previous socket).
@@ -289,48 +269,16 @@ impl<C: Conversation> Engine<'_, C> {
 
     /// Queues as many messages as the mode allows, then writes them.
     fn fill_pipeline(&mut self, i: usize, now: Instant) {
-        let plan = self.plan;
-        let mut wake = None;
-        let mut queued;
-        {
-            let c = &mut self.conns[i];
-            if c.state != State::Open {
-                return;
-            }
-            // The conversation's own bytes first (a handshake, TLS records, a pong); no
-            // request until it is ready (a WebSocket waits for its 101).
-            let before = c.out.len();
-            c.conv.poll_output(&mut c.out);
-            queued = c.out.len() > before;
-            while c.starts.len() < plan.pipeline && c.conv.ready() {
-                if let Some(q) = plan.quota {
-                    if self.measuring && self.rec.messages + self.in_flight >= q {
-                        break;
-                    }
-                }
-                let start = if plan.connect_per_request {
-                    c.pending_start
-                } else if let Some(iv) = plan.interval {
-                    if c.next_due > now {
-                        wake = Some(c.next_due);
-                        break;
-                    }
-                    let due = c.next_due;
-                    c.next_due += iv;
-                    due
-                } else {
-                    now
-                };
-                if c.starts.is_empty() {
-                    c.last_progress = now;
-                }
-                c.conv.push_request(&mut c.out);
-                c.starts.push_back(start);
-                self.in_flight += 1;
-                queued = true;
-            }
+        let c = &mut self.conns[i];
+        if c.state != State::Open {
+            return;
         }
-        if let Some(at) = wake {
+        let room = quota_room(self.plan, self.measuring, self.rec.messages, self.in_flight);
+        let before = c.out.len();
+        let filled = c.sched.fill(&mut c.conv, self.plan, room, now, &mut c.out);
+        self.in_flight += filled.requests;
+        let queued = c.out.len() > before || filled.requests > 0;
+        if let Some(at) = filled.wake {
             self.schedule(i, at);
         }
         if queued {
@@ -391,7 +339,7 @@ impl<C: Conversation> Engine<'_, C> {
                 Err(e) => return self.fail(i, io_kind(&e), now),
             };
             now = Instant::now();
-            c.last_progress = now;
+            c.sched.last_progress = now;
             if self.measuring {
                 self.rec.bytes_received += n as u64;
             }
@@ -404,7 +352,7 @@ impl<C: Conversation> Engine<'_, C> {
             };
             for _ in 0..done {
                 // The conversation never completes more messages than were sent.
-                let Some(start) = c.starts.pop_front() else {
+                let Some(start) = c.sched.starts.pop_front() else {
                     return self.fail(i, ErrorKind::BadResponse, now);
                 };
                 self.in_flight -= 1;
@@ -419,7 +367,7 @@ impl<C: Conversation> Engine<'_, C> {
                 break; // the socket is empty
             }
         }
-        if self.plan.connect_per_request && completed && self.conns[i].starts.is_empty() {
+        if self.plan.connect_per_request && completed && self.conns[i].sched.starts.is_empty() {
             self.close(i);
             self.next_connection(i, now);
         } else {
@@ -433,8 +381,8 @@ impl<C: Conversation> Engine<'_, C> {
     /// Connection per request: the next connection, now or when it is due.
     fn next_connection(&mut self, i: usize, now: Instant) {
         match self.plan.interval {
-            Some(_) if self.conns[i].next_due > now => {
-                let due = self.conns[i].next_due;
+            Some(_) if self.conns[i].sched.next_due > now => {
+                let due = self.conns[i].sched.next_due;
                 self.schedule(i, due);
             }
             _ => self.connect(i, now),
@@ -446,8 +394,8 @@ impl<C: Conversation> Engine<'_, C> {
         // Dropping the socket closes it, which also takes it out of the epoll set.
         c.stream = None;
         c.state = State::Idle;
-        self.in_flight -= c.starts.len() as u64;
-        c.starts.clear();
+        self.in_flight -= c.sched.starts.len() as u64;
+        c.sched.starts.clear();
         c.out.clear();
         c.out_pos = 0;
     }
@@ -467,7 +415,7 @@ impl<C: Conversation> Engine<'_, C> {
         if self.plan.connect_per_request && self.plan.interval.is_some() {
             // The schedule goes on: reconnect when the next message is due, but not
             // sooner than the back-off.
-            let due = self.conns[i].next_due.max(now + backoff);
+            let due = self.conns[i].sched.next_due.max(now + backoff);
             self.schedule(i, due);
         } else {
             self.schedule(i, now + backoff);
@@ -482,9 +430,9 @@ impl<C: Conversation> Engine<'_, C> {
                 State::Idle => false,
                 State::Connecting => true,
                 // A handshake not yet answered waits for the server as a request does.
-                State::Open => !c.starts.is_empty() || !c.conv.ready(),
+                State::Open => !c.sched.starts.is_empty() || !c.conv.ready(),
             };
-            if waiting && now.saturating_duration_since(c.last_progress) > timeout {
+            if waiting && now.saturating_duration_since(c.sched.last_progress) > timeout {
                 self.fail(i, ErrorKind::Timeout, now);
             }
         }

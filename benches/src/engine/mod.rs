@@ -18,6 +18,8 @@ use crate::tls::{Tls, TlsPlan};
 
 mod mio_loop;
 mod mio_udp;
+mod pipeline;
+mod run_timers;
 mod uring;
 mod uring_udp;
 
@@ -115,6 +117,17 @@ pub(crate) struct ThreadReport {
     pub recorder: Recorder,
     /// When this thread stopped measuring.
     pub finished: Instant,
+}
+
+impl ThreadReport {
+    /// The report of a thread that stops measuring at `now`: `rec`'s figures, which
+    /// leaves `rec` empty.
+    pub(super) fn take(rec: &mut Recorder, now: Instant) -> Self {
+        ThreadReport {
+            recorder: std::mem::replace(rec, Recorder::new()),
+            finished: now,
+        }
+    }
 }
 
 /// Runs one load thread to the end of its plan.

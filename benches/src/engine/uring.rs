@@ -7,14 +7,15 @@
 //! Per-connection timers pace the open loop and watch for response timeouts; shard
 //! timers open the measured window, end the run, and retry connections that failed.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Close, Handler, Input, Io, Origin, Server, ShardIo};
+use ringmaster_runtime::{Close, Event, Handler, Input, Io, Origin, Server, ShardEvent, ShardIo};
 
+use super::pipeline::{quota_room, Schedule};
+use super::run_timers::{self, RunTimers, TAG_OWN_BASE};
 use super::{Live, ThreadPlan, ThreadReport};
 use crate::proto::Conversation;
 use crate::stats::{ErrorKind, Recorder};
@@ -28,12 +29,9 @@ const BACKOFF_ERROR: Duration = Duration::from_millis(10);
 // Connection timer tags.
 const TAG_CHECK: u64 = 0;
 const TAG_DUE: u64 = 1;
-// Shard timer tags (connection retries carry `TAG_RETRY_BASE + i`); the first three are
-// shared with the UDP engine.
-pub(super) const TAG_WARMUP_END: u64 = 0;
-pub(super) const TAG_DEADLINE: u64 = 1;
-pub(super) const TAG_TICK: u64 = 2;
-const TAG_RETRY_BASE: u64 = 16;
+// Shard timer tag of a connection's retry: `TAG_RETRY_BASE + i` (the run timers take
+// the tags below it).
+const TAG_RETRY_BASE: u64 = TAG_OWN_BASE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -45,10 +43,7 @@ enum State {
 struct Slot<C> {
     conv: C,
     state: State,
-    starts: VecDeque<Instant>,
-    next_due: Instant,
-    pending_start: Instant,
-    last_progress: Instant,
+    sched: Schedule,
     /// Set when we closed the connection on purpose (connection per request).
     closing: bool,
     due_timer_armed: bool,
@@ -99,10 +94,7 @@ pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadRepor
                 .map(|k| Slot {
                     conv: plan.conversation(plan.first_conn + k),
                     state: State::Idle,
-                    starts: VecDeque::with_capacity(plan.pipeline),
-                    next_due: plan.start + plan.stagger * (plan.first_conn + k) as u32,
-                    pending_start: plan.start,
-                    last_progress: plan.start,
+                    sched: Schedule::new(&plan, k),
                     closing: false,
                     due_timer_armed: false,
                     epoch: 0,
@@ -170,15 +162,7 @@ impl<C: Conversation + 'static> Load<C> {
     fn connect(&mut self, i: usize, now: Instant, shard_connect: &mut dyn FnMut(SocketAddr, u64)) {
         let plan = &self.plan;
         let c = &mut self.conns[i];
-        c.pending_start = match plan.interval {
-            Some(iv) if plan.connect_per_request => {
-                let due = c.next_due;
-                c.next_due += iv;
-                due
-            }
-            _ => now,
-        };
-        c.last_progress = now;
+        c.sched.connecting(plan, now);
         c.state = State::Connecting;
         c.closing = false;
         c.epoch = c.epoch.wrapping_add(1);
@@ -202,7 +186,7 @@ impl<C: Conversation + 'static> Load<C> {
             BACKOFF_ERROR
         };
         let at = if self.plan.connect_per_request && self.plan.interval.is_some() {
-            self.conns[i].next_due.max(now + backoff)
+            self.conns[i].sched.next_due.max(now + backoff)
         } else {
             now + backoff
         };
@@ -212,53 +196,33 @@ impl<C: Conversation + 'static> Load<C> {
     fn reset_slot(&mut self, i: usize) {
         let c = &mut self.conns[i];
         c.state = State::Idle;
-        self.in_flight -= c.starts.len() as u64;
-        c.starts.clear();
+        self.in_flight -= c.sched.starts.len() as u64;
+        c.sched.starts.clear();
         c.due_timer_armed = false;
     }
 
     /// Queues as many messages as the mode allows and writes them in one go.
     fn fill_pipeline(&mut self, i: usize, now: Instant, io: &mut Io<'_>) {
-        let plan = &self.plan;
         let c = &mut self.conns[i];
         if c.state != State::Open || c.closing || self.done {
             return;
         }
+        let room = quota_room(
+            &self.plan,
+            self.measuring,
+            self.rec.messages,
+            self.in_flight,
+        );
         self.scratch.clear();
-        // The conversation's own bytes first (a handshake, TLS records, a pong); no
-        // request until it is ready (a WebSocket waits for its 101).
-        c.conv.poll_output(&mut self.scratch);
-        while c.starts.len() < plan.pipeline && c.conv.ready() {
-            if let Some(q) = plan.quota {
-                if self.measuring && self.rec.messages + self.in_flight >= q {
-                    break;
-                }
+        let filled = c
+            .sched
+            .fill(&mut c.conv, &self.plan, room, now, &mut self.scratch);
+        self.in_flight += filled.requests;
+        if let Some(due) = filled.wake {
+            if !c.due_timer_armed {
+                c.due_timer_armed = true;
+                io.set_timer(due - now, TAG_DUE);
             }
-            let start = if plan.connect_per_request {
-                if !c.starts.is_empty() {
-                    break; // one message per connection
-                }
-                c.pending_start
-            } else if let Some(iv) = plan.interval {
-                if c.next_due > now {
-                    if !c.due_timer_armed {
-                        c.due_timer_armed = true;
-                        io.set_timer(c.next_due - now, TAG_DUE);
-                    }
-                    break;
-                }
-                let due = c.next_due;
-                c.next_due += iv;
-                due
-            } else {
-                now
-            };
-            if c.starts.is_empty() {
-                c.last_progress = now;
-            }
-            c.conv.push_request(&mut self.scratch);
-            c.starts.push_back(start);
-            self.in_flight += 1;
         }
         if !self.scratch.is_empty() {
             if self.measuring {
@@ -280,32 +244,11 @@ impl<C: Conversation + 'static> Load<C> {
         }
         self.done = true;
         self.publish();
-        let rec = std::mem::replace(&mut self.rec, Recorder::new());
         if let Ok(mut out) = self.out.lock() {
-            *out = Some(ThreadReport {
-                recorder: rec,
-                finished: now,
-            });
+            *out = Some(ThreadReport::take(&mut self.rec, now));
         }
         stop();
     }
-}
-
-/// Arms a load thread's shard timers: the end of the warmup, the end of the run and the
-/// periodic tick. Returns whether the measured window is already open.
-pub(super) fn arm_run_timers(
-    plan: &ThreadPlan,
-    shard: &mut ShardIo<'_>,
-    now: Instant,
-    tick: Duration,
-) -> bool {
-    shard.set_timer(
-        plan.warmup_end.saturating_duration_since(now),
-        TAG_WARMUP_END,
-    );
-    shard.set_timer(plan.deadline.saturating_duration_since(now), TAG_DEADLINE);
-    shard.set_timer(tick, TAG_TICK);
-    now >= plan.warmup_end
 }
 
 /// A connection's state in the runtime: its slot and the slot's epoch when it opened.
@@ -314,15 +257,16 @@ pub(super) struct ConnRef {
     epoch: u32,
 }
 
-impl<C: Conversation + 'static> Handler for Load<C> {
-    type Conn = ConnRef;
-
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
+/// The callbacks' work, one method an event.
+impl<C: Conversation + 'static> Load<C> {
+    /// The shard is up: the run timers, and every connection opens (or waits for its
+    /// first due time).
+    fn start(&mut self, shard: &mut ShardIo<'_>) {
         let now = Instant::now();
-        self.measuring = arm_run_timers(&self.plan, shard, now, CHECK_EVERY);
+        self.measuring = run_timers::arm(&self.plan, shard, now, CHECK_EVERY);
         for i in 0..self.conns.len() {
             if self.plan.connect_per_request && self.plan.interval.is_some() {
-                let due = self.conns[i].next_due;
+                let due = self.conns[i].sched.next_due;
                 shard.set_timer(
                     due.saturating_duration_since(now),
                     TAG_RETRY_BASE + i as u64,
@@ -333,49 +277,8 @@ impl<C: Conversation + 'static> Handler for Load<C> {
         }
     }
 
-    fn on_shard_timer(&mut self, tag: u64, shard: &mut ShardIo<'_>) {
-        let now = Instant::now();
-        match tag {
-            TAG_WARMUP_END => {
-                self.measuring = true;
-                self.rec.reset();
-            }
-            TAG_DEADLINE => self.finish(now, &mut || shard.shutdown_all()),
-            TAG_TICK => {
-                self.publish();
-                let due: Vec<usize> = self
-                    .retry
-                    .iter()
-                    .filter(|(_, at)| *at <= now)
-                    .map(|(i, _)| *i)
-                    .collect();
-                self.retry.retain(|(_, at)| *at > now);
-                for i in due {
-                    if self.conns[i].state == State::Idle && !self.done {
-                        self.connect(i, now, &mut |a, t| shard.connect(a, t));
-                    }
-                }
-                if !self.done {
-                    shard.set_timer(CHECK_EVERY, TAG_TICK);
-                }
-            }
-            t if t >= TAG_RETRY_BASE => {
-                let i = (t - TAG_RETRY_BASE) as usize;
-                if i < self.conns.len() && self.conns[i].state == State::Idle && !self.done {
-                    self.connect(i, now, &mut |a, t| shard.connect(a, t));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn on_connect_failed(
-        &mut self,
-        tag: u64,
-        _a: SocketAddr,
-        err: io::Error,
-        shard: &mut ShardIo<'_>,
-    ) {
+    /// An outbound connect failed: the slot retries after a back-off.
+    fn connect_failed(&mut self, tag: u64, err: &io::Error, shard: &mut ShardIo<'_>) {
         let i = tag as usize;
         let kind = match err.raw_os_error() {
             Some(libc_errno::ECONNREFUSED) => ErrorKind::ConnectRefused,
@@ -387,92 +290,8 @@ impl<C: Conversation + 'static> Handler for Load<C> {
         }
     }
 
-    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> ConnRef {
-        let Origin::Connected { tag } = io.origin() else {
-            io.abort();
-            return ConnRef {
-                i: usize::MAX,
-                epoch: 0,
-            };
-        };
-        let i = tag as usize;
-        if i >= self.conns.len() {
-            io.abort();
-            return ConnRef { i, epoch: 0 };
-        }
-        let now = Instant::now();
-        let c = &mut self.conns[i];
-        c.state = State::Open;
-        c.conv.reset();
-        c.last_progress = now;
-        let epoch = c.epoch;
-        io.set_timer(CHECK_EVERY, TAG_CHECK);
-        self.fill_pipeline(i, now, io);
-        ConnRef { i, epoch }
-    }
-
-    fn on_data(&mut self, conn: &mut ConnRef, input: &mut Input<'_>, io: &mut Io<'_>) {
-        let i = conn.i;
-        let data = input.bytes();
-        input.consume_all();
-        if i >= self.conns.len() || self.done || self.conns[i].epoch != conn.epoch {
-            return;
-        }
-        let now = Instant::now();
-        if self.measuring {
-            self.rec.bytes_received += data.len() as u64;
-        }
-        let c = &mut self.conns[i];
-        c.last_progress = now;
-        let done = match c.conv.feed(data) {
-            Ok(n) => n,
-            Err(_) => {
-                let kind = c.conv.fault();
-                self.count_error(kind);
-                self.conns[i].closing = true;
-                io.abort();
-                return;
-            }
-        };
-        for _ in 0..done {
-            let Some(start) = self.conns[i].starts.pop_front() else {
-                self.count_error(ErrorKind::BadResponse);
-                self.conns[i].closing = true;
-                io.abort();
-                return;
-            };
-            self.in_flight -= 1;
-            self.live_messages += 1;
-            if self.measuring {
-                let ns = now.saturating_duration_since(start).as_nanos();
-                self.rec.message(u64::try_from(ns).unwrap_or(u64::MAX));
-            }
-        }
-        if self.measuring && self.plan.quota.is_some_and(|q| self.rec.messages >= q) {
-            self.finish(now, &mut || io.shutdown_all());
-            return;
-        }
-        if self.plan.connect_per_request && done > 0 && self.conns[i].starts.is_empty() {
-            // This connection carried its message: close it, open the next.
-            self.conns[i].closing = true;
-            io.close();
-            let due = self.conns[i].next_due;
-            match self.plan.interval {
-                Some(_) if due > now => {
-                    self.conns[i].state = State::Idle;
-                    io.set_timer(due - now, TAG_DUE);
-                }
-                _ => self.connect(i, now, &mut |a, t| io.connect(a, t)),
-            }
-        } else {
-            // More requests, and whatever the conversation has to say (TLS records,
-            // a pong); with a connection per request, its one message once a
-            // handshake has made the conversation ready.
-            self.fill_pipeline(i, now, io);
-        }
-    }
-
-    fn on_timer(&mut self, conn: &mut ConnRef, tag: u64, io: &mut Io<'_>) {
+    /// A connection's timer: the response-timeout check, or the next message due.
+    fn conn_timer(&mut self, conn: &ConnRef, tag: u64, io: &mut Io<'_>) {
         let i = conn.i;
         if i >= self.conns.len() || self.done {
             return;
@@ -489,9 +308,11 @@ impl<C: Conversation + 'static> Handler for Load<C> {
                 let c = &self.conns[i];
                 // A handshake not yet answered waits for the server as a request does.
                 let waiting = c.state == State::Open
-                    && (!c.starts.is_empty() || !c.conv.ready())
+                    && (!c.sched.starts.is_empty() || !c.conv.ready())
                     && !c.closing;
-                if waiting && now.saturating_duration_since(c.last_progress) > self.plan.timeout {
+                if waiting
+                    && now.saturating_duration_since(c.sched.last_progress) > self.plan.timeout
+                {
                     self.count_error(ErrorKind::Timeout);
                     self.conns[i].closing = true;
                     io.abort();
@@ -511,7 +332,8 @@ impl<C: Conversation + 'static> Handler for Load<C> {
         }
     }
 
-    fn on_eof(&mut self, conn: &mut ConnRef, io: &mut Io<'_>) {
+    /// The server shut its side: unless we were closing anyway, that is an error.
+    fn eof(&mut self, conn: &ConnRef, io: &mut Io<'_>) {
         let i = conn.i;
         if i < self.conns.len()
             && self.conns[i].epoch == conn.epoch
@@ -523,9 +345,142 @@ impl<C: Conversation + 'static> Handler for Load<C> {
         }
         io.close();
     }
+}
 
-    fn on_shutdown(&mut self, _conn: &mut ConnRef, io: &mut Io<'_>) {
-        io.abort();
+impl<C: Conversation + 'static> RunTimers for Load<C> {
+    fn warmup_end(&mut self) {
+        self.measuring = true;
+        self.rec.reset();
+    }
+
+    fn deadline(&mut self, now: Instant, shard: &mut ShardIo<'_>) {
+        self.finish(now, &mut || shard.shutdown_all());
+    }
+
+    /// Publishes the live counters and reconnects the slots whose back-off is over.
+    fn tick(&mut self, now: Instant, shard: &mut ShardIo<'_>) {
+        self.publish();
+        let due: Vec<usize> = self
+            .retry
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        self.retry.retain(|(_, at)| *at > now);
+        for i in due {
+            if self.conns[i].state == State::Idle && !self.done {
+                self.connect(i, now, &mut |a, t| shard.connect(a, t));
+            }
+        }
+        if !self.done {
+            run_timers::rearm_tick(shard, CHECK_EVERY);
+        }
+    }
+
+    /// A slot's retry (or, connection per request in the open loop, its first connect).
+    fn own_timer(&mut self, tag: u64, now: Instant, shard: &mut ShardIo<'_>) {
+        let i = (tag - TAG_RETRY_BASE) as usize;
+        if i < self.conns.len() && self.conns[i].state == State::Idle && !self.done {
+            self.connect(i, now, &mut |a, t| shard.connect(a, t));
+        }
+    }
+}
+
+impl<C: Conversation + 'static> Handler for Load<C> {
+    type Conn = ConnRef;
+
+    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> ConnRef {
+        let Origin::Connected { tag } = io.origin() else {
+            io.abort();
+            return ConnRef {
+                i: usize::MAX,
+                epoch: 0,
+            };
+        };
+        let i = tag as usize;
+        if i >= self.conns.len() {
+            io.abort();
+            return ConnRef { i, epoch: 0 };
+        }
+        let now = Instant::now();
+        let c = &mut self.conns[i];
+        c.state = State::Open;
+        c.conv.reset();
+        c.sched.last_progress = now;
+        let epoch = c.epoch;
+        io.set_timer(CHECK_EVERY, TAG_CHECK);
+        self.fill_pipeline(i, now, io);
+        ConnRef { i, epoch }
+    }
+
+    fn on_data(&mut self, conn: &mut ConnRef, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let i = conn.i;
+        let data = input.bytes();
+        input.consume_all();
+        if i >= self.conns.len() || self.done || self.conns[i].epoch != conn.epoch {
+            return;
+        }
+        let now = Instant::now();
+        if self.measuring {
+            self.rec.bytes_received += data.len() as u64;
+        }
+        let c = &mut self.conns[i];
+        c.sched.last_progress = now;
+        let done = match c.conv.feed(data) {
+            Ok(n) => n,
+            Err(_) => {
+                let kind = c.conv.fault();
+                self.count_error(kind);
+                self.conns[i].closing = true;
+                io.abort();
+                return;
+            }
+        };
+        for _ in 0..done {
+            let Some(start) = self.conns[i].sched.starts.pop_front() else {
+                self.count_error(ErrorKind::BadResponse);
+                self.conns[i].closing = true;
+                io.abort();
+                return;
+            };
+            self.in_flight -= 1;
+            self.live_messages += 1;
+            if self.measuring {
+                let ns = now.saturating_duration_since(start).as_nanos();
+                self.rec.message(u64::try_from(ns).unwrap_or(u64::MAX));
+            }
+        }
+        if self.measuring && self.plan.quota.is_some_and(|q| self.rec.messages >= q) {
+            self.finish(now, &mut || io.shutdown_all());
+            return;
+        }
+        if self.plan.connect_per_request && done > 0 && self.conns[i].sched.starts.is_empty() {
+            // This connection carried its message: close it, open the next.
+            self.conns[i].closing = true;
+            io.close();
+            let due = self.conns[i].sched.next_due;
+            match self.plan.interval {
+                Some(_) if due > now => {
+                    self.conns[i].state = State::Idle;
+                    io.set_timer(due - now, TAG_DUE);
+                }
+                _ => self.connect(i, now, &mut |a, t| io.connect(a, t)),
+            }
+        } else {
+            // More requests, and whatever the conversation has to say (TLS records,
+            // a pong); with a connection per request, its one message once a
+            // handshake has made the conversation ready.
+            self.fill_pipeline(i, now, io);
+        }
+    }
+
+    fn on_event(&mut self, conn: &mut ConnRef, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            Event::Timer(tag) => self.conn_timer(conn, tag, io),
+            Event::Eof => self.eof(conn, io),
+            Event::Shutdown => io.abort(),
+            other => other.default_action(io),
+        }
     }
 
     fn on_close(&mut self, conn: ConnRef, why: Close) {
@@ -545,6 +500,15 @@ impl<C: Conversation + 'static> Handler for Load<C> {
                 // Died (or was timed out, or answered wrong): retry after a back-off.
                 self.retry.push((i, Instant::now() + BACKOFF_ERROR));
             }
+        }
+    }
+
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        match event {
+            ShardEvent::Start => self.start(shard),
+            ShardEvent::Timer(tag) => run_timers::dispatch(self, tag, shard),
+            ShardEvent::ConnectFailed { tag, error, .. } => self.connect_failed(tag, &error, shard),
+            _ => {}
         }
     }
 }

@@ -6,9 +6,9 @@
 //! family's unspecified address otherwise). The thread's connections are logical flows
 //! over that one socket: each keeps one datagram in flight (closed-loop ping-pong, as
 //! the epoll engine does). Datagrams leave through [`ShardIo::send_to`] (the first
-//! ones, and those after a timeout) or [`DatagramIo::send_to`] (the next one, straight
-//! from the echo of the previous one); echoes arrive through the shard's multishot
-//! `recvmsg` into its provided buffers.
+//! ones, those after a timeout, and the next one, straight from the echo of the
+//! previous one); echoes arrive through the shard's multishot `recvmsg` into its
+//! provided buffers.
 //!
 //! Payload layout (at least [`MIN_SIZE`] bytes): bytes 0..8 carry the flow's global index
 //! (little endian), so an echo maps back to its flow; bytes 8.. are
@@ -38,9 +38,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Close, DatagramIo, Handler, Input, Io, Server, ShardIo};
+use ringmaster_runtime::{Close, Handler, Input, Io, Server, ShardEvent, ShardIo};
 
-use super::uring::{arm_run_timers, TAG_DEADLINE, TAG_TICK, TAG_WARMUP_END};
+use super::run_timers::{self, RunTimers};
 use super::{Live, ThreadPlan, ThreadReport};
 use crate::proto::{fill_payload, payload_seq};
 use crate::stats::{ErrorKind, Recorder};
@@ -196,7 +196,7 @@ impl Load {
     /// Sends flow `k`'s next datagram unless the quota holds it back. A datagram the
     /// shard's send table had no room for is not sent: the flow stays idle and the next
     /// tick tries again.
-    fn send(&mut self, k: usize, now: Instant, send_to: &mut dyn FnMut(SocketAddr, &[u8]) -> bool) {
+    fn send(&mut self, k: usize, now: Instant, shard: &mut ShardIo<'_>) {
         if self.done {
             return;
         }
@@ -208,7 +208,7 @@ impl Load {
         let salt = (self.plan.first_conn + k) as u64;
         let f = &mut self.flows[k];
         fill(salt, f.seq, &mut self.out);
-        if send_to(self.plan.addr, &self.out) {
+        if shard.send_to(self.plan.addr, &self.out) {
             f.sent = Some(now);
             self.in_flight += 1;
             if self.measuring {
@@ -262,18 +262,14 @@ impl Load {
         }
         self.done = true;
         self.publish();
-        let rec = std::mem::replace(&mut self.rec, Recorder::new());
         if let Ok(mut out) = self.report.lock() {
-            *out = Some(ThreadReport {
-                recorder: rec,
-                finished: now,
-            });
+            *out = Some(ThreadReport::take(&mut self.rec, now));
         }
         let _ = self.ended.send(());
     }
 
-    /// The tick: timeouts, then every idle flow sends.
-    fn tick(&mut self, now: Instant, shard: &mut ShardIo<'_>) {
+    /// The tick's work: timeouts, then every idle flow sends.
+    fn scan(&mut self, now: Instant, shard: &mut ShardIo<'_>) {
         self.publish();
         for k in 0..self.flows.len() {
             let f = &mut self.flows[k];
@@ -294,53 +290,22 @@ impl Load {
         }
         for k in 0..self.flows.len() {
             if self.flows[k].sent.is_none() {
-                self.send(k, now, &mut |a, d| shard.send_to(a, d));
+                self.send(k, now, shard);
             }
         }
     }
-}
 
-impl Handler for Load {
-    type Conn = ();
-
-    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) {
-        io.abort(); // no TCP here
-    }
-
-    fn on_data(&mut self, _conn: &mut (), input: &mut Input<'_>, _io: &mut Io<'_>) {
-        input.consume_all();
-    }
-
-    fn on_close(&mut self, _conn: (), _why: Close) {}
-
-    fn on_start(&mut self, shard: &mut ShardIo<'_>) {
+    /// The shard is up: the run timers, and every flow sends its first datagram.
+    fn start(&mut self, shard: &mut ShardIo<'_>) {
         let now = Instant::now();
-        self.measuring = arm_run_timers(&self.plan, shard, now, CHECK_EVERY);
+        self.measuring = run_timers::arm(&self.plan, shard, now, CHECK_EVERY);
         for k in 0..self.flows.len() {
-            self.send(k, now, &mut |a, d| shard.send_to(a, d));
+            self.send(k, now, shard);
         }
     }
 
-    fn on_shard_timer(&mut self, tag: u64, shard: &mut ShardIo<'_>) {
-        let now = Instant::now();
-        match tag {
-            TAG_WARMUP_END => {
-                self.measuring = true;
-                self.rec.reset();
-            }
-            TAG_DEADLINE => {
-                self.finish(now);
-                shard.shutdown_all();
-            }
-            TAG_TICK if !self.done => {
-                self.tick(now, shard);
-                shard.set_timer(CHECK_EVERY, TAG_TICK);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_datagram(&mut self, _peer: SocketAddr, payload: &[u8], io: &mut DatagramIo<'_>) {
+    /// An echo arrived: its flow's message is complete, and the flow sends the next.
+    fn datagram(&mut self, payload: &[u8], shard: &mut ShardIo<'_>) {
         // The payload names its flow; the sender's address is not checked (a server on
         // a wildcard address may answer from another one of its addresses).
         if self.done {
@@ -371,6 +336,48 @@ impl Handler for Load {
                 return;
             }
         }
-        self.send(k, now, &mut |a, d| io.send_to(a, d));
+        self.send(k, now, shard);
+    }
+}
+
+impl RunTimers for Load {
+    fn warmup_end(&mut self) {
+        self.measuring = true;
+        self.rec.reset();
+    }
+
+    fn deadline(&mut self, now: Instant, shard: &mut ShardIo<'_>) {
+        self.finish(now);
+        shard.shutdown_all();
+    }
+
+    fn tick(&mut self, now: Instant, shard: &mut ShardIo<'_>) {
+        if !self.done {
+            self.scan(now, shard);
+            run_timers::rearm_tick(shard, CHECK_EVERY);
+        }
+    }
+}
+
+impl Handler for Load {
+    type Conn = ();
+
+    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) {
+        io.abort(); // no TCP here
+    }
+
+    fn on_data(&mut self, _conn: &mut (), input: &mut Input<'_>, _io: &mut Io<'_>) {
+        input.consume_all();
+    }
+
+    fn on_close(&mut self, _conn: (), _why: Close) {}
+
+    fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        match event {
+            ShardEvent::Start => self.start(shard),
+            ShardEvent::Timer(tag) => run_timers::dispatch(self, tag, shard),
+            ShardEvent::Datagram { payload, .. } => self.datagram(payload, shard),
+            _ => {}
+        }
     }
 }
