@@ -30,7 +30,7 @@ use crate::sys::msg::RecvTemplate;
 use crate::sys::ring::{Completion, Ring, ZC_COPIED};
 use crate::timer::TimerWheel;
 use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
-use crate::udp::{UdpPort, UdpSends};
+use crate::udp::{ShardUdp, UdpSends};
 
 mod accept;
 mod control;
@@ -43,7 +43,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a closing connection keeps draining the peer's input after our FIN.
 const LINGER: Duration = Duration::from_secs(2);
 
-struct Slot<C> {
+struct ConnSlot<C> {
     io: ConnIo,
     app: Option<C>,
 }
@@ -68,9 +68,9 @@ pub(crate) struct Shard<H: Handler> {
     bufs: BufRing,
     ctx: ShardCtx,
     handler: H,
-    slots: Slab<Slot<H::Conn>>,
+    slots: Slab<ConnSlot<H::Conn>>,
     listener: Option<OwnedFd>,
-    udp: Option<UdpPort>,
+    udp: Option<ShardUdp>,
     accept_armed: bool,
     accept_paused: bool,
     wake_fd: Arc<OwnedFd>,
@@ -106,7 +106,7 @@ impl<H: Handler> Shard<H> {
             Some(fd) => {
                 // Its own buffer group, one datagram per buffer (no incremental mode).
                 let bufs = BufRing::new(&ring, 1, config.buf_ring_entries, config.buf_size, false)?;
-                Some(UdpPort {
+                Some(ShardUdp {
                     fd,
                     bufs,
                     recv_hdr: Lent::new(RecvTemplate::new()),
@@ -280,7 +280,7 @@ impl<H: Handler> Shard<H> {
 fn deliver_event<H: Handler>(
     handler: &mut H,
     ctx: &mut ShardCtx,
-    slot: &mut Slot<H::Conn>,
+    slot: &mut ConnSlot<H::Conn>,
     event: Event<'_>,
 ) -> bool {
     let wanted = match event {
@@ -300,7 +300,7 @@ fn deliver_event<H: Handler>(
 
 /// The connection `token` names, if its slot still holds that generation: a completion
 /// or timer for a connection that is gone (its slot maybe reused) finds nothing.
-fn live<C>(slots: &mut Slab<Slot<C>>, token: ConnToken) -> Option<&mut Slot<C>> {
+fn live<C>(slots: &mut Slab<ConnSlot<C>>, token: ConnToken) -> Option<&mut ConnSlot<C>> {
     slots
         .get_mut(token.slot as usize)
         .filter(|s| s.io.token.generation == token.generation)
@@ -310,7 +310,7 @@ fn live<C>(slots: &mut Slab<Slot<C>>, token: ConnToken) -> Option<&mut Slot<C>> 
 mod tests {
     use super::*;
 
-    fn slot(slots: &mut Slab<Slot<u32>>, generation: u32, app: u32) -> ConnToken {
+    fn slot(slots: &mut Slab<ConnSlot<u32>>, generation: u32, app: u32) -> ConnToken {
         let entry = slots.vacant_entry();
         let token = ConnToken {
             slot: entry.key() as u32,
@@ -318,7 +318,7 @@ mod tests {
         };
         let fd = fd::eventfd().expect("eventfd");
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-        entry.insert(Slot {
+        entry.insert(ConnSlot {
             io: ConnIo::new(token, fd, peer, Instant::now()),
             app: Some(app),
         });

@@ -124,7 +124,7 @@ impl UdpSends {
 
 /// A shard's UDP socket and what its receives need (its sends wait in
 /// `ShardCtx::udp_sends`, where `ShardIo::send_to` reaches them too).
-pub(crate) struct UdpPort {
+pub(crate) struct ShardUdp {
     pub fd: OwnedFd,
     pub bufs: BufRing,
     /// The template the multishot recvmsg reads (room for an IPv6 address, no control),

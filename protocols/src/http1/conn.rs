@@ -37,7 +37,7 @@ mod partial;
 use partial::{Partial, Rest};
 
 /// A response still outstanding.
-struct Slot<T> {
+struct Pending<T> {
     state: ExchangeState,
     task: Option<T>,
     held: Held,
@@ -54,7 +54,7 @@ pub(crate) enum TimerKind {
 
 /// One connection's HTTP/1.1 state, generic over the application's task type.
 pub(crate) struct Conn<T> {
-    queue: VecDeque<Slot<T>>,
+    queue: VecDeque<Pending<T>>,
     partial: Option<Box<Partial>>,
     next_seq: u32,
     /// No further request will be parsed; close once the queue is empty.
@@ -301,7 +301,7 @@ impl<T> Conn<T> {
                 return;
             }
         }
-        self.queue.push_back(Slot { state, task, held });
+        self.queue.push_back(Pending { state, task, held });
     }
 
     /// Answers a request that cannot be processed with `status` and `Connection: close`,
@@ -337,7 +337,7 @@ impl<T> Conn<T> {
             );
             let mut state = ExchangeState::new(self.next_seq, false, false, false);
             state.phase = Phase::Done;
-            self.queue.push_back(Slot {
+            self.queue.push_back(Pending {
                 state,
                 task: None,
                 held,

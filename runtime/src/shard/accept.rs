@@ -85,7 +85,7 @@ impl<H: Handler> Shard<H> {
             slot: entry.key() as u32,
             generation,
         };
-        let slot = entry.insert(Slot {
+        let slot = entry.insert(ConnSlot {
             io: ConnIo::new(token, fd, peer, self.ctx.now),
             app: None,
         });
@@ -141,7 +141,7 @@ impl<H: Handler> Shard<H> {
             io.origin = Origin::Connected { tag };
             io.connect_addr = Some(Lent::new(Box::new(socket2::SockAddr::from(addr))));
             io.inflight = 1;
-            let slot = entry.insert(Slot { io, app: None });
+            let slot = entry.insert(ConnSlot { io, app: None });
             let fd = slot.io.fd.as_raw_fd();
             if let Some(a) = slot.io.connect_addr.as_mut() {
                 self.ring.connect(fd, a, pack(OpKind::Connect, token));

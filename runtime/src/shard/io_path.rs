@@ -254,7 +254,7 @@ impl<H: Handler> Shard<H> {
 pub(super) fn deliver<H: Handler>(
     handler: &mut H,
     ctx: &mut ShardCtx,
-    slot: &mut Slot<H::Conn>,
+    slot: &mut ConnSlot<H::Conn>,
     data: &[u8],
 ) {
     if slot.io.phase != Phase::Open || slot.io.abort_requested {
@@ -298,7 +298,7 @@ pub(super) fn append_carry(ctx: &mut ShardCtx, conn: &mut ConnIo, data: &[u8]) -
 }
 
 /// Shows the carry-over to the handler and keeps what it leaves.
-pub(super) fn run_carry<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &mut Slot<H::Conn>) {
+pub(super) fn run_carry<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &mut ConnSlot<H::Conn>) {
     let Some(app) = slot.app.as_mut() else {
         return;
     };
@@ -329,7 +329,7 @@ fn nothing_unread(fd: &std::os::fd::OwnedFd) -> bool {
 pub(super) fn start_linger<H: Handler>(
     handler: &mut H,
     ctx: &mut ShardCtx,
-    slot: &mut Slot<H::Conn>,
+    slot: &mut ConnSlot<H::Conn>,
 ) {
     slot.io.phase = Phase::Lingering;
     let _ = SockRef::from(&slot.io.fd).shutdown(std::net::Shutdown::Write);
@@ -348,7 +348,7 @@ pub(super) fn close_conn<H: Handler>(
     handler: &mut H,
     ctx: &mut ShardCtx,
     ring: &mut Ring,
-    slot: &mut Slot<H::Conn>,
+    slot: &mut ConnSlot<H::Conn>,
     reset: bool,
 ) {
     if slot.io.phase == Phase::Closed {

@@ -5,7 +5,7 @@
 //! front of the queue for writable-again); a callback for an exchange that has finished
 //! is dropped here. Releasing output and closing is `Conn::advance`'s business.
 
-use super::{Conn, Slot};
+use super::{Conn, Pending};
 use crate::http1::app::App;
 use crate::http1::exchange::Exchange;
 use crate::http1::exchange_state::Phase;
@@ -81,7 +81,7 @@ impl<T> Conn<T> {
         port: &mut dyn Port,
         call: impl FnOnce(&mut T, &mut Exchange<'_>),
     ) {
-        if let Some(Slot { state, task, held }) = self.queue.get_mut(index) {
+        if let Some(Pending { state, task, held }) = self.queue.get_mut(index) {
             if let Some(t) = task.as_mut() {
                 let mut ex = Exchange::new(port, (index != 0).then_some(held), state);
                 call(t, &mut ex);
