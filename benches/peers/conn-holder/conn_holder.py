@@ -6,7 +6,7 @@ Content-Length body), so the server has served a request on it and holds it as a
 keep-alive connection, as it would between a browser's requests. Then the connection
 stays open, silent, until this program ends.
 
-Used by scripts/bench-memory to measure a server's memory per idle connection. Python 3
+Used by scripts/bench-compare (memory-idle) to measure a server's memory per idle connection. Python 3
 standard library only (selectors, non-blocking sockets); at most --in-flight
 connections are being set up at once, so the server's accept queue never overflows.
 

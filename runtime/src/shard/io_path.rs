@@ -298,7 +298,11 @@ pub(super) fn append_carry(ctx: &mut ShardCtx, conn: &mut ConnIo, data: &[u8]) -
 }
 
 /// Shows the carry-over to the handler and keeps what it leaves.
-pub(super) fn run_carry<H: Handler>(handler: &mut H, ctx: &mut ShardCtx, slot: &mut ConnSlot<H::Conn>) {
+pub(super) fn run_carry<H: Handler>(
+    handler: &mut H,
+    ctx: &mut ShardCtx,
+    slot: &mut ConnSlot<H::Conn>,
+) {
     let Some(app) = slot.app.as_mut() else {
         return;
     };
