@@ -10,3 +10,9 @@ pub mod http1;
 pub mod tls;
 pub mod udp_echo;
 pub mod websocket;
+
+/// docs/EMBEDDING.md, compiled as doctests (`cargo test --doc`) so that every code block
+/// in it keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/EMBEDDING.md")]
+struct EmbeddingDoc;

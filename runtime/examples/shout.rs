@@ -1,7 +1,8 @@
 //! A complete line protocol on the raw `Handler` API: every line comes back upper-cased;
 //! `SLOW <ms>` answers after a shard timer; `HASH <n>` runs n rounds of a hash on the
 //! offload pool; `ALL <text>` goes to every connection on every shard. Idle
-//! connections get a goodbye after 30 s.
+//! connections get a goodbye after 30 s, from their own timer: the runtime's idle
+//! timeout (300 s by default) would reset them without a word.
 //!
 //! Run: `cargo run --release -p ringmaster-runtime --example shout -- 127.0.0.1:7300`
 //! then `nc 127.0.0.1 7300`.
@@ -149,7 +150,7 @@ fn main() {
         running.local_addr(),
         running.features()
     );
-    // SIGINT/SIGTERM drain (on_shutdown runs for every connection), then this returns.
+    // SIGINT/SIGTERM drain (every connection gets `Event::Shutdown`), then this returns.
     let report = running.wait().expect("shards ran");
     for (i, c) in report.shards.iter().enumerate() {
         eprintln!("shard {i}: {c}");
