@@ -95,6 +95,9 @@ pub(crate) struct NextSend<'a> {
     pub zc: bool,
 }
 
+/// A new copied segment starts with this much room (see `tail`).
+const TAIL_CAPACITY: usize = 4096;
+
 /// Bytes pushed whole up to this size join the end of the queue instead of becoming
 /// a segment (and a send) of their own.
 const COALESCE_MAX: usize = 4096;
@@ -204,7 +207,12 @@ impl SendQueue {
             unreachable!("checked by current_appendable");
         }
         if !matches!(self.segments.back(), Some(Queued::Copied(_))) {
-            let v = self.spare.take().unwrap_or_default();
+            // Room for a turn's worth of small responses up front: encoders append in
+            // place, and growing from empty would reallocate (and move) them many times.
+            let v = self
+                .spare
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(TAIL_CAPACITY));
             self.segments.push_back(Queued::Copied(v));
         }
         match self.segments.back_mut() {
