@@ -86,7 +86,7 @@ impl WsApp for EchoWs {
     fn on_broadcast(
         &mut self,
         _conn: &mut (),
-        msg: &ringmaster_runtime::Message,
+        msg: &ringmaster_runtime::Broadcast,
         ws: &mut WsIo<'_, '_>,
     ) {
         match msg.downcast_ref::<Shared>() {

@@ -77,7 +77,7 @@ impl Handler for Shout {
                     Err(panic) => io.write(format!("job failed: {}\n", panic.message).as_bytes()),
                 }
             }
-            Event::Message(msg) => {
+            Event::Broadcast(msg) => {
                 if let Some(text) = msg.downcast_ref::<String>() {
                     io.write(text.as_bytes());
                 }

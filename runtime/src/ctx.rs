@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::job::{try_submit, Job, OffloadError, Work};
-use crate::mailbox::{Mailboxes, Message, ShardMsg};
+use crate::mailbox::{Broadcast, Mailboxes, ShardMsg};
 use crate::timer::{TimerKey, TimerWheel};
 use crate::token::ConnToken;
 use crate::udp::UdpSends;
@@ -126,9 +126,9 @@ impl ShardCtx {
         }
     }
 
-    pub(crate) fn broadcast(&mut self, msg: Message) {
+    pub(crate) fn broadcast(&mut self, msg: Broadcast) {
         for mb in self.mailboxes.iter() {
-            mb.send(ShardMsg::User(msg.clone()));
+            mb.send(ShardMsg::Broadcast(msg.clone()));
         }
     }
 }

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use crate::close::Close;
 use crate::io::{Input, Io, ShardIo};
 use crate::job::OffloadDone;
-use crate::mailbox::Message;
+use crate::mailbox::Broadcast;
 
 /// A protocol: one value per shard, called back for every connection of that shard.
 ///
@@ -72,8 +72,8 @@ pub enum Event<'a> {
     /// submission returned. Not delivered if the connection closed in the meantime.
     Offloaded(OffloadDone),
     /// A message sent with [`Io::broadcast`] (from this shard or another), shown to
-    /// every open connection of the shard after [`ShardEvent::Message`].
-    Message(&'a Message),
+    /// every open connection of the shard after [`ShardEvent::Broadcast`].
+    Broadcast(&'a Broadcast),
 }
 
 impl Event<'_> {
@@ -114,6 +114,6 @@ pub enum ShardEvent<'a> {
         payload: &'a [u8],
     },
     /// A message sent with [`Io::broadcast`] or [`ShardIo::broadcast`] arrived, once per
-    /// shard; each open connection then gets [`Event::Message`].
-    Message(&'a Message),
+    /// shard; each open connection then gets [`Event::Broadcast`].
+    Broadcast(&'a Broadcast),
 }

@@ -9,7 +9,7 @@ use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::ctx::ShardCtx;
 use crate::job::{OffloadError, Offloaded};
-use crate::mailbox::Message;
+use crate::mailbox::Broadcast;
 use crate::send_queue::Segment;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
@@ -20,13 +20,52 @@ pub struct ShardIo<'a> {
     pub(crate) shard: &'a mut ShardCtx,
 }
 
+/// What both vocabularies say of the shard itself (each holds `shard: &mut ShardCtx`).
+macro_rules! shard_vocabulary {
+    () => {
+        /// Opens a TCP connection to `addr` from this shard. On success the handler's
+        /// `on_open` runs with [`Io::origin`] = `Connected { tag }`; on failure
+        /// [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed) gets `tag`.
+        pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
+            self.shard.pending_connects.push((addr, tag));
+        }
+
+        /// Starts a graceful shutdown of the whole server (every shard).
+        pub fn shutdown_all(&mut self) {
+            self.shard.shutdown_all();
+        }
+
+        /// Sends `msg` to every shard, this one included; each gets
+        /// [`ShardEvent::Broadcast`](crate::ShardEvent::Broadcast) and then every open
+        /// connection [`Event::Broadcast`](crate::Event::Broadcast), on its next turn.
+        pub fn broadcast(&mut self, msg: Broadcast) {
+            self.shard.broadcast(msg);
+        }
+
+        /// The index of this shard.
+        pub fn shard_id(&self) -> usize {
+            self.shard.id
+        }
+
+        /// The shard's clock, read once per loop turn.
+        pub fn now(&self) -> Instant {
+            self.shard.now
+        }
+
+        /// The shard's counters.
+        pub fn counters(&self) -> &Counters {
+            &self.shard.counters
+        }
+
+        /// True once the server has started draining.
+        pub fn is_draining(&self) -> bool {
+            self.shard.draining
+        }
+    };
+}
+
 impl ShardIo<'_> {
-    /// Opens a TCP connection to `addr` from this shard. On success the handler's
-    /// `on_open` runs with [`Io::origin`] = `Connected { tag }`; on failure
-    /// [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed) gets `tag`.
-    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
-        self.shard.pending_connects.push((addr, tag));
-    }
+    shard_vocabulary!();
 
     /// Arms a shard-level timer; [`ShardEvent::Timer`](crate::ShardEvent::Timer) gets `tag`.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
@@ -36,11 +75,6 @@ impl ShardIo<'_> {
     /// Cancels a shard-level timer.
     pub fn cancel_timer(&mut self, key: TimerKey) -> bool {
         self.shard.timers_cancel(key)
-    }
-
-    /// Starts a graceful shutdown of the whole server (every shard).
-    pub fn shutdown_all(&mut self) {
-        self.shard.shutdown_all();
     }
 
     /// Queues a copy of `payload` for `peer` on this shard's UDP socket: a reply to a
@@ -63,31 +97,6 @@ impl ShardIo<'_> {
                 false
             }
         }
-    }
-
-    /// Sends `msg` to every shard, this one included.
-    pub fn broadcast(&mut self, msg: Message) {
-        self.shard.broadcast(msg);
-    }
-
-    /// This shard's index.
-    pub fn shard_id(&self) -> usize {
-        self.shard.id
-    }
-
-    /// The shard's clock, read once per loop turn.
-    pub fn now(&self) -> Instant {
-        self.shard.now
-    }
-
-    /// The shard's counters.
-    pub fn counters(&self) -> &Counters {
-        &self.shard.counters
-    }
-
-    /// True once the server has started draining.
-    pub fn is_draining(&self) -> bool {
-        self.shard.draining
     }
 }
 
@@ -147,6 +156,8 @@ pub struct Io<'a> {
 }
 
 impl<'a> Io<'a> {
+    shard_vocabulary!();
+
     pub(crate) fn new(conn: &'a mut ConnIo, shard: &'a mut ShardCtx) -> Self {
         Io {
             conn,
@@ -338,36 +349,6 @@ impl<'a> Io<'a> {
         self.conn.origin
     }
 
-    /// Opens another outbound connection from this shard (see [`ShardIo::connect`]).
-    pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
-        self.shard.pending_connects.push((addr, tag));
-    }
-
-    /// Starts a graceful shutdown of the whole server (every shard).
-    pub fn shutdown_all(&mut self) {
-        self.shard.shutdown_all();
-    }
-
-    /// The index of the shard running this connection.
-    pub fn shard_id(&self) -> usize {
-        self.shard.id
-    }
-
-    /// The shard's clock, read once per loop turn.
-    pub fn now(&self) -> Instant {
-        self.shard.now
-    }
-
-    /// The shard's counters.
-    pub fn counters(&self) -> &Counters {
-        &self.shard.counters
-    }
-
-    /// True once the server has started draining.
-    pub fn is_draining(&self) -> bool {
-        self.shard.draining
-    }
-
     /// Runs `job` on the worker pool; its outcome comes back to this connection, on this
     /// shard, as [`Event::Offloaded`](crate::Event::Offloaded), and the returned handle
     /// reads the value out of it. Never blocks: with the pool's queue full (or no pool
@@ -381,12 +362,5 @@ impl<'a> Io<'a> {
         self.shard
             .offload(token, Box::new(move || Box::new(job()) as _))?;
         Ok(Offloaded::new())
-    }
-
-    /// Sends `msg` to every shard, this one included; each gets
-    /// [`ShardEvent::Message`](crate::ShardEvent::Message) and then every open connection
-    /// [`Event::Message`](crate::Event::Message), on the shard's next turn.
-    pub fn broadcast(&mut self, msg: Message) {
-        self.shard.broadcast(msg);
     }
 }

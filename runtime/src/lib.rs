@@ -67,7 +67,7 @@ pub use features::{Features, ShardFeatures};
 pub use handler::{Event, Handler, ShardEvent};
 pub use io::{Input, Io, ShardIo};
 pub use job::{catch_panic, OffloadDone, OffloadError, OffloadPanic, Offloaded};
-pub use mailbox::Message;
+pub use mailbox::Broadcast;
 pub use send_queue::Segment;
 pub use server::{Report, Running, Server, ShutdownHandle};
 pub use sys::ring::{RingFeatures, TaskRunMode};

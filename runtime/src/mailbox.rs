@@ -16,14 +16,14 @@ use crate::sys::fd;
 use crate::token::ConnToken;
 
 /// A message between shards: shared, immutable, of any type the protocol chooses.
-pub type Message = Arc<dyn Any + Send + Sync>;
+pub type Broadcast = Arc<dyn Any + Send + Sync>;
 
 /// What can be sent to a shard.
 pub(crate) enum ShardMsg {
     /// Start a graceful shutdown.
     Shutdown,
     /// A protocol message from `Io::broadcast`.
-    User(Message),
+    Broadcast(Broadcast),
     /// An offloaded job finished.
     OffloadDone { token: ConnToken, done: OffloadDone },
 }

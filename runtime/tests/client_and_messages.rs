@@ -37,7 +37,7 @@ impl Handler for Peer {
                 Ok(v) => io.write(format!("{v}\n").as_bytes()),
                 Err(p) => io.write(format!("panic:{}\n", p.message).as_bytes()),
             },
-            Event::Message(msg) => {
+            Event::Broadcast(msg) => {
                 let text = msg.downcast_ref::<String>().unwrap();
                 io.write(text.as_bytes());
             }

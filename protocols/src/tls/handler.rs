@@ -333,7 +333,7 @@ impl<P: Handler> Handler for Tls<P> {
             }
             Event::Shutdown if conn.dead || conn.tls.is_handshaking() => io.close(),
             // Nothing reaches the inner protocol before the handshake or after a failure.
-            Event::Message(_) if conn.tls.is_handshaking() => {}
+            Event::Broadcast(_) if conn.tls.is_handshaking() => {}
             _ if conn.dead => {}
             // Everything else passes through with the inner protocol's output encrypted.
             other => self.around(conn, io, |p, c, cio| p.on_event(c, other, cio)),

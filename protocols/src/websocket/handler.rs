@@ -101,7 +101,7 @@ pub trait WsApp: 'static {
     fn on_broadcast(
         &mut self,
         _conn: &mut Self::Conn,
-        _msg: &ringmaster_runtime::Message,
+        _msg: &ringmaster_runtime::Broadcast,
         _ws: &mut WsIo<'_, '_>,
     ) {
     }
@@ -181,7 +181,7 @@ impl<'w, 'io> WsIo<'w, 'io> {
 
     /// Sends `msg` to every shard; each calls [`WsApp::on_broadcast`] for each of its
     /// WebSocket connections (this one included).
-    pub fn broadcast(&mut self, msg: ringmaster_runtime::Message) {
+    pub fn broadcast(&mut self, msg: ringmaster_runtime::Broadcast) {
         self.io.broadcast(msg);
     }
 
@@ -450,7 +450,7 @@ impl<A: WsApp> Ws<A> {
     pub fn message(
         &mut self,
         conn: &mut WsConn<A::Conn>,
-        msg: &ringmaster_runtime::Message,
+        msg: &ringmaster_runtime::Broadcast,
         io: &mut Io<'_>,
     ) {
         if conn.session.state() != State::Open {
@@ -497,7 +497,7 @@ impl<A: WsApp> Handler for Ws<A> {
             Event::Eof => self.eof(conn, io),
             Event::Timer(tag) => self.timer(conn, tag, io),
             Event::Shutdown => self.shutdown(conn, io),
-            Event::Message(msg) => self.message(conn, msg, io),
+            Event::Broadcast(msg) => self.message(conn, msg, io),
             other => other.default_action(io),
         }
     }

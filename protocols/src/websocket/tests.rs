@@ -67,7 +67,7 @@ impl WsApp for TestApp {
     fn on_broadcast(
         &mut self,
         _c: &mut (),
-        msg: &ringmaster_runtime::Message,
+        msg: &ringmaster_runtime::Broadcast,
         ws: &mut WsIo<'_, '_>,
     ) {
         match msg.downcast_ref::<Owned>() {

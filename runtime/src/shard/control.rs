@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::mailbox::Message;
+use crate::mailbox::Broadcast;
 
 impl<H: Handler> Shard<H> {
     // ---- wake and shutdown -----------------------------------------------------
@@ -29,7 +29,7 @@ impl<H: Handler> Shard<H> {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 ShardMsg::Shutdown => self.begin_drain(),
-                ShardMsg::User(msg) => self.on_message(msg),
+                ShardMsg::Broadcast(msg) => self.on_broadcast(msg),
                 ShardMsg::OffloadDone { token, done } => {
                     self.ctx.offload_pending = self.ctx.offload_pending.saturating_sub(1);
                     if done.is_panic() {
@@ -51,8 +51,8 @@ impl<H: Handler> Shard<H> {
 
     /// A broadcast: the handler hears of it once for the shard, then once per open
     /// connection.
-    pub(super) fn on_message(&mut self, msg: Message) {
-        self.shard_event(ShardEvent::Message(&msg));
+    pub(super) fn on_broadcast(&mut self, msg: Broadcast) {
+        self.shard_event(ShardEvent::Broadcast(&msg));
         let Shard {
             slots,
             ctx,
@@ -60,7 +60,7 @@ impl<H: Handler> Shard<H> {
             ..
         } = self;
         for (_, slot) in slots.iter_mut() {
-            deliver_event(handler, ctx, slot, Event::Message(&msg));
+            deliver_event(handler, ctx, slot, Event::Broadcast(&msg));
         }
     }
 

@@ -203,13 +203,10 @@ impl<T: Stable> Lent<Vec<T>> {
 impl<T: Stable> Drop for Lent<T> {
     fn drop(&mut self) {
         if self.owed > 0 {
-            // The kernel may still read or write it: leak rather than free.
+            // The kernel may still read or write it: leak rather than free. Counted and
+            // reported when the server exits; never a panic, which in a destructor on
+            // the way out would only turn a small leak into an abort.
             LEAKED.fetch_add(1, Ordering::Relaxed);
-            debug_assert!(
-                cfg!(test) || std::thread::panicking(),
-                "memory lent to the kernel dropped with {} completion(s) owed",
-                self.owed
-            );
             return;
         }
         // SAFETY: dropped once, here; `into_inner` forgets `self` after taking the value.
