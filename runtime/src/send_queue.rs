@@ -180,7 +180,7 @@ impl SendQueue {
         if bytes.is_empty() {
             return;
         }
-        self.tail().extend_from_slice(bytes);
+        self.tail_for(bytes.len()).extend_from_slice(bytes);
     }
 
     /// True when the current segment takes appends: copied bytes, partly sent, not in
@@ -196,6 +196,12 @@ impl SendQueue {
     /// waits), else a new one. Never memory the kernel is reading: that is lent, and
     /// gives no `&mut`. Appended bytes join the backlog at the next call.
     pub(crate) fn tail(&mut self) -> &mut Vec<u8> {
+        self.tail_for(0)
+    }
+
+    /// `tail`, for appending at least `len` bytes: a new segment is made with room for
+    /// them (one allocation of the right size, not one that grows).
+    fn tail_for(&mut self, len: usize) -> &mut Vec<u8> {
         self.settle();
         if self.current_appendable() {
             if let Current::Plain { buf, .. } = &mut self.current {
@@ -212,7 +218,7 @@ impl SendQueue {
             let v = self
                 .spare
                 .take()
-                .unwrap_or_else(|| Vec::with_capacity(TAIL_CAPACITY));
+                .unwrap_or_else(|| Vec::with_capacity(len.max(TAIL_CAPACITY)));
             self.segments.push_back(Queued::Copied(v));
         }
         match self.segments.back_mut() {
@@ -257,7 +263,7 @@ impl SendQueue {
             return;
         }
         if buf.len() <= COALESCE_MAX {
-            self.tail().extend_from_slice(&buf);
+            self.tail_for(buf.len()).extend_from_slice(&buf);
             return;
         }
         self.backlog += buf.len();

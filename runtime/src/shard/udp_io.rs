@@ -50,7 +50,9 @@ impl<H: Handler> Shard<H> {
             if res > 0 {
                 if let Some(p) = pieces.pieces.first() {
                     let data = port.bufs.bytes(*p);
-                    match parse_received(data) {
+                    // The template is only read by the kernel: always readable here.
+                    let parsed = port.recv_hdr.get().map(|t| parse_received(t, data));
+                    match parsed.unwrap_or(Received::Truncated) {
                         Received::Datagram { peer, payload } => {
                             ctx.counters.datagrams_in += 1;
                             ctx.counters.bytes_in += payload.len() as u64;

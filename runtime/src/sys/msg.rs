@@ -59,7 +59,7 @@ impl RecvTemplate {
         RecvTemplate(Box::new(hdr))
     }
 
-    /// The header the kernel reads (a stable address).
+    /// The header the kernel reads (a stable address), and the parser too.
     pub(super) fn hdr(&self) -> &libc::msghdr {
         &self.0
     }
@@ -75,13 +75,11 @@ pub(crate) enum Received<'a> {
     UnknownPeer,
 }
 
-/// Decodes one provided buffer of a multishot `recvmsg` made with `RecvTemplate`: the
-/// kernel's `io_uring_recvmsg_out`, the peer's address, then the payload.
-pub(crate) fn parse_received(data: &[u8]) -> Received<'_> {
-    // The same sizes the template announced: `RecvMsgOut` needs them to find the parts.
-    let mut hdr = empty_msghdr();
-    hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-    match RecvMsgOut::parse(data, &hdr) {
+/// Decodes one provided buffer of a multishot `recvmsg` made with `template`: the
+/// kernel's `io_uring_recvmsg_out`, the peer's address, then the payload (the template's
+/// sizes say where each part starts).
+pub(crate) fn parse_received<'a>(template: &RecvTemplate, data: &'a [u8]) -> Received<'a> {
+    match RecvMsgOut::parse(data, template.hdr()) {
         Ok(msg) if !msg.is_payload_truncated() => match parse_sockaddr(msg.name_data()) {
             Some(peer) => {
                 // The payload as a range of `data` (the parser's slice borrows the
