@@ -79,6 +79,10 @@ pub struct ServerArgs {
     #[arg(long)]
     pub no_incremental_buffers: bool,
 
+    /// Accept connections as plain file descriptors instead of io_uring direct descriptors
+    #[arg(long)]
+    pub plain_fds: bool,
+
     /// Worker threads of the offload pool for CPU-bound jobs (0: no pool) [default: one per online CPU]
     #[arg(long, value_name = "N")]
     pub offload_threads: Option<usize>,
@@ -156,6 +160,7 @@ impl ServerArgs {
             .batch_wait_us(self.batch_wait)
             .recv_bundles(!self.no_recv_bundles)
             .buf_incremental(!self.no_incremental_buffers)
+            .direct_descriptors(!self.plain_fds)
             .offload_queue(self.offload_queue)
             .offload_cpus(self.offload_cpus.clone().map(|c| c.0));
         if let Some(n) = self.offload_threads {

@@ -65,6 +65,8 @@ impl ServerBuilder {
         recv_bundles: bool);
     setter!(/// Allow incremental buffer consumption when the kernel has it.
         buf_incremental: bool);
+    setter!(/// Accept connections as direct descriptors when the kernel can (default on).
+        direct_descriptors: bool);
     setter!(/// Offload worker threads (0: none).
         offload_threads: usize);
     setter!(/// Offload queue depth.

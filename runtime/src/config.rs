@@ -40,6 +40,11 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Whether `serve` handles SIGINT/SIGTERM itself (drain on the first, exit on the second).
     pub handle_signals: bool,
+    /// Accept connections as direct descriptors (into the ring's registered file table)
+    /// when the kernel can; plain descriptors otherwise, or when this is off (for a
+    /// handler that passes its socket to code that needs a real descriptor, see also
+    /// `Io::request_fd`).
+    pub direct_descriptors: bool,
     /// Use recv bundles when the kernel has them.
     pub recv_bundles: bool,
     /// Use incremental buffer consumption when the kernel has it.
@@ -94,6 +99,7 @@ impl Default for Config {
             handle_signals: true,
             recv_bundles: true,
             buf_incremental: true,
+            direct_descriptors: true,
             offload_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),

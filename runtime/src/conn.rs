@@ -9,18 +9,22 @@
 //! accounting were ever wrong.)
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::close::{Close, Origin};
 use crate::send_queue::SendQueue;
 use crate::sys::lend::Lent;
+use crate::sys::sock::Sock;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// Accepted as a direct descriptor; its peer address is being asked for (only the
+    /// ring can ask). The handler has not seen the connection yet; input that arrives
+    /// meanwhile waits in the carry-over.
+    Opening,
     /// An outbound connect is in flight; the handler has not seen the connection yet.
     Connecting,
     /// Reading and writing.
@@ -38,7 +42,8 @@ pub(crate) enum Phase {
 /// See the module docs.
 pub(crate) struct ConnIo {
     pub token: ConnToken,
-    pub fd: OwnedFd,
+    /// The socket; `None` once the ring was told to close it.
+    pub sock: Option<Sock>,
     pub peer: SocketAddr,
     pub send: SendQueue,
     /// Input the handler left unconsumed, shown again before new bytes.
@@ -50,13 +55,18 @@ pub(crate) struct ConnIo {
     /// Show the carry-over again even without new bytes (after a pause ends).
     pub redeliver: bool,
     pub want_writable: bool,
+    /// The handler asked for a plain descriptor ([`Io::request_fd`](crate::Io::request_fd)).
+    pub fd_requested: bool,
     /// Reading stopped because the write backlog passed its bound.
     pub backpressured: bool,
     pub peer_eof: bool,
     /// The handler closed saying the peer will send nothing more: no lingering.
     pub no_linger: bool,
     pub recv_armed: bool,
+    /// The receive is being ended (cancelled, or its socket shut down).
     pub recv_cancelling: bool,
+    /// The last receive said more input was already waiting in the socket.
+    pub input_pending: bool,
     /// Waiting for the buffer ring to refill (ENOBUFS).
     pub parked: bool,
     /// Submissions whose final completion has not arrived yet.
@@ -67,16 +77,17 @@ pub(crate) struct ConnIo {
     /// Queued on the shard's dirty list.
     pub dirty: bool,
     pub origin: Origin,
-    /// The address an outbound connect names, lent to the kernel (boxed, so it stays put
-    /// while the slab may move the slot) until the connect's completion.
-    pub connect_addr: Option<Lent<Box<socket2::SockAddr>>>,
+    /// The address an outbound connect names, or where the kernel writes a direct
+    /// descriptor's peer address: lent to the kernel (boxed, so it stays put while the
+    /// slab may move the slot) until that operation's completion.
+    pub addr: Option<Lent<Box<socket2::SockAddr>>>,
 }
 
 impl ConnIo {
-    pub(crate) fn new(token: ConnToken, fd: OwnedFd, peer: SocketAddr, now: Instant) -> Self {
+    pub(crate) fn new(token: ConnToken, sock: Sock, peer: SocketAddr, now: Instant) -> Self {
         ConnIo {
             token,
-            fd,
+            sock: Some(sock),
             peer,
             send: SendQueue::default(),
             carry: Vec::new(),
@@ -86,18 +97,20 @@ impl ConnIo {
             user_paused: false,
             redeliver: false,
             want_writable: false,
+            fd_requested: false,
             backpressured: false,
             peer_eof: false,
             no_linger: false,
             recv_armed: false,
             recv_cancelling: false,
+            input_pending: false,
             parked: false,
             inflight: 0,
             last_active: now,
             idle_timer: None,
             dirty: false,
             origin: Origin::Accepted,
-            connect_addr: None,
+            addr: None,
         }
     }
 
@@ -143,6 +156,9 @@ impl ConnIo {
                 // Keep reading (and discarding) while flushing and lingering: input
                 // left in the socket at close() would turn our FIN into a reset.
                 Phase::Flushing | Phase::Lingering => true,
+                // Opening: armed at accept already, so that input waits in the socket's
+                // place (the carry-over) rather than be read one turn late.
+                Phase::Opening => true,
                 Phase::Connecting | Phase::Closed => false,
             }
     }

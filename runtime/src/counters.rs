@@ -33,10 +33,13 @@ pub struct Counters {
     pub short_sends: u64,
     /// Receives that found the buffer ring empty (recovered by re-arming).
     pub enobufs: u64,
-    /// Accepts that failed for lack of file descriptors (EMFILE/ENFILE).
+    /// Accepts that failed for lack of file descriptors (EMFILE/ENFILE), or of a free
+    /// slot in the ring's registered file table (ENFILE) with direct descriptors.
     pub emfile: u64,
     /// Other accept failures (e.g. ECONNABORTED).
     pub accept_errors: u64,
+    /// Closes, shutdowns and socket options through the ring that failed.
+    pub close_errors: u64,
     /// Completion-queue overflows reported by the kernel.
     pub cq_overflow: u64,
     /// Connections closed by the idle timeout.
@@ -75,7 +78,7 @@ pub struct Counters {
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 31] {
+    pub fn fields(&self) -> [(&'static str, u64); 32] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -92,6 +95,7 @@ impl Counters {
             ("enobufs", self.enobufs),
             ("emfile", self.emfile),
             ("accept_errors", self.accept_errors),
+            ("close_errors", self.close_errors),
             ("cq_overflow", self.cq_overflow),
             ("idle_closed", self.idle_closed),
             ("closed_without_linger", self.closed_without_linger),

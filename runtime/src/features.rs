@@ -5,12 +5,23 @@ use std::fmt;
 use crate::sys::ring::{RingFeatures, TaskRunMode};
 
 /// What one shard's kernel offered.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ShardFeatures {
     /// The ring's features.
     pub ring: RingFeatures,
     /// Whether the buffer ring consumes buffers incrementally.
     pub buf_incremental: bool,
+    /// How accepted connections are named to the kernel.
+    pub descriptors: Descriptors,
+}
+
+/// How a shard's accepted connections are named to the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Descriptors {
+    /// Direct descriptors: a registered file table of this many slots.
+    Direct(u32),
+    /// Plain descriptors, and why not direct ones.
+    Plain(String),
 }
 
 /// What the running server uses, for the startup line.
@@ -49,7 +60,7 @@ impl fmt::Display for Features {
         write!(
             f,
             "{} shard{}, cpus {}, {mode}, sq {} cq {}, {}, recv bundles {}, \
-             incremental buffers {}, buffers {}x{}, send-zc {} (>= {} B)",
+             incremental buffers {}, buffers {}x{}, send-zc {} (>= {} B), {}",
             self.shards,
             if self.shards == 1 { "" } else { "s" },
             pinned.join(","),
@@ -66,6 +77,10 @@ impl fmt::Display for Features {
             self.buffers.1,
             yes_no(r.send_zc),
             self.zero_copy_threshold,
+            match &self.shard.descriptors {
+                Descriptors::Direct(n) => format!("direct descriptors ({n} slots)"),
+                Descriptors::Plain(why) => format!("plain descriptors ({why})"),
+            },
         )
     }
 }

@@ -74,6 +74,9 @@ pub enum Event<'a> {
     /// A message sent with [`Io::broadcast`] (from this shard or another), shown to
     /// every open connection of the shard after [`ShardEvent::Broadcast`].
     Broadcast(&'a Broadcast),
+    /// The descriptor asked for with [`Io::request_fd`], or why there is none. Default:
+    /// dropped (closed).
+    Fd(std::io::Result<std::os::fd::OwnedFd>),
 }
 
 impl Event<'_> {

@@ -322,6 +322,17 @@ impl<'a> Io<'a> {
         self.shard.mark_dirty(self.conn);
     }
 
+    /// Asks for a plain descriptor of this connection's socket, for code that needs one
+    /// (to pass it to another library, to set an option the runtime does not): it
+    /// arrives as [`Event::Fd`](crate::Event::Fd) on a later turn. The descriptor is the
+    /// handler's (closing it does not close the connection); with direct descriptors
+    /// the kernel installs one for the socket (Linux 6.8), else it is a duplicate. Do
+    /// not read from or write to it while the runtime does.
+    pub fn request_fd(&mut self) {
+        self.conn.fd_requested = true;
+        self.shard.mark_dirty(self.conn);
+    }
+
     /// Arms a one-shot timer; [`Event::Timer`](crate::Event::Timer) gets `tag` when it fires.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
         let token = self.conn.token;

@@ -63,7 +63,7 @@ pub use config::Config;
 pub use counters::Counters;
 pub use datagram::{DatagramHandler, Datagrams};
 pub use error::Error;
-pub use features::{Features, ShardFeatures};
+pub use features::{Descriptors, Features, ShardFeatures};
 pub use handler::{Event, Handler, ShardEvent};
 pub use io::{Input, Io, ShardIo};
 pub use job::{catch_panic, OffloadDone, OffloadError, OffloadPanic, Offloaded};

@@ -14,10 +14,10 @@
 
 use std::collections::VecDeque;
 use std::mem;
-use std::os::fd::RawFd;
 
 use crate::sys::lend::{Lent, SendBuf, SendSource};
 use crate::sys::ring::{Completion, Ring};
+use crate::sys::sock::Target;
 
 /// Copy buffers above this capacity are not kept for reuse (they would pin memory on an
 /// idle connection).
@@ -109,10 +109,10 @@ enum Src<'a> {
 
 impl NextSend<'_> {
     /// Submits it on `ring`; returns the bytes it covers.
-    pub(crate) fn submit(self, ring: &mut Ring, fd: RawFd, user_data: u64) -> u32 {
+    pub(crate) fn submit(self, ring: &mut Ring, sock: Target, user_data: u64) -> u32 {
         match self.src {
-            Src::Plain(buf) => ring.send(fd, buf, self.offset, false, user_data),
-            Src::Zc(list) => ring.send(fd, list, self.offset, true, user_data),
+            Src::Plain(buf) => ring.send(sock, buf, self.offset, false, user_data),
+            Src::Zc(list) => ring.send(sock, list, self.offset, true, user_data),
         }
     }
 

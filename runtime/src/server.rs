@@ -364,6 +364,8 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
     )?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
+    // Accepted sockets inherit it: no setsockopt per connection.
+    sock.set_tcp_nodelay(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::conn::{ConnIo, Phase};
 use crate::counters::Counters;
 use crate::ctx::{ShardCtx, TimerEvent};
-use crate::features::ShardFeatures;
+use crate::features::{Descriptors, ShardFeatures};
 use crate::handler::{Event, Handler, ShardEvent};
 use crate::io::{Input, Io, ShardIo};
 use crate::job::Job;
@@ -48,6 +48,17 @@ struct ConnSlot<C> {
     app: Option<C>,
 }
 
+/// Slots in the registered file table: one per connection the shard may hold, plus room
+/// to accept (and reset) the ones past that limit, within the descriptor limit (the
+/// kernel refuses a table larger than `RLIMIT_NOFILE`).
+fn direct_table_slots(config: &Config) -> u32 {
+    const REFUSAL_ROOM: u64 = 64;
+    let nofile = fd::nofile_limit().unwrap_or(1024);
+    (config.max_conns_per_shard as u64 + REFUSAL_ROOM)
+        .min(nofile)
+        .clamp(1, 1 << 20) as u32
+}
+
 /// What a shard is handed at birth.
 pub(crate) struct ShardParts {
     pub id: usize,
@@ -73,6 +84,10 @@ pub(crate) struct Shard<H: Handler> {
     udp: Option<ShardUdp>,
     accept_armed: bool,
     accept_paused: bool,
+    /// Accepted connections are direct descriptors (else plain ones).
+    direct: bool,
+    /// A peer address of the listener's family, before the real one is known.
+    unknown_peer: std::net::SocketAddr,
     wake_fd: Arc<OwnedFd>,
     /// The wake eventfd's read lands here (lent to the kernel while the read is armed).
     wake_buf: Lent<Box<[u8; 8]>>,
@@ -94,7 +109,18 @@ impl<H: Handler> Shard<H> {
         handler: H,
     ) -> Result<(Shard<H>, ShardFeatures), crate::error::Error> {
         let config = parts.config;
-        let ring = Ring::new(config.ring_entries, config.recv_bundles)?;
+        let mut ring = Ring::new(config.ring_entries, config.recv_bundles)?;
+        let descriptors = if !config.direct_descriptors {
+            Descriptors::Plain("turned off".into())
+        } else if parts.listener.is_none() {
+            Descriptors::Plain("no listener".into())
+        } else {
+            let slots = direct_table_slots(&config);
+            match ring.enable_direct(slots) {
+                Ok(()) => Descriptors::Direct(slots),
+                Err(why) => Descriptors::Plain(why),
+            }
+        };
         let bufs = BufRing::new(
             &ring,
             0,
@@ -120,9 +146,15 @@ impl<H: Handler> Shard<H> {
             .map(|_| UdpSends::new(config.udp_send_queue, config.udp_gso));
         let send_zc = ring.features.send_zc;
         let config_max_conns = config.max_conns_per_shard.min(1 << 20);
+        let direct = matches!(descriptors, Descriptors::Direct(_));
         let features = ShardFeatures {
             ring: ring.features,
             buf_incremental: bufs.incremental(),
+            descriptors,
+        };
+        let unknown_peer = match config.listen {
+            std::net::SocketAddr::V4(_) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            std::net::SocketAddr::V6(_) => std::net::SocketAddr::from(([0u16; 8], 0)),
         };
         let now = Instant::now();
         let shard = Shard {
@@ -152,6 +184,8 @@ impl<H: Handler> Shard<H> {
             udp,
             accept_armed: false,
             accept_paused: false,
+            direct,
+            unknown_peer,
             wake_fd: parts.wake_fd,
             wake_buf: Lent::new(Box::new([0; 8])),
             wake_armed: false,
@@ -242,6 +276,14 @@ impl<H: Handler> Shard<H> {
             OpKind::UdpRecv => self.on_udp_recv(c),
             OpKind::UdpSend => self.on_udp_send(token, c),
             OpKind::Connect => self.on_connect(token, c),
+            OpKind::PeerName => self.on_peer_name(token, c),
+            OpKind::Shutdown => self.on_shutdown(token, c),
+            OpKind::FdInstall => self.on_fd_installed(token, c),
+            OpKind::Close => {
+                if c.result() < 0 {
+                    self.ctx.counters.close_errors += 1;
+                }
+            }
         }
     }
 }
@@ -309,6 +351,7 @@ fn live<C>(slots: &mut Slab<ConnSlot<C>>, token: ConnToken) -> Option<&mut ConnS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::sock::Sock;
 
     fn slot(slots: &mut Slab<ConnSlot<u32>>, generation: u32, app: u32) -> ConnToken {
         let entry = slots.vacant_entry();
@@ -319,7 +362,7 @@ mod tests {
         let fd = fd::eventfd().expect("eventfd");
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
         entry.insert(ConnSlot {
-            io: ConnIo::new(token, fd, peer, Instant::now()),
+            io: ConnIo::new(token, Sock::Plain(fd), peer, Instant::now()),
             app: Some(app),
         });
         token

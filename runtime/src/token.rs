@@ -41,6 +41,15 @@ pub(crate) enum OpKind {
     UdpSend = 8,
     /// An outbound connect.
     Connect = 9,
+    /// A direct descriptor's peer address (`getsockopt(SO_PEERNAME)` on the ring).
+    PeerName = 10,
+    /// A close, shutdown or socket option set through the ring: only a failure
+    /// completes (where the kernel can skip successes), and it changes nothing.
+    Close = 11,
+    /// A shutdown through the ring (direct descriptors), counted in flight.
+    Shutdown = 12,
+    /// A direct descriptor installed as a plain one (`Io::request_fd`).
+    FdInstall = 13,
 }
 
 impl OpKind {
@@ -55,6 +64,10 @@ impl OpKind {
             7 => OpKind::UdpRecv,
             8 => OpKind::UdpSend,
             9 => OpKind::Connect,
+            10 => OpKind::PeerName,
+            11 => OpKind::Close,
+            12 => OpKind::Shutdown,
+            13 => OpKind::FdInstall,
             _ => return None,
         })
     }

@@ -1,7 +1,7 @@
 //! Connections coming in (multishot accept) and going out (connect).
 
 use std::mem;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use io_uring::cqueue;
@@ -9,6 +9,7 @@ use socket2::SockRef;
 
 use super::*;
 use crate::sys::lend::Lent;
+use crate::sys::sock::Sock;
 
 impl<H: Handler> Shard<H> {
     // ---- accept ----------------------------------------------------------------
@@ -19,7 +20,7 @@ impl<H: Handler> Shard<H> {
         }
         if let Some(l) = &self.listener {
             self.ring
-                .accept_multi(l.as_raw_fd(), pack_shard(OpKind::Accept));
+                .accept_multi(l.as_raw_fd(), self.direct, pack_shard(OpKind::Accept));
             self.accept_armed = true;
         }
     }
@@ -34,24 +35,45 @@ impl<H: Handler> Shard<H> {
             }
         }
         if res >= 0 {
-            self.open_conn(fd::adopt(res));
+            let sock = if self.direct {
+                Sock::Direct(res as u32)
+            } else {
+                Sock::Plain(fd::adopt(res))
+            };
+            self.open_conn(sock);
             return;
         }
         match -res {
+            // ENFILE is also what a full registered file table reports.
             libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
                 self.ctx.counters.emfile += 1;
-                if !self.accept_paused {
-                    self.accept_paused = true;
-                    if self.accept_armed {
-                        self.cancel_accept();
-                    }
-                    self.ctx
-                        .timers
-                        .insert(self.ctx.now, ACCEPT_PAUSE, TimerEvent::ResumeAccept);
-                }
+                self.pause_accept();
             }
             libc::ECANCELED => {}
-            _ => self.ctx.counters.accept_errors += 1,
+            // One connection's failure (it went away before it was accepted): go on.
+            libc::ECONNABORTED | libc::EPROTO | libc::EPERM => {
+                self.ctx.counters.accept_errors += 1;
+            }
+            // Anything else would fail again at once: retrying without a pause would
+            // spin the shard.
+            _ => {
+                self.ctx.counters.accept_errors += 1;
+                self.pause_accept();
+            }
+        }
+    }
+
+    /// Stops accepting for `ACCEPT_PAUSE`: the listener's queue keeps the connections
+    /// that arrive meanwhile.
+    fn pause_accept(&mut self) {
+        if !self.accept_paused {
+            self.accept_paused = true;
+            if self.accept_armed {
+                self.cancel_accept();
+            }
+            self.ctx
+                .timers
+                .insert(self.ctx.now, ACCEPT_PAUSE, TimerEvent::ResumeAccept);
         }
     }
 
@@ -60,24 +82,28 @@ impl<H: Handler> Shard<H> {
             .cancel_user_data(pack_shard(OpKind::Accept), pack_shard(OpKind::Cancel));
     }
 
-    pub(super) fn open_conn(&mut self, fd: OwnedFd) {
-        if self.ctx.draining {
-            return;
-        }
-        if self.slots.len() >= self.ctx.config.max_conns_per_shard {
-            self.ctx.counters.refused += 1;
+    pub(super) fn open_conn(&mut self, sock: Sock) {
+        if self.ctx.draining || self.slots.len() >= self.ctx.config.max_conns_per_shard {
+            if !self.ctx.draining {
+                self.ctx.counters.refused += 1;
+            }
             // A reset tells the client at once; a FIN would look like a server that
             // accepted and then hung up mid-request.
-            let _ = SockRef::from(&fd).set_linger(Some(Duration::ZERO));
+            match &sock {
+                Sock::Plain(fd) => {
+                    let _ = SockRef::from(fd).set_linger(Some(Duration::ZERO));
+                }
+                Sock::Direct(_) => self.ring.linger_zero(sock.target(), pack_shard(OpKind::Close)),
+            }
+            self.ring.close(sock, pack_shard(OpKind::Close));
             return;
         }
-        let sock = SockRef::from(&fd);
-        let _ = sock.set_tcp_nodelay(true);
-        let peer = sock
-            .peer_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+        // TCP_NODELAY is inherited from the listener; nothing to set per socket.
+        let peer = match &sock {
+            Sock::Plain(fd) => SockRef::from(fd).peer_addr().ok().and_then(|a| a.as_socket()),
+            Sock::Direct(_) => None,
+        };
+        let peer = peer.unwrap_or(self.unknown_peer);
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & GEN_MASK;
         let entry = self.slots.vacant_entry();
@@ -85,11 +111,11 @@ impl<H: Handler> Shard<H> {
             slot: entry.key() as u32,
             generation,
         };
+        let direct = matches!(sock, Sock::Direct(_));
         let slot = entry.insert(ConnSlot {
-            io: ConnIo::new(token, fd, peer, self.ctx.now),
+            io: ConnIo::new(token, sock, peer, self.ctx.now),
             app: None,
         });
-        self.ctx.counters.accepted += 1;
         if let Some(t) = self.ctx.config.idle_timeout {
             slot.io.idle_timer = Some(self.ctx.timers.insert(
                 self.ctx.now,
@@ -97,10 +123,71 @@ impl<H: Handler> Shard<H> {
                 TimerEvent::Idle(token),
             ));
         }
+        if direct {
+            // Only the ring can ask a direct descriptor for its peer: the handler hears
+            // of the connection when the answer comes (the receive is armed meanwhile).
+            slot.io.phase = Phase::Opening;
+            let mut addr = Lent::new(Box::new(socket2::SockAddr::from(self.unknown_peer)));
+            if let Some(target) = slot.io.sock.as_ref().map(Sock::target) {
+                self.ring
+                    .peer_name(target, &mut addr, pack(OpKind::PeerName, token));
+                slot.io.inflight += 1;
+            }
+            slot.io.addr = Some(addr);
+            self.ctx.mark_dirty(&mut slot.io);
+            return;
+        }
+        self.ctx.counters.accepted += 1;
         let mut io = Io::new(&mut slot.io, &mut self.ctx);
         let app = self.handler.on_open(peer, &mut io);
         slot.app = Some(app);
         self.ctx.mark_dirty(&mut slot.io);
+    }
+
+    /// A direct descriptor's peer address arrived: the connection opens.
+    pub(super) fn on_peer_name(&mut self, token: ConnToken, c: &Completion) {
+        let Shard {
+            slots,
+            ctx,
+            handler,
+            ..
+        } = self;
+        let Some(slot) = live(slots, token) else {
+            return;
+        };
+        slot.io.inflight -= 1;
+        let peer = slot.io.addr.take().and_then(|mut a| {
+            a.settle(c);
+            let a = a.into_inner().ok()?;
+            (c.result() > 0).then(|| a.as_socket()).flatten()
+        });
+        if slot.io.phase != Phase::Opening {
+            ctx.mark_dirty(&mut slot.io); // aborted meanwhile: let service free it
+            return;
+        }
+        if ctx.draining {
+            // Not opened before the drain began: refused, as a new accept would be.
+            slot.io.abort(Close::Local);
+            ctx.mark_dirty(&mut slot.io);
+            return;
+        }
+        let Some(peer) = peer else {
+            // The peer reset before we asked (ENOTCONN): nothing to open.
+            ctx.counters.accept_errors += 1;
+            slot.io.abort(Close::Error(-c.result().min(0)));
+            ctx.mark_dirty(&mut slot.io);
+            return;
+        };
+        slot.io.peer = peer;
+        slot.io.phase = Phase::Open;
+        ctx.counters.accepted += 1;
+        let mut io = Io::new(&mut slot.io, ctx);
+        let app = handler.on_open(peer, &mut io);
+        slot.app = Some(app);
+        if !slot.io.carry.is_empty() {
+            slot.io.redeliver = true;
+        }
+        ctx.mark_dirty(&mut slot.io);
     }
 
     /// Opens the outbound connections asked for since the last turn.
@@ -129,6 +216,7 @@ impl<H: Handler> Shard<H> {
                 }
             };
             let _ = sock.set_tcp_nodelay(true);
+            let sock = Sock::Plain(sock.into());
             let generation = self.next_generation;
             self.next_generation = (self.next_generation + 1) & GEN_MASK;
             let entry = self.slots.vacant_entry();
@@ -136,15 +224,15 @@ impl<H: Handler> Shard<H> {
                 slot: entry.key() as u32,
                 generation,
             };
-            let mut io = ConnIo::new(token, sock.into(), addr, self.ctx.now);
+            let target = sock.target();
+            let mut io = ConnIo::new(token, sock, addr, self.ctx.now);
             io.phase = Phase::Connecting;
             io.origin = Origin::Connected { tag };
-            io.connect_addr = Some(Lent::new(Box::new(socket2::SockAddr::from(addr))));
+            io.addr = Some(Lent::new(Box::new(socket2::SockAddr::from(addr))));
             io.inflight = 1;
             let slot = entry.insert(ConnSlot { io, app: None });
-            let fd = slot.io.fd.as_raw_fd();
-            if let Some(a) = slot.io.connect_addr.as_mut() {
-                self.ring.connect(fd, a, pack(OpKind::Connect, token));
+            if let Some(a) = slot.io.addr.as_mut() {
+                self.ring.connect(target, a, pack(OpKind::Connect, token));
             }
         }
     }
@@ -161,10 +249,10 @@ impl<H: Handler> Shard<H> {
             return;
         };
         slot.io.inflight -= 1;
-        if let Some(a) = slot.io.connect_addr.as_mut() {
+        if let Some(a) = slot.io.addr.as_mut() {
             a.settle(c);
         }
-        slot.io.connect_addr = None;
+        slot.io.addr = None;
         if slot.io.phase != Phase::Connecting {
             ctx.mark_dirty(&mut slot.io); // closed meanwhile: let service free it
             return;

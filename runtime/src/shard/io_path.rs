@@ -4,13 +4,13 @@
 //! closing, freeing the slot).
 
 use std::mem;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use io_uring::cqueue;
 use socket2::SockRef;
 
 use super::*;
+use crate::sys::sock::Sock;
 
 impl<H: Handler> Shard<H> {
     // ---- receive ---------------------------------------------------------------
@@ -42,6 +42,7 @@ impl<H: Handler> Shard<H> {
             slot.io.recv_cancelling = false;
             slot.io.inflight -= 1;
         }
+        slot.io.input_pending = cqueue::sock_nonempty(flags);
         if res > 0 {
             ctx.counters.bytes_in += res as u64;
             ctx.counters.recv_completions += 1;
@@ -126,6 +127,40 @@ impl<H: Handler> Shard<H> {
         ctx.mark_dirty(&mut slot.io);
     }
 
+    /// A direct descriptor was installed as a plain one for the handler.
+    pub(super) fn on_fd_installed(&mut self, token: ConnToken, c: &Completion) {
+        let res = c.result();
+        let fd = if res >= 0 {
+            Ok(fd::adopt(res))
+        } else {
+            Err(std::io::Error::from_raw_os_error(-res))
+        };
+        let Shard {
+            slots,
+            ctx,
+            handler,
+            ..
+        } = self;
+        if let Some(slot) = live(slots, token) {
+            slot.io.inflight -= 1;
+            // Dropped (closed) here if the connection is closing.
+            deliver_event(handler, ctx, slot, Event::Fd(fd));
+            ctx.mark_dirty(&mut slot.io);
+        }
+    }
+
+    /// A ring shutdown (direct descriptors) is done.
+    pub(super) fn on_shutdown(&mut self, token: ConnToken, c: &Completion) {
+        let Shard { slots, ctx, .. } = self;
+        if c.result() < 0 {
+            ctx.counters.close_errors += 1;
+        }
+        if let Some(slot) = live(slots, token) {
+            slot.io.inflight -= 1;
+            ctx.mark_dirty(&mut slot.io);
+        }
+    }
+
     pub(super) fn on_zc_notif(&mut self, token: ConnToken, c: &Completion) {
         let Shard { slots, ctx, .. } = self;
         if let Some(slot) = live(slots, token) {
@@ -185,6 +220,27 @@ impl<H: Handler> Shard<H> {
                     slot.io.want_writable = false;
                     deliver_event(handler, ctx, slot, Event::Writable);
                 }
+                if slot.io.fd_requested && slot.io.phase == Phase::Open {
+                    slot.io.fd_requested = false;
+                    match slot.io.sock.as_ref() {
+                        Some(Sock::Plain(fd)) => {
+                            let dup = fd.try_clone();
+                            deliver_event(handler, ctx, slot, Event::Fd(dup));
+                        }
+                        Some(sock @ Sock::Direct(_)) if ring.features.fd_install => {
+                            ring.fd_install(sock.target(), pack(OpKind::FdInstall, token));
+                            slot.io.inflight += 1;
+                        }
+                        _ => {
+                            let why = std::io::Error::new(
+                                std::io::ErrorKind::Unsupported,
+                                "a direct descriptor cannot become a plain one before \
+                                 Linux 6.8: run with plain descriptors",
+                            );
+                            deliver_event(handler, ctx, slot, Event::Fd(Err(why)));
+                        }
+                    }
+                }
                 if slot.io.redeliver && slot.io.reading_enabled() {
                     slot.io.redeliver = false;
                     // Even with nothing carried over: a wrapping protocol (TLS) may hold
@@ -197,8 +253,8 @@ impl<H: Handler> Shard<H> {
             }
         }
 
-        if slot.io.phase != Phase::Closed {
-            let fd = slot.io.fd.as_raw_fd();
+        let target = slot.io.sock.as_ref().map(Sock::target);
+        if let (Some(target), true) = (target, slot.io.phase != Phase::Closed) {
             if let Some(next) = slot.io.send.start_next() {
                 let kind = if next.zc {
                     ctx.counters.zc_sends += 1;
@@ -207,15 +263,21 @@ impl<H: Handler> Shard<H> {
                     OpKind::Send
                 };
                 ctx.counters.sends += 1;
-                next.submit(ring, fd, pack(kind, token));
+                next.submit(ring, target, pack(kind, token));
                 slot.io.inflight += 1;
             }
             if slot.io.phase == Phase::Flushing && slot.io.send.is_empty() {
-                if slot.io.no_linger && nothing_unread(&slot.io.fd) {
+                // Unread input would turn a close's FIN into a reset that can destroy
+                // output the peer has not read: linger then. The last receive says
+                // whether input was already waiting (no peek needed). A peer that has
+                // closed its side sends nothing more: no lingering either.
+                if slot.io.peer_eof {
+                    close_conn(handler, ctx, ring, slot, false);
+                } else if slot.io.no_linger && !slot.io.input_pending {
                     ctx.counters.closed_without_linger += 1;
                     close_conn(handler, ctx, ring, slot, false);
                 } else {
-                    start_linger(handler, ctx, slot);
+                    start_linger(handler, ctx, ring, slot);
                 }
             }
             if slot.io.phase == Phase::Lingering && slot.io.peer_eof {
@@ -223,11 +285,11 @@ impl<H: Handler> Shard<H> {
             }
         }
 
-        if slot.io.phase != Phase::Closed {
+        if let (Some(target), true) = (target, slot.io.phase != Phase::Closed) {
             let want = slot.io.wants_recv();
             if want && !slot.io.recv_armed && !slot.io.parked {
                 ring.recv_multi(
-                    slot.io.fd.as_raw_fd(),
+                    target,
                     bufs.bgid(),
                     ring.features.recv_bundles,
                     pack(OpKind::Recv, token),
@@ -244,8 +306,12 @@ impl<H: Handler> Shard<H> {
             if let Some(key) = slot.io.idle_timer.take() {
                 ctx.timers.cancel(key);
             }
-            // Dropping the slot closes the socket: every operation on it is complete.
-            slots.remove(idx as usize);
+            // Every operation on the socket is complete: close it (through the ring, in
+            // this turn's submission, with no completion unless it fails).
+            let slot = slots.remove(idx as usize);
+            if let Some(sock) = slot.io.sock {
+                ring.close(sock, pack_shard(OpKind::Close));
+            }
         }
     }
 }
@@ -257,6 +323,11 @@ pub(super) fn deliver<H: Handler>(
     slot: &mut ConnSlot<H::Conn>,
     data: &[u8],
 ) {
+    if slot.io.phase == Phase::Opening && !slot.io.abort_requested {
+        // Not open yet (its peer address is on the way): shown once it is.
+        append_carry(ctx, &mut slot.io, data);
+        return;
+    }
     if slot.io.phase != Phase::Open || slot.io.abort_requested {
         return; // closing: input is discarded
     }
@@ -319,24 +390,26 @@ pub(super) fn run_carry<H: Handler>(
     slot.io.carry = carry;
 }
 
-/// True when the kernel holds no unread input for `fd` (a peek finds nothing, or the
-/// peer's FIN): closing then sends a FIN, not a reset.
-fn nothing_unread(fd: &std::os::fd::OwnedFd) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-    match SockRef::from(fd).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-        Ok(n) => n == 0,
-        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
-    }
-}
-
 /// Flushed: shut our write side down and keep reading until the peer closes.
 pub(super) fn start_linger<H: Handler>(
     handler: &mut H,
     ctx: &mut ShardCtx,
+    ring: &mut Ring,
     slot: &mut ConnSlot<H::Conn>,
 ) {
     slot.io.phase = Phase::Lingering;
-    let _ = SockRef::from(&slot.io.fd).shutdown(std::net::Shutdown::Write);
+    match &slot.io.sock {
+        Some(Sock::Plain(fd)) => {
+            let _ = SockRef::from(fd).shutdown(std::net::Shutdown::Write);
+        }
+        Some(sock @ Sock::Direct(_)) => {
+            // The kernel runs a ring shutdown on a worker thread: counted in flight, so
+            // the socket is not closed before the shutdown has found it.
+            ring.shutdown(sock.target(), libc::SHUT_WR, pack(OpKind::Shutdown, slot.io.token));
+            slot.io.inflight += 1;
+        }
+        None => {}
+    }
     if let Some(app) = slot.app.take() {
         handler.on_close(app, slot.io.close_why);
         ctx.counters.closed += 1;
@@ -346,8 +419,14 @@ pub(super) fn start_linger<H: Handler>(
     ctx.mark_dirty(&mut slot.io);
 }
 
-/// Closes a connection: tells the handler, drops unsent output, cancels what is in
-/// flight. The slot is freed by `service` once every completion is back.
+/// Closes a connection: tells the handler, drops unsent output, ends what is in flight.
+/// The slot is freed (and the socket closed) by `service` once every completion is back.
+///
+/// When the receive is the only operation in flight, a graceful close of a plain
+/// descriptor shuts the socket down (which sends the FIN and ends the receive, after it
+/// has read whatever input was still queued), and any other close cancels the receive by
+/// its own key (no completion for the cancel itself where the kernel can skip it). A
+/// connection with sends or a connect in flight has everything on its socket cancelled.
 pub(super) fn close_conn<H: Handler>(
     handler: &mut H,
     ctx: &mut ShardCtx,
@@ -360,8 +439,16 @@ pub(super) fn close_conn<H: Handler>(
     }
     let was_lingering = slot.io.phase == Phase::Lingering;
     slot.io.phase = Phase::Closed;
+    let Some(sock) = &slot.io.sock else {
+        return;
+    };
     if reset && !was_lingering {
-        let _ = SockRef::from(&slot.io.fd).set_linger(Some(Duration::ZERO));
+        match sock {
+            Sock::Plain(fd) => {
+                let _ = SockRef::from(fd).set_linger(Some(Duration::ZERO));
+            }
+            Sock::Direct(_) => ring.linger_zero(sock.target(), pack_shard(OpKind::Close)),
+        }
     }
     // Counted once, when the handler hears of it (a lingering connection already was;
     // one that never finished connecting never had a handler state).
@@ -371,7 +458,21 @@ pub(super) fn close_conn<H: Handler>(
     }
     slot.io.send.discard_unsent();
     slot.io.carry = Vec::new();
-    if slot.io.inflight > 0 {
-        ring.cancel_fd(slot.io.fd.as_raw_fd(), pack_shard(OpKind::Cancel));
+    let only_recv = slot.io.recv_armed && slot.io.inflight == 1;
+    if only_recv && !slot.io.recv_cancelling {
+        slot.io.recv_cancelling = true;
+        if let (Sock::Plain(fd), false) = (sock, reset && !was_lingering) {
+            let how = if was_lingering {
+                std::net::Shutdown::Read
+            } else {
+                std::net::Shutdown::Both
+            };
+            if SockRef::from(fd).shutdown(how).is_ok() {
+                return;
+            }
+        }
+        ring.cancel_quietly(pack(OpKind::Recv, slot.io.token), pack_shard(OpKind::Close));
+    } else if slot.io.inflight > 0 {
+        ring.cancel_fd(sock.target(), pack_shard(OpKind::Cancel));
     }
 }

@@ -11,6 +11,17 @@ pub(crate) fn adopt(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`), if it can be read.
+pub(crate) fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a live, exclusively borrowed rlimit the call fills in.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    ok.then_some(lim.rlim_cur as u64)
+}
+
 /// A non-blocking, close-on-exec eventfd used to wake a shard's ring.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with no pointer arguments.

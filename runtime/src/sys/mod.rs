@@ -28,6 +28,7 @@ pub(crate) mod fd;
 pub(crate) mod lend;
 pub(crate) mod msg;
 pub(crate) mod ring;
+pub(crate) mod sock;
 
 /// Why a ring or buffer ring could not be set up.
 #[derive(Debug)]

@@ -4,11 +4,12 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
 use crate::sys::lend::{Lent, SendSource};
 use crate::sys::msg::{DatagramMsg, RecvTemplate};
+use crate::sys::sock::{Sock, Target};
 use crate::sys::SetupError;
 
 /// How the ring was set up; the best the kernel accepted.
@@ -47,7 +48,42 @@ pub struct RingFeatures {
     pub cq_entries: u32,
     /// Batched waits (`min_wait_usec`, 6.12).
     pub min_timeout: bool,
+    /// Successful completions can be skipped (`IOSQE_CQE_SKIP_SUCCESS`, 5.17): a close
+    /// or shutdown then costs no completion unless it fails.
+    pub skip_success: bool,
+    /// A direct descriptor can be turned into a plain one (`FIXED_FD_INSTALL`, 6.8).
+    pub fd_install: bool,
+    /// The operations a direct socket needs besides accept and I/O (close, shutdown,
+    /// socket commands) are there.
+    pub direct_ops: bool,
 }
+
+/// Builds an entry for `target`, a plain descriptor or a registered file's index:
+/// `on_target!(t, |f| opcode::X::new(f, ..).build())`.
+macro_rules! on_target {
+    ($target:expr, |$f:ident| $build:expr) => {
+        match $target {
+            Target::Fd(fd) => {
+                let $f = Fd(fd);
+                $build
+            }
+            Target::Fixed(i) => {
+                let $f = Fixed(i);
+                $build
+            }
+        }
+    };
+}
+
+/// `SOCKET_URING_OP_GETSOCKOPT` (6.7): a `getsockopt` at `SOL_SOCKET` as a ring command.
+const SOCKET_OP_GETSOCKOPT: u32 = 2;
+
+/// `SO_LINGER` with a zero timeout: closing then resets the connection. Static, so the
+/// pointer a `setsockopt` command carries is valid for as long as the kernel needs it.
+static LINGER_ZERO: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
 
 /// Largest single send; the rest of a larger buffer follows as a resumed send.
 pub(crate) const MAX_SEND: usize = 1 << 30;
@@ -172,10 +208,76 @@ impl Ring {
             // and an older kernel would fail every zero-copy send with EINVAL.
             zc_report_usage: ring.params().is_feature_recvsend_bundle(),
             min_timeout: ring.params().is_feature_min_timeout(),
+            skip_success: ring.params().is_feature_skip_cqe_on_success(),
+            fd_install: probe.is_supported(opcode::FixedFdInstall::CODE),
+            direct_ops: [
+                opcode::Close::CODE,
+                opcode::Shutdown::CODE,
+                opcode::UringCmd16::CODE,
+            ]
+            .iter()
+            .all(|c| probe.is_supported(*c)),
             sq_entries: ring.params().sq_entries(),
             cq_entries: ring.params().cq_entries(),
         };
         Ok(Ring { ring, features })
+    }
+
+    /// Registers a sparse file table of `slots` entries for direct descriptors, once
+    /// the kernel has shown it can run on one everything a connection needs (a socket
+    /// command, `getsockopt`, on a registered socket: 6.7). Err: why not, for the
+    /// startup line; the shard then uses plain descriptors.
+    pub(crate) fn enable_direct(&mut self, slots: u32) -> Result<(), String> {
+        if !self.features.direct_ops {
+            return Err("kernel lacks close/shutdown/socket commands on the ring".into());
+        }
+        self.ring
+            .submitter()
+            .register_files_sparse(slots)
+            .map_err(|e| format!("registering a {slots}-slot file table failed: {e}"))?;
+        match self.socket_command_works() {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let _ = self.ring.submitter().unregister_files();
+                Err("kernel lacks getsockopt as a ring command (6.7)".into())
+            }
+            Err(e) => {
+                let _ = self.ring.submitter().unregister_files();
+                Err(format!("probing socket commands failed: {e}"))
+            }
+        }
+    }
+
+    /// Runs `getsockopt(SO_TYPE)` as a ring command on a fresh socket placed in slot 0
+    /// of the (just registered, empty) table, and waits for it.
+    fn socket_command_works(&mut self) -> io::Result<bool> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        use std::os::fd::AsRawFd;
+        self.ring
+            .submitter()
+            .register_files_update(0, &[sock.as_raw_fd()])?;
+        let mut kind: libc::c_int = 0;
+        let ptr: *mut libc::c_int = &mut kind;
+        let e = opcode::SetSockOpt::new(
+            Fixed(0),
+            libc::SOL_SOCKET as u32,
+            libc::SO_TYPE as u32,
+            ptr.cast_const().cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+        .build();
+        let e = with_cmd_op(e, SOCKET_OP_GETSOCKOPT).user_data(u64::MAX);
+        // SAFETY: `kind` outlives the operation: this function waits below for its
+        // completion (the only submission on the ring so far) before returning.
+        unsafe { self.push(e) };
+        let res = loop {
+            self.ring.submitter().submit_and_wait(1)?;
+            if let Some(c) = self.ring.completion().next() {
+                break c.result();
+            }
+        };
+        self.ring.submitter().register_files_update(0, &[-1])?;
+        Ok(res == std::mem::size_of::<libc::c_int>() as i32 && kind == libc::SOCK_STREAM)
     }
 
     /// The submitter, for registrations.
@@ -203,10 +305,16 @@ impl Ring {
         }
     }
 
-    /// Arms a multishot accept on `listener`.
-    pub(crate) fn accept_multi(&mut self, listener: RawFd, user_data: u64) {
+    /// Arms a multishot accept on `listener`; with `direct`, each connection goes into
+    /// the registered file table (a free slot the kernel picks) instead of the process's
+    /// descriptor table, and its completion's result is that slot.
+    pub(crate) fn accept_multi(&mut self, listener: RawFd, direct: bool, user_data: u64) {
+        // A direct descriptor is in no process table, so has no close-on-exec flag to
+        // set (the kernel refuses the flag with one).
+        let flags = if direct { 0 } else { libc::SOCK_CLOEXEC };
         let e = opcode::AcceptMulti::new(Fd(listener))
-            .flags(libc::SOCK_CLOEXEC)
+            .allocate_file_index(direct)
+            .flags(flags)
             .build()
             .user_data(user_data);
         // SAFETY: the entry holds no pointers.
@@ -214,11 +322,11 @@ impl Ring {
     }
 
     /// Arms a multishot receive into buffer group `bgid`, as bundles if asked.
-    pub(crate) fn recv_multi(&mut self, fd: RawFd, bgid: u16, bundle: bool, user_data: u64) {
+    pub(crate) fn recv_multi(&mut self, sock: Target, bgid: u16, bundle: bool, user_data: u64) {
         let e = if bundle {
-            opcode::RecvMultiBundle::new(Fd(fd), bgid).build()
+            on_target!(sock, |f| opcode::RecvMultiBundle::new(f, bgid).build())
         } else {
-            opcode::RecvMulti::new(Fd(fd), bgid).build()
+            on_target!(sock, |f| opcode::RecvMulti::new(f, bgid).build())
         };
         // SAFETY: no pointers; the kernel picks buffers from the registered ring, whose
         // memory lives as long as the ring (see BufRing).
@@ -231,7 +339,7 @@ impl Ring {
     /// is settled on it.
     pub(crate) fn send<B: SendSource>(
         &mut self,
-        fd: RawFd,
+        sock: Target,
         src: &mut Lent<B>,
         offset: usize,
         zc: bool,
@@ -245,15 +353,16 @@ impl Ring {
         let bytes = src.lend(user_data, false).send_bytes();
         let rest = &bytes[offset.min(bytes.len())..];
         let len = rest.len().min(MAX_SEND) as u32;
+        let ptr = rest.as_ptr();
         let e = if zc {
-            opcode::SendZc::new(Fd(fd), rest.as_ptr(), len)
+            on_target!(sock, |f| opcode::SendZc::new(f, ptr, len)
                 .flags(libc::MSG_NOSIGNAL)
                 .zc_flags(report)
-                .build()
+                .build())
         } else {
-            opcode::Send::new(Fd(fd), rest.as_ptr(), len)
+            on_target!(sock, |f| opcode::Send::new(f, ptr, len)
                 .flags(libc::MSG_NOSIGNAL)
-                .build()
+                .build())
         };
         // SAFETY: the bytes belong to `src`, a stable value (its memory does not move
         // when it moves) that now owes a final completion for `user_data`: it gives no
@@ -266,25 +375,119 @@ impl Ring {
     /// unfreed) until the completion is settled on it.
     pub(crate) fn connect(
         &mut self,
-        fd: RawFd,
+        sock: Target,
         addr: &mut Lent<Box<socket2::SockAddr>>,
         user_data: u64,
     ) {
         let a = addr.lend(user_data, false);
-        let e = opcode::Connect::new(Fd(fd), a.as_ptr().cast(), a.len())
-            .build()
-            .user_data(user_data);
+        let (ptr, len) = (a.as_ptr().cast(), a.len());
+        let e = on_target!(sock, |f| opcode::Connect::new(f, ptr, len).build()).user_data(user_data);
         // SAFETY: the address is boxed inside a `Lent` that now owes the completion.
         unsafe { self.push(e) }
     }
 
-    /// Cancels every request in flight on `fd`.
-    pub(crate) fn cancel_fd(&mut self, fd: RawFd, user_data: u64) {
-        let e = opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all())
+    /// Cancels every request in flight on `sock`.
+    pub(crate) fn cancel_fd(&mut self, sock: Target, user_data: u64) {
+        let which = on_target!(sock, |f| CancelBuilder::fd(f).all());
+        let e = opcode::AsyncCancel2::new(which)
             .build()
             .user_data(user_data);
         // SAFETY: the entry holds no pointers that outlive this call (the cancel
         // builder's fields are copied into the entry).
+        unsafe { self.push(e) }
+    }
+
+    /// Shuts down one or both directions of `sock` (`libc::SHUT_*`). Shutting the read
+    /// side ends a multishot receive armed on it (its last completion reports 0 bytes):
+    /// no cancellation needed.
+    pub(crate) fn shutdown(&mut self, sock: Target, how: i32, user_data: u64) {
+        let e = on_target!(sock, |f| opcode::Shutdown::new(f, how).build());
+        let e = self.quiet(e).user_data(user_data);
+        // SAFETY: the entry holds no pointers.
+        unsafe { self.push(e) }
+    }
+
+    /// Closes `sock` (frees its registered-table slot, or its descriptor). Every
+    /// operation on it must have completed: a slot is reused by the next accept.
+    pub(crate) fn close(&mut self, sock: Sock, user_data: u64) {
+        let e = on_target!(sock.into_target(), |f| opcode::Close::new(f).build());
+        let e = self.quiet(e).user_data(user_data);
+        // SAFETY: the entry holds no pointers.
+        unsafe { self.push(e) }
+    }
+
+    /// Installs the direct descriptor `sock` as a plain (close-on-exec) descriptor too;
+    /// the completion's result is the new descriptor, which the caller then owns.
+    pub(crate) fn fd_install(&mut self, sock: Target, user_data: u64) {
+        let Target::Fixed(i) = sock else {
+            debug_assert!(false, "only a direct descriptor is installed");
+            return;
+        };
+        let e = opcode::FixedFdInstall::new(Fixed(i), 0)
+            .build()
+            .user_data(user_data);
+        // SAFETY: the entry holds no pointers.
+        unsafe { self.push(e) }
+    }
+
+    /// Sets `SO_LINGER` to zero on `sock`, so that closing it sends a reset. (A command
+    /// that completes when submitted: the close, submitted turns later, follows it.)
+    pub(crate) fn linger_zero(&mut self, sock: Target, user_data: u64) {
+        let val: *const libc::linger = &LINGER_ZERO;
+        let e = on_target!(sock, |f| opcode::SetSockOpt::new(
+            f,
+            libc::SOL_SOCKET as u32,
+            libc::SO_LINGER as u32,
+            val.cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+        .build());
+        let e = self.quiet(e).user_data(user_data);
+        // SAFETY: the option value is a `static`: valid and unchanged for ever.
+        unsafe { self.push(e) }
+    }
+
+    /// Asks for `sock`'s peer address (`getsockopt(SO_PEERNAME)` as a ring command, the
+    /// only way to reach a direct descriptor's), written into `addr`, which stays lent
+    /// until the completion (result: the address length) is settled on it. `addr` must
+    /// hold an address of the expected family: its length is the length asked for.
+    pub(crate) fn peer_name(
+        &mut self,
+        sock: Target,
+        addr: &mut Lent<Box<socket2::SockAddr>>,
+        user_data: u64,
+    ) {
+        let a = addr.lend(user_data, true);
+        let (ptr, len) = (a.as_ptr().cast_mut().cast::<libc::c_void>(), a.len());
+        let e = on_target!(sock, |f| opcode::SetSockOpt::new(
+            f,
+            libc::SOL_SOCKET as u32,
+            libc::SO_PEERNAME as u32,
+            ptr.cast_const(),
+            len,
+        )
+        .build());
+        let e = with_cmd_op(e, SOCKET_OP_GETSOCKOPT).user_data(user_data);
+        // SAFETY: the address buffer is boxed inside a `Lent` that now owes the
+        // completion and gives no access (the kernel writes it) until it is settled.
+        unsafe { self.push(e) }
+    }
+
+    /// Marks `e` to post no completion when it succeeds, where the kernel can.
+    fn quiet(&self, e: squeue::Entry) -> squeue::Entry {
+        if self.features.skip_success {
+            e.flags(squeue::Flags::SKIP_SUCCESS)
+        } else {
+            e
+        }
+    }
+
+    /// Cancels the request submitted with `target` as its user data, with no completion
+    /// for the cancellation itself unless it fails (where the kernel can skip one).
+    pub(crate) fn cancel_quietly(&mut self, target: u64, user_data: u64) {
+        let e = opcode::AsyncCancel::new(target).build();
+        let e = self.quiet(e).user_data(user_data);
+        // SAFETY: the entry holds no pointers.
         unsafe { self.push(e) }
     }
 
@@ -423,4 +626,18 @@ impl Ring {
         }));
         overflow
     }
+}
+
+/// `e`, a socket command built as a `setsockopt`, turned into command `cmd_op` (the crate
+/// builds only `SOCKET_URING_OP_SETSOCKOPT`; the other socket commands share its layout).
+fn with_cmd_op(e: squeue::Entry, cmd_op: u32) -> squeue::Entry {
+    /// Where `cmd_op` sits in a submission entry (`struct io_uring_sqe`, after opcode,
+    /// flags, ioprio and fd).
+    const CMD_OP_OFFSET: usize = 8;
+    // SAFETY: `Entry` is a `repr(C)` wrapper of the kernel's 64-byte `io_uring_sqe`,
+    // plain data for which every bit pattern is valid (`transmute` checks the size).
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute::<squeue::Entry, [u8; 64]>(e) };
+    raw[CMD_OP_OFFSET..CMD_OP_OFFSET + 4].copy_from_slice(&cmd_op.to_ne_bytes());
+    // SAFETY: as above, back to the wrapper; only `cmd_op` changed.
+    unsafe { std::mem::transmute::<[u8; 64], squeue::Entry>(raw) }
 }
