@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use super::error::ClientError;
 use super::request::{self, Outgoing, RequestHead, Sent};
 use super::response::{
-    message_length, parse_head, record, FieldsView, HeadInfo, ResponseHead, Span,
+    message_length, parse_head, record, within_limit, FieldsView, HeadInfo, ResponseHead, Span,
 };
 use crate::http1::body::{BodyError, ChunkedDecoder};
 use crate::http1::encode::Framing;
@@ -351,11 +351,16 @@ impl ClientCodec {
                 if input.is_empty() {
                     return Ok((0, None));
                 }
-                *total = total.saturating_add(input.len() as u64);
-                if *total > self.limits.max_body {
+                // Up to the limit, then an error on the first byte past it: the same
+                // bytes are handed over however the input was split.
+                let room = self.limits.max_body.saturating_sub(*total);
+                let take = usize::try_from(room).unwrap_or(usize::MAX).min(input.len());
+                if take == 0 {
                     return Err(ClientError::TooLarge("body size"));
                 }
-                Ok((input.len(), Some(Ev::Body(0, input.len()))))
+                // take <= room = max_body - total, so this cannot overflow.
+                *total += take as u64;
+                Ok((take, Some(Ev::Body(0, take))))
             }
         }
     }
@@ -418,11 +423,8 @@ impl ClientCodec {
         let slots = slots
             .get_mut(..self.limits.header_count())
             .unwrap_or_default();
-        match httparse::parse_headers(input, slots) {
+        match httparse::parse_headers(within_limit(input, &self.limits), slots) {
             Ok(httparse::Status::Complete((n, fields))) => {
-                if n > self.limits.max_header_bytes {
-                    return Err(ClientError::TooLarge("trailer section size"));
-                }
                 record(input, fields, &mut self.spans);
                 self.finish_response();
                 Ok((n, Some(Ev::End(Some(at)))))

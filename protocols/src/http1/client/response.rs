@@ -152,6 +152,14 @@ pub(super) fn record(input: &[u8], headers: &[httparse::Header<'_>], spans: &mut
     }));
 }
 
+/// The part of `input` a head or trailer section must fit in. Only these bytes are
+/// parsed, so the verdict on an oversized head (too large, or malformed within the
+/// limit) depends on its first `max_header_bytes` bytes alone, never on how the input
+/// was split: bytes past the limit are never looked at.
+pub(super) fn within_limit<'a>(input: &'a [u8], limits: &Limits) -> &'a [u8] {
+    input.get(..limits.max_header_bytes).unwrap_or(input)
+}
+
 /// Parses a response head at the start of `input`, recording its fields in `spans`.
 /// `Ok(None)`: incomplete (and within limits so far), show it again with more appended.
 /// The message length is left to [`message_length`]: it depends on the request.
@@ -164,13 +172,13 @@ pub(super) fn parse_head(
     let count = limits.header_count().min(HEADER_CAP);
     let slots = slots.get_mut(..count).unwrap_or_default();
     let mut resp = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, input, slots);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        within_limit(input, limits),
+        slots,
+    );
     match parsed {
         Ok(httparse::Status::Complete(len)) => {
-            if len > limits.max_header_bytes {
-                return Err(ClientError::TooLarge("response head size"));
-            }
             let status = resp.code.unwrap_or_default();
             if status < 100 {
                 return Err(ClientError::Malformed("status code below 100"));

@@ -963,3 +963,59 @@ fn fields_view_lookup() {
     assert_eq!(h.headers().get("missing"), None);
     assert_eq!(h.headers().len(), 4);
 }
+
+#[test]
+fn an_oversized_head_is_too_large_however_split() {
+    // Malformed only past the limit: the verdict must not depend on where the input was
+    // cut (found by the `client_response` fuzz target).
+    let limits = Limits {
+        max_header_bytes: 64,
+        ..Limits::default()
+    };
+    let input = format!(
+        "HTTP/1.1 200 OK\r\nX-Big: {}\r\nBad Name: x\r\n\r\n",
+        "a".repeat(60)
+    );
+    for pieces in [vec![input.as_bytes()], input.as_bytes().chunks(1).collect()] {
+        let mut c = ClientCodec::new(limits.clone());
+        let mut out = Vec::new();
+        let req = RequestHead {
+            method: "GET",
+            target: "/",
+            headers: &[("Host", "h")],
+        };
+        c.encode_request(&req, BodyKind::Empty, &mut out).unwrap();
+        let (s, _) = feed(&mut c, &pieces, false);
+        assert_eq!(
+            s,
+            [Seen::Error(ClientError::TooLarge("response head size"))]
+        );
+    }
+}
+
+#[test]
+fn a_close_delimited_body_is_cut_at_the_limit_however_split() {
+    let limits = Limits {
+        max_body: 8,
+        ..Limits::default()
+    };
+    let input = b"HTTP/1.1 200 OK\r\n\r\n0123456789";
+    for pieces in [vec![&input[..]], input.chunks(3).collect()] {
+        let mut c = ClientCodec::new(limits.clone());
+        let mut out = Vec::new();
+        let req = RequestHead {
+            method: "GET",
+            target: "/",
+            headers: &[("Host", "h")],
+        };
+        c.encode_request(&req, BodyKind::Empty, &mut out).unwrap();
+        let (s, _) = feed(&mut c, &pieces, false);
+        assert_eq!(
+            s[1..],
+            [
+                body(b"01234567"),
+                Seen::Error(ClientError::TooLarge("body size"))
+            ]
+        );
+    }
+}
