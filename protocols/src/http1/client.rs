@@ -2,9 +2,9 @@
 //!
 //! Like hyper's `proto/h1/role.rs`, this is the other role over the server's codec, not
 //! a second one: response heads are parsed with the same httparse setup and field scan
-//! ([`head`](super::head)), chunked bodies with the same [`ChunkedDecoder`]
-//! (super::body::ChunkedDecoder), bounds come from the same [`Limits`](super::Limits),
-//! and chunk framing from [`encode`](super::encode).
+//! ([`head`](super::head)), chunked bodies with the same
+//! [`ChunkedDecoder`](super::body::ChunkedDecoder), bounds come from the same
+//! [`Limits`](super::Limits), and chunk framing from [`encode`](super::encode).
 //!
 //! [`ClientCodec`] owns one connection's HTTP state: the requests sent and not yet
 //! answered (FIFO, so pipelined responses are matched in order; each remembers whether it
