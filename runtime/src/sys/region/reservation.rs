@@ -1,7 +1,7 @@
 //! One range of address space, reserved up front and made usable from the bottom up.
 //!
 //! Reserved `PROT_NONE` with `MAP_NORESERVE`: address space only, no commit charge and
-//! no pages. [`Reservation::make_writable`] opens it (read-write) up to a byte offset, a
+//! no pages (and no transparent huge pages, so a fault brings in one small page). [`Reservation::make_writable`] opens it (read-write) up to a byte offset, a
 //! few pages at a time; a page becomes resident only when first written, and
 //! [`Reservation::release`] hands pages back to the kernel (`MADV_DONTNEED`, so RSS
 //! drops at once and the next touch gets a fresh zero page). Access beyond the writable
@@ -56,6 +56,11 @@ impl Reservation {
             return Err(io::Error::last_os_error());
         }
         let base = NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        // With transparent huge pages set to `always`, a fault could bring in 2 MiB at
+        // once and the per-entry cost would no longer be exact: small pages only. Fails
+        // harmlessly (EINVAL) on kernels built without THP.
+        // SAFETY: advice on our own fresh mapping; it changes no contents.
+        unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
         Ok(Reservation {
             base,
             len,
