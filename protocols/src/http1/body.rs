@@ -82,15 +82,18 @@ pub struct ChunkedDecoder {
     /// Trailer bytes seen so far, bounded by `max_trailer`.
     trailer: usize,
     max_trailer: usize,
+    /// Return after each piece of data and before the trailer section, instead of
+    /// decoding all of the input (the client role takes one event per call).
+    stepwise: bool,
 }
 
 /// RFC 9110 tchar: the bytes allowed in a field name.
-fn is_tchar(b: u8) -> bool {
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Field-value and extension bytes: visible ASCII, obs-text, SP and HTAB; no CTLs.
-fn is_text(b: u8) -> bool {
+pub(crate) fn is_text(b: u8) -> bool {
     b == b'\t' || (b >= 0x20 && b != 0x7f)
 }
 
@@ -107,7 +110,25 @@ impl ChunkedDecoder {
             max_body,
             trailer: 0,
             max_trailer,
+            stepwise: false,
         }
+    }
+
+    /// A decoder whose [`decode`](Self::decode) returns right after handing over one
+    /// piece of data, and right after the last-chunk line, leaving the trailer section
+    /// unconsumed for the caller to parse ([`at_trailers`](Self::at_trailers) is then
+    /// true, and the decoder must not be fed again).
+    pub(crate) fn stepwise(max_body: u64) -> Self {
+        ChunkedDecoder {
+            stepwise: true,
+            ..ChunkedDecoder::new(max_body, 0)
+        }
+    }
+
+    /// True when a [`stepwise`](Self::stepwise) decoder has read the last chunk and the
+    /// trailer section comes next.
+    pub(crate) fn at_trailers(&self) -> bool {
+        self.stepwise && self.state == State::TrailerStart
     }
 
     /// True once the last chunk, trailers and final CRLF have been decoded.
@@ -145,6 +166,9 @@ impl ChunkedDecoder {
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
+                    if self.stepwise {
+                        return Ok(pos);
+                    }
                     continue;
                 }
                 State::Size => {
@@ -180,6 +204,9 @@ impl ChunkedDecoder {
                     }
                     if self.remaining == 0 {
                         self.state = State::TrailerStart;
+                        if self.stepwise {
+                            return Ok(pos + 1);
+                        }
                     } else {
                         // Checked before any data arrives, so an oversized chunk is
                         // refused without buffering a byte of it.

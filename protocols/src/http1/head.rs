@@ -269,32 +269,28 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 /// What the header fields say about framing and persistence, gathered in one pass.
+/// Shared by both roles: the server reads requests with it, the client responses.
 #[derive(Default)]
-struct Fields {
-    hosts: u32,
-    content_length: Option<u64>,
-    te_seen: bool,
-    te_chunked_last: bool,
-    te_chunked_count: u32,
-    te_other: bool,
-    conn_close: bool,
-    conn_keep_alive: bool,
-    expect_continue: bool,
+pub(crate) struct Fields {
+    pub(crate) hosts: u32,
+    pub(crate) content_length: Option<u64>,
+    pub(crate) te_seen: bool,
+    pub(crate) te_chunked_last: bool,
+    pub(crate) te_chunked_count: u32,
+    pub(crate) te_other: bool,
+    pub(crate) conn_close: bool,
+    pub(crate) conn_keep_alive: bool,
+    pub(crate) expect_continue: bool,
+    /// The first framing field that cannot be read (an invalid or differing
+    /// Content-Length, parameters on chunked); the scan goes on past it, so the
+    /// Connection tokens are known even then.
+    pub(crate) framing_error: Option<&'static str>,
 }
 
-fn analyse<'b, 'h>(
-    method: &'b str,
-    target: &'b str,
-    version: Version,
-    headers: &'h [RawHeader<'b>],
-    len: usize,
-    limits: &Limits,
-) -> Result<Head<'b, 'h>, HeadError> {
-    if method == "CONNECT" {
-        return Err(HeadError::NotImplemented("CONNECT"));
-    }
-    check_target(method, target)?;
-
+/// Scans the header fields once for framing (Content-Length, Transfer-Encoding),
+/// persistence (Connection), Host and Expect. Never fails: a framing field that cannot
+/// be read is recorded in [`Fields::framing_error`] for the caller to act on.
+pub(crate) fn scan_fields(headers: &[RawHeader<'_>]) -> Fields {
     let mut f = Fields::default();
     for h in headers {
         let name = h.name.as_bytes();
@@ -302,10 +298,15 @@ fn analyse<'b, 'h>(
             f.hosts += 1;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             for e in h.value.split(|&b| b == b',').map(trim_ows) {
-                let n = parse_length(e).ok_or(HeadError::Smuggling("invalid Content-Length"))?;
+                let Some(n) = parse_length(e) else {
+                    f.framing_error.get_or_insert("invalid Content-Length");
+                    break;
+                };
                 match f.content_length {
                     Some(m) if m != n => {
-                        return Err(HeadError::Smuggling("differing Content-Length values"))
+                        f.framing_error
+                            .get_or_insert("differing Content-Length values");
+                        break;
                     }
                     _ => f.content_length = Some(n),
                 }
@@ -322,7 +323,7 @@ fn analyse<'b, 'h>(
                 };
                 if cname.eq_ignore_ascii_case(b"chunked") {
                     if !params.is_empty() {
-                        return Err(HeadError::Smuggling("parameters on chunked"));
+                        f.framing_error.get_or_insert("parameters on chunked");
                     }
                     f.te_chunked_count += 1;
                     f.te_chunked_last = true;
@@ -344,6 +345,26 @@ fn analyse<'b, 'h>(
         {
             f.expect_continue = true;
         }
+    }
+    f
+}
+
+fn analyse<'b, 'h>(
+    method: &'b str,
+    target: &'b str,
+    version: Version,
+    headers: &'h [RawHeader<'b>],
+    len: usize,
+    limits: &Limits,
+) -> Result<Head<'b, 'h>, HeadError> {
+    if method == "CONNECT" {
+        return Err(HeadError::NotImplemented("CONNECT"));
+    }
+    check_target(method, target)?;
+
+    let f = scan_fields(headers);
+    if let Some(e) = f.framing_error {
+        return Err(HeadError::Smuggling(e));
     }
 
     match (version, f.hosts) {

@@ -13,13 +13,16 @@
 //!   an exchange whose turn has not come), `port` (what a driver provides), `offload`
 //!   (jobs labelled with their exchange), `timer_tag` (application timers in a tag);
 //! - [`handler`]: [`Http`], the runtime `Handler` that drives all of the above;
-//! - [`sim`]: the same state machine driven from memory, for tests and fuzzing.
+//! - [`sim`]: the same state machine driven from memory, for tests and fuzzing;
+//! - [`client`]: the client role (requests out, responses in) over the same parser,
+//!   body decoder and limits.
 //!
 //! Nothing here touches a socket: bytes come in as slices and responses go out through
 //! a port the driver provides.
 
 pub mod app;
 pub mod body;
+pub mod client;
 mod conn;
 pub mod encode;
 pub mod exchange;

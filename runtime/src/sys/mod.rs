@@ -27,6 +27,7 @@ pub(crate) mod buf_ring;
 pub(crate) mod fd;
 pub(crate) mod lend;
 pub(crate) mod msg;
+pub(crate) mod region;
 pub(crate) mod ring;
 pub(crate) mod sock;
 
