@@ -4,8 +4,9 @@
 //! is registered); each gets one multishot receive on the shared buffer ring and a plain
 //! SEND per chunk: the chunk itself back (echo, straight from the provided buffer, which
 //! is recycled when the send completes) or as many static replies as the chunk holds
-//! request heads (http). When the receive ends (the peer's FIN or an error) and no send
-//! is in flight, an IORING_OP_CLOSE releases the descriptor.
+//! request heads (http). When the receive ends (the peer's FIN, an error, or our cancel
+//! once the reply to `Connection: close` is sent) and no send is in flight, an
+//! IORING_OP_CLOSE releases the descriptor; the kernel then sends our FIN.
 //!
 //! Per connection it keeps only what ordering needs: one send in flight at a time (two
 //! sends on one stream socket may complete out of order), the chunks or replies waiting
@@ -29,6 +30,10 @@ pub enum Mode {
 /// The one response of http mode (what /plaintext answers).
 pub const REPLY: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+/// The last response on a connection the client asked to close: HTTP/1.1 clients (wrk)
+/// keep a connection whose response does not say so.
+const CLOSE_REPLY: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nHello, World!";
 /// Replies one SEND carries at most (pipelined requests beyond wait for the next).
 const REPLIES_PER_SEND: u32 = 64;
 const BGID: u16 = 0;
@@ -41,7 +46,7 @@ const NONE: u16 = u16::MAX;
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
-/// Shutdown and close completions carry nothing we need.
+/// Cancel and close completions carry nothing we need.
 const OP_IGNORE: u64 = 4;
 
 fn user_data(op: u64, conn: u32) -> u64 {
@@ -58,13 +63,14 @@ struct Conn {
     broken: bool,
     /// A SEND is in flight.
     sending: bool,
-    /// http: the peer sent `Connection: close`; answer what came before, then shut down.
+    /// http: the peer sent `Connection: close`; answer what came before, then close.
     last_request: bool,
     /// http: how much of "\r\n\r\n" the previous chunk ended with.
     matched: u8,
     /// Bytes of the current send already gone (partial sends).
     sent: u32,
-    /// http: length of the current send; replies owed behind it.
+    /// http: where the current send starts in `replies`, its length; replies owed behind it.
+    start: u32,
     len: u32,
     owed: u32,
     /// echo: the queue of received chunks (buffer ids), the head is being sent.
@@ -81,6 +87,7 @@ impl Conn {
         last_request: false,
         matched: 0,
         sent: 0,
+        start: 0,
         len: 0,
         owed: 0,
         head: NONE,
@@ -116,7 +123,8 @@ pub struct Server {
     starved: Vec<u32>,
     /// The multishot accept stopped at a full file table: re-armed by the next close.
     accept_stopped: bool,
-    /// `REPLIES_PER_SEND` copies of `REPLY`, back to back.
+    /// `REPLIES_PER_SEND` copies of `REPLY`, back to back, then the same run ending
+    /// with `CLOSE_REPLY` instead: a send of N replies is a slice of one or the other.
     replies: &'static [u8],
 }
 
@@ -153,7 +161,10 @@ impl Server {
             "plain fds"
         });
         let bufs = BufRing::new(&ring.submitter(), BUF_ENTRIES, BUF_SIZE, BGID)?;
-        let replies = REPLY.repeat(REPLIES_PER_SEND as usize).leak();
+        let n = REPLIES_PER_SEND as usize;
+        let replies = [REPLY.repeat(n), REPLY.repeat(n - 1), CLOSE_REPLY.to_vec()]
+            .concat()
+            .leak();
         let server = Server {
             ring,
             bufs,
@@ -288,8 +299,8 @@ impl Server {
     }
 
     /// Starts the next send of connection `c` if it has one (echo: the head chunk;
-    /// http: up to `REPLIES_PER_SEND` owed replies), or the shutdown its last request
-    /// asked for. Whether a send started.
+    /// http: up to `REPLIES_PER_SEND` owed replies), or the close its last request asked
+    /// for. Whether a send started.
     fn send_next(&mut self, c: u32) -> bool {
         let conn = &mut self.conns[c as usize];
         if conn.broken {
@@ -306,18 +317,24 @@ impl Server {
                     let n = conn.owed.min(REPLIES_PER_SEND);
                     conn.owed -= n;
                     conn.len = n * REPLY.len() as u32;
+                    conn.start = 0;
+                    if conn.last_request && conn.owed == 0 {
+                        // The last n replies: the end of the run that closes.
+                        conn.len += (CLOSE_REPLY.len() - REPLY.len()) as u32;
+                        conn.start = self.replies.len() as u32 - conn.len;
+                    }
                     conn.sent = 0;
                 }
-                // The replies repeat, so any offset of the static run is the right bytes.
-                let p = self.replies[conn.sent as usize..].as_ptr();
+                let p = self.replies[(conn.start + conn.sent) as usize..].as_ptr();
                 (p, conn.len - conn.sent)
             }
             _ => {
                 if conn.last_request && !conn.recv_done {
-                    // All answered: our FIN now, the close after the peer's.
-                    conn.last_request = false;
+                    // All answered: end the receive; its last completion closes the
+                    // socket, which sends our FIN. (IORING_OP_SHUTDOWN would run on an
+                    // io-wq thread, later, maybe on the slot's next connection.)
                     conn.broken = true;
-                    let e = target!(self.direct, c, t => opcode::Shutdown::new(t, libc::SHUT_WR).build());
+                    let e = opcode::AsyncCancel::new(user_data(OP_RECV, c)).build();
                     self.push(e.user_data(user_data(OP_IGNORE, c)));
                 }
                 return false;
