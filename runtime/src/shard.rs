@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use slab::Slab;
 
 use crate::close::{Close, Origin};
 use crate::config::Config;
@@ -27,6 +26,7 @@ use crate::sys::buf_ring::{BufRing, Pieces};
 use crate::sys::fd;
 use crate::sys::lend::Lent;
 use crate::sys::msg::RecvTemplate;
+use crate::sys::region::Slab;
 use crate::sys::ring::{Completion, Ring, ZC_COPIED};
 use crate::timer::TimerWheel;
 use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
@@ -156,6 +156,12 @@ impl<H: Handler> Shard<H> {
             std::net::SocketAddr::V4(_) => std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             std::net::SocketAddr::V6(_) => std::net::SocketAddr::from(([0u16; 8], 0)),
         };
+        // Address space for every connection the shard may hold, reserved now; pages
+        // become resident as connections arrive and go back as they leave (sys::region).
+        let slots = Slab::with_capacity(config_max_conns).map_err(|e| crate::sys::SetupError::Io {
+            what: "reserving the connection slab",
+            source: e,
+        })?;
         let now = Instant::now();
         let shard = Shard {
             ring,
@@ -177,9 +183,7 @@ impl<H: Handler> Shard<H> {
                 discard: Vec::new(),
             },
             handler,
-            // Reserved (address space only; pages are touched as slots fill) so the slab
-            // never doubles under load and leaves its old arrays to the allocator.
-            slots: Slab::with_capacity(config_max_conns),
+            slots,
             listener: parts.listener,
             udp,
             accept_armed: false,
@@ -354,7 +358,7 @@ mod tests {
     use crate::sys::sock::Sock;
 
     fn slot(slots: &mut Slab<ConnSlot<u32>>, generation: u32, app: u32) -> ConnToken {
-        let entry = slots.vacant_entry();
+        let entry = slots.vacant_entry().unwrap();
         let token = ConnToken {
             slot: entry.key() as u32,
             generation,
@@ -370,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_stale_token_does_not_reach_the_slots_next_occupant() {
-        let mut slots = Slab::new();
+        let mut slots = Slab::with_capacity(16).unwrap();
         let old = slot(&mut slots, 1, 10);
         assert_eq!(live(&mut slots, old).and_then(|s| s.app), Some(10));
         slots.remove(old.slot as usize);

@@ -82,20 +82,26 @@ impl<H: Handler> Shard<H> {
             .cancel_user_data(pack_shard(OpKind::Accept), pack_shard(OpKind::Cancel));
     }
 
+    /// Closes a connection the shard will not hold, with a reset: that tells the client
+    /// at once, where a FIN would look like a server that accepted and then hung up.
+    fn refuse(&mut self, sock: Sock) {
+        if !self.ctx.draining {
+            self.ctx.counters.refused += 1;
+        }
+        match &sock {
+            Sock::Plain(fd) => {
+                let _ = SockRef::from(fd).set_linger(Some(Duration::ZERO));
+            }
+            Sock::Direct(_) => self
+                .ring
+                .linger_zero(sock.target(), pack_shard(OpKind::Close)),
+        }
+        self.ring.close(sock, pack_shard(OpKind::Close));
+    }
+
     pub(super) fn open_conn(&mut self, sock: Sock) {
         if self.ctx.draining || self.slots.len() >= self.ctx.config.max_conns_per_shard {
-            if !self.ctx.draining {
-                self.ctx.counters.refused += 1;
-            }
-            // A reset tells the client at once; a FIN would look like a server that
-            // accepted and then hung up mid-request.
-            match &sock {
-                Sock::Plain(fd) => {
-                    let _ = SockRef::from(fd).set_linger(Some(Duration::ZERO));
-                }
-                Sock::Direct(_) => self.ring.linger_zero(sock.target(), pack_shard(OpKind::Close)),
-            }
-            self.ring.close(sock, pack_shard(OpKind::Close));
+            self.refuse(sock);
             return;
         }
         // TCP_NODELAY is inherited from the listener; nothing to set per socket.
@@ -105,8 +111,12 @@ impl<H: Handler> Shard<H> {
         };
         let peer = peer.unwrap_or(self.unknown_peer);
         let generation = self.next_generation;
+        let Some(entry) = self.slots.vacant_entry() else {
+            // The kernel would not commit another page of the slab.
+            self.refuse(sock);
+            return;
+        };
         self.next_generation = (self.next_generation + 1) & GEN_MASK;
-        let entry = self.slots.vacant_entry();
         let token = ConnToken {
             slot: entry.key() as u32,
             generation,
@@ -218,8 +228,17 @@ impl<H: Handler> Shard<H> {
             let _ = sock.set_tcp_nodelay(true);
             let sock = Sock::Plain(sock.into());
             let generation = self.next_generation;
+            let full = self.slots.len() >= self.ctx.config.max_conns_per_shard;
+            let entry = match self.slots.vacant_entry() {
+                Some(entry) if !full => entry,
+                _ => {
+                    self.ctx.counters.connect_errors += 1;
+                    let error = std::io::Error::other("the shard holds its most connections");
+                    self.shard_event(ShardEvent::ConnectFailed { tag, addr, error });
+                    continue;
+                }
+            };
             self.next_generation = (self.next_generation + 1) & GEN_MASK;
-            let entry = self.slots.vacant_entry();
             let token = ConnToken {
                 slot: entry.key() as u32,
                 generation,

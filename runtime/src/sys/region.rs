@@ -17,8 +17,6 @@
 //! This module owns the mapping. It must never hand out a reference to a vacant entry:
 //! vacancy lives in the occupancy bitmap alone, and a vacant entry holds no `T`.
 
-// Nothing uses the slab until the shard switches over to it.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::io;
 use std::marker::PhantomData;
@@ -121,6 +119,7 @@ impl<T> Slab<T> {
         })
     }
 
+    #[cfg(test)]
     /// How many entries the slab can ever hold.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
@@ -143,6 +142,7 @@ impl<T> Slab<T> {
         self.resident / self.page
     }
 
+    #[cfg(test)]
     /// How many times pages have been given back to the kernel.
     pub(crate) fn releases(&self) -> u64 {
         self.releases
@@ -153,6 +153,7 @@ impl<T> Slab<T> {
         key < self.capacity && self.occupied[key / 64] & (1 << (key % 64)) != 0
     }
 
+    #[cfg(test)]
     /// The value at `key`, if occupied.
     pub(crate) fn get(&self, key: usize) -> Option<&T> {
         self.contains(key).then(|| self.occupied_ref(key))
@@ -176,6 +177,7 @@ impl<T> Slab<T> {
         Some(VacantEntry { slab: self, key })
     }
 
+    #[cfg(test)]
     /// Stores `value` at the lowest free key and returns the key; the value back when
     /// there is no room.
     pub(crate) fn insert(&mut self, value: T) -> Result<usize, T> {
@@ -213,12 +215,14 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    #[cfg(test)]
     /// Gives back every page above the highest occupied entry now, slack or not (for
     /// a shard gone idle, or a test).
     pub(crate) fn shrink_to_fit(&mut self) {
         self.release_above_end();
     }
 
+    #[cfg(test)]
     /// `(key, &value)` for every occupied entry, in key order. Costs time in proportion
     /// to the highest occupied key, not to the capacity.
     pub(crate) fn iter(&self) -> Iter<'_, T> {
@@ -313,6 +317,7 @@ impl<T> Slab<T> {
         unsafe { self.slot(key).read() }
     }
 
+    #[cfg(test)]
     fn occupied_ref(&self, key: usize) -> &T {
         debug_assert!(self.contains(key));
         // SAFETY: callers pass only occupied keys, which hold an initialised `T`; the
@@ -384,12 +389,14 @@ impl Iterator for Words<'_> {
     }
 }
 
+#[cfg(test)]
 /// See [`Slab::iter`].
 pub(crate) struct Iter<'a, T> {
     slab: &'a Slab<T>,
     words: Words<'a>,
 }
 
+#[cfg(test)]
 impl<'a, T> Iterator for Iter<'a, T> {
     type Item = (usize, &'a T);
 
