@@ -173,7 +173,53 @@ fn half_close_gets_the_rest_then_eof() {
 
 #[test]
 fn resets_and_churn_leave_no_descriptor_behind() {
-    let mut srv = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "2"]);
+    churn_leaves_nothing_behind(&[]);
+}
+
+#[test]
+fn resets_and_churn_leave_no_descriptor_behind_with_plain_fds() {
+    churn_leaves_nothing_behind(&["--plain-fds"]);
+}
+
+/// The server's startup line names the descriptor kind its shards use.
+fn descriptors_in_startup_line(srv: &mut ServerProc) -> String {
+    let line = srv
+        .stderr()
+        .into_iter()
+        .find(|l| l.contains("listening on"))
+        .expect("startup line");
+    line.split(", ").last().unwrap_or("").to_string()
+}
+
+#[test]
+fn the_startup_line_says_which_descriptors_are_used() {
+    let mut srv = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let direct = descriptors_in_startup_line(&mut srv);
+    // Linux 6.7+ has everything direct descriptors need; an older kernel falls back and
+    // says why.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) >= (6, 7) {
+        assert!(direct.starts_with("direct descriptors ("), "{direct}");
+    } else {
+        assert!(direct.starts_with("plain descriptors ("), "{direct}");
+    }
+    assert!(srv.stop().success());
+    let mut srv = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--plain-fds"]);
+    assert_eq!(
+        descriptors_in_startup_line(&mut srv),
+        "plain descriptors (turned off))"
+    );
+    assert!(srv.stop().success());
+}
+
+fn churn_leaves_nothing_behind(extra: &[&str]) {
+    let mut args = vec!["echo", "--listen", "127.0.0.1:0", "--shards", "2"];
+    args.extend_from_slice(extra);
+    let mut srv = ServerProc::start(&args);
     let addr = srv.addr;
     // Let the shards finish starting, then take the baseline.
     thread::sleep(Duration::from_millis(200));
@@ -220,6 +266,12 @@ fn resets_and_churn_leave_no_descriptor_behind() {
     assert!(srv.stop().success());
     assert!(srv.counter("accepted") >= 10_051);
     assert_eq!(srv.counter("accepted"), srv.counter("closed"));
+    // Direct descriptors are not in /proc/PID/fd: the shards' own count of closed
+    // sockets shows none was left open (no registered-table slot leaked).
+    assert_eq!(
+        srv.counter("sockets_closed"),
+        srv.counter("accepted") + srv.counter("refused")
+    );
 }
 
 #[test]
@@ -267,7 +319,16 @@ fn a_tiny_buffer_ring_runs_dry_and_loses_nothing() {
 
 #[test]
 fn past_max_conns_the_extra_connection_is_closed_and_others_work() {
-    let mut srv = ServerProc::start(&[
+    max_conns_refuses_the_extra(&[]);
+}
+
+#[test]
+fn past_max_conns_the_extra_connection_is_closed_with_plain_fds() {
+    max_conns_refuses_the_extra(&["--plain-fds"]);
+}
+
+fn max_conns_refuses_the_extra(extra: &[&str]) {
+    let mut args = vec![
         "echo",
         "--listen",
         "127.0.0.1:0",
@@ -275,7 +336,9 @@ fn past_max_conns_the_extra_connection_is_closed_and_others_work() {
         "1",
         "--max-conns",
         "2",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut srv = ServerProc::start(&args);
     let mut a = connect(srv.addr);
     let mut b = connect(srv.addr);
     for s in [&mut a, &mut b] {
@@ -300,11 +363,21 @@ fn past_max_conns_the_extra_connection_is_closed_and_others_work() {
     drop((a, b));
     assert!(srv.stop().success());
     assert_eq!(srv.counter("refused"), 1);
+    assert_eq!(srv.counter("sockets_closed"), 3);
 }
 
 #[test]
 fn sigterm_lets_transfers_in_flight_complete_and_exits_zero() {
-    let mut srv = ServerProc::start(&[
+    sigterm_drains(&[]);
+}
+
+#[test]
+fn sigterm_lets_transfers_in_flight_complete_with_plain_fds() {
+    sigterm_drains(&["--plain-fds"]);
+}
+
+fn sigterm_drains(extra: &[&str]) {
+    let mut args = vec![
         "echo",
         "--listen",
         "127.0.0.1:0",
@@ -312,7 +385,9 @@ fn sigterm_lets_transfers_in_flight_complete_and_exits_zero() {
         "2",
         "--drain-timeout",
         "10",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mut srv = ServerProc::start(&args);
     let addr = srv.addr;
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let clients: Vec<_> = (0..20u64)

@@ -26,11 +26,22 @@ fn echo_once(s: &mut TcpStream, msg: &[u8]) -> bool {
 
 #[test]
 fn running_out_of_descriptors_pauses_accepting_and_recovers() {
+    // Plain descriptors: the process's descriptor table fills (EMFILE).
+    out_of_descriptors(&["--plain-fds"]);
+}
+
+#[test]
+fn a_full_registered_file_table_pauses_accepting_and_recovers() {
+    // Direct descriptors: the ring's registered table, sized within the descriptor
+    // limit, fills (ENFILE) while the process's own table stays nearly empty.
+    out_of_descriptors(&[]);
+}
+
+fn out_of_descriptors(extra: &[&str]) {
+    let mut args = vec!["echo", "--listen", "127.0.0.1:0", "--shards", "1"];
+    args.extend_from_slice(extra);
     // Start the server under a small descriptor limit.
-    let mut srv = ServerProc::start_in_shell(
-        "ulimit -n 48 &&",
-        &["echo", "--listen", "127.0.0.1:0", "--shards", "1"],
-    );
+    let mut srv = ServerProc::start_in_shell("ulimit -n 48 &&", &args);
     let addr = srv.addr;
     // Far more connections than descriptors: the kernel queues them, the server hits
     // EMFILE, counts it and pauses instead of spinning or dying.
@@ -59,6 +70,10 @@ fn running_out_of_descriptors_pauses_accepting_and_recovers() {
     assert!(ok, "server did not recover after descriptors were freed");
     assert!(srv.stop().success());
     assert!(srv.counter("emfile") > 0, "EMFILE was never hit");
+    assert_eq!(
+        srv.counter("sockets_closed"),
+        srv.counter("accepted") + srv.counter("refused")
+    );
 }
 
 #[test]

@@ -168,3 +168,41 @@ impl ConnIo {
         self.inflight == 0 && self.send.zc_notifs_owed() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    /// What an idle connection costs the runtime, field by field (docs/BENCHMARKS.md
+    /// has the table; `cargo test -p ringmaster-runtime budget -- --nocapture` prints
+    /// it). The bound catches growth: every byte here is paid by every connection.
+    #[test]
+    fn connection_state_stays_within_its_budget() {
+        let fields: [(&str, usize); 12] = [
+            ("token", size_of::<crate::token::ConnToken>()),
+            ("sock", size_of::<Option<crate::sys::sock::Sock>>()),
+            ("peer", size_of::<std::net::SocketAddr>()),
+            ("send queue", size_of::<crate::send_queue::SendQueue>()),
+            ("carry", size_of::<Vec<u8>>()),
+            ("close_why", size_of::<crate::close::Close>()),
+            ("last_active", size_of::<std::time::Instant>()),
+            ("idle_timer", size_of::<Option<crate::timer::TimerKey>>()),
+            ("origin", size_of::<crate::close::Origin>()),
+            (
+                "addr",
+                size_of::<Option<crate::sys::lend::Lent<Box<socket2::SockAddr>>>>(),
+            ),
+            ("inflight", size_of::<u32>()),
+            ("phase and 13 flags", size_of::<super::Phase>() + 13),
+        ];
+        let total = size_of::<super::ConnIo>();
+        for (name, bytes) in fields {
+            eprintln!("{name:>20} {bytes:>4} B");
+        }
+        let listed: usize = fields.iter().map(|f| f.1).sum();
+        eprintln!("{:>20} {:>4} B", "padding", total - listed);
+        eprintln!("{:>20} {total:>4} B", "ConnIo");
+        assert!(listed <= total, "a field is counted twice");
+        assert!(total <= 320, "ConnIo grew to {total} B");
+    }
+}

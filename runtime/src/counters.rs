@@ -38,6 +38,10 @@ pub struct Counters {
     pub emfile: u64,
     /// Other accept failures (e.g. ECONNABORTED).
     pub accept_errors: u64,
+    /// Sockets the shard closed, plain or direct: each accepted, refused or outbound
+    /// one, once it is gone. Below their number after every connection has gone, a
+    /// socket (or a registered-table slot) leaked.
+    pub sockets_closed: u64,
     /// Closes, shutdowns and socket options through the ring that failed.
     pub close_errors: u64,
     /// Completion-queue overflows reported by the kernel.
@@ -78,7 +82,7 @@ pub struct Counters {
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 32] {
+    pub fn fields(&self) -> [(&'static str, u64); 33] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -95,6 +99,7 @@ impl Counters {
             ("enobufs", self.enobufs),
             ("emfile", self.emfile),
             ("accept_errors", self.accept_errors),
+            ("sockets_closed", self.sockets_closed),
             ("close_errors", self.close_errors),
             ("cq_overflow", self.cq_overflow),
             ("idle_closed", self.idle_closed),

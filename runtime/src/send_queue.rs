@@ -95,8 +95,11 @@ pub(crate) struct NextSend<'a> {
     pub zc: bool,
 }
 
-/// A new copied segment starts with this much room (see `tail`).
-const TAIL_CAPACITY: usize = 4096;
+/// A new copied segment starts with this much room (see `tail`): several small
+/// responses, and it grows by doubling past that. Every response in flight holds one,
+/// so this is also what a burst of new connections costs at its peak (4 KiB here made
+/// 256 connections being set up at once cost ~1 MiB, which the allocator then kept).
+const TAIL_CAPACITY: usize = 1024;
 
 /// Bytes pushed whole up to this size join the end of the queue instead of becoming
 /// a segment (and a send) of their own.
@@ -148,8 +151,10 @@ pub(crate) struct SendQueue {
     backlog: usize,
     spare: Option<Vec<u8>>,
     /// Buffers lent to zero-copy sends (the current one last, if it is zero-copy): kept
-    /// until the kernel owes no notification for any of them.
-    zc: Lent<Vec<SendBuf>>,
+    /// until the kernel owes no notification for any of them. Boxed, and only while
+    /// there are any: most connections never send zero-copy, and every idle one would
+    /// carry the list's bookkeeping inline.
+    zc: Option<Box<Lent<Vec<SendBuf>>>>,
     /// The back segment was handed out by `tail` when it held this many bytes: what
     /// was appended since is not in `backlog` yet (see `settle`).
     tail_open: Option<usize>,
@@ -167,7 +172,7 @@ impl Default for SendQueue {
             in_flight: false,
             backlog: 0,
             spare: None,
-            zc: Lent::new(Vec::new()),
+            zc: None,
             tail_open: None,
             zc_off: false,
         }
@@ -304,7 +309,7 @@ impl SendQueue {
     /// Zero-copy completions (results without notification yet, notifications) still
     /// owed by the kernel.
     pub(crate) fn zc_notifs_owed(&self) -> u32 {
-        self.zc.owed()
+        self.zc.as_ref().map_or(0, |z| z.owed())
     }
 
     /// The next send to submit, if none is in flight and something is queued. Its
@@ -330,11 +335,11 @@ impl SendQueue {
                     copied: true,
                 },
                 Queued::Owned { buf, zc: true } if zc_on => {
-                    self.zc.push(SendBuf::Vec(buf));
+                    self.zc_list().push(SendBuf::Vec(buf));
                     Current::Zc
                 }
                 Queued::Static { buf, zc: true } if zc_on => {
-                    self.zc.push(SendBuf::Static(buf));
+                    self.zc_list().push(SendBuf::Static(buf));
                     Current::Zc
                 }
                 Queued::Owned { buf, .. } => Current::Plain {
@@ -353,7 +358,13 @@ impl SendQueue {
             Current::Plain { buf, .. } => (Src::Plain(buf), false),
             // A zero-copy segment resumed after a short send stays zero-copy (its first
             // part's notification may still be owed; the list settles both).
-            Current::Zc => (Src::Zc(&mut self.zc), true),
+            Current::Zc => (
+                Src::Zc(
+                    self.zc
+                        .get_or_insert_with(|| Box::new(Lent::new(Vec::new()))),
+                ),
+                true,
+            ),
             Current::Idle => unreachable!("a current segment was just chosen"),
         };
         Some(NextSend { src, offset, zc })
@@ -370,10 +381,10 @@ impl SendQueue {
                 buf.settle(c);
                 buf.get().map_or(0, |b| b.bytes().len())
             }
-            Current::Zc => {
-                self.zc.settle(c);
-                self.zc.get().map_or(0, |l| l.send_bytes().len())
-            }
+            Current::Zc => self.zc.as_deref_mut().map_or(0, |z| {
+                z.settle(c);
+                z.get().map_or(0, |l| l.send_bytes().len())
+            }),
             Current::Idle => return false,
         };
         let n = (c.result().max(0) as usize).min(len - self.sent);
@@ -414,7 +425,9 @@ impl SendQueue {
                 buf.settle(c);
             }
             Current::Zc => {
-                self.zc.settle(c);
+                if let Some(z) = self.zc.as_deref_mut() {
+                    z.settle(c);
+                }
             }
             Current::Idle => {}
         }
@@ -428,17 +441,24 @@ impl SendQueue {
     /// A zero-copy notification `c` arrived. The zero-copy buffers are released once
     /// none is owed.
     pub(crate) fn zc_notif(&mut self, c: &Completion) {
-        self.zc.settle(c);
+        if let Some(z) = self.zc.as_deref_mut() {
+            z.settle(c);
+        }
         self.release_zc();
+    }
+
+    /// The zero-copy list, made on first use.
+    fn zc_list(&mut self) -> &mut Lent<Vec<SendBuf>> {
+        self.zc
+            .get_or_insert_with(|| Box::new(Lent::new(Vec::new())))
     }
 
     /// Frees the zero-copy buffers if the kernel owes nothing for them and none is
     /// being sent.
     fn release_zc(&mut self) {
-        if !matches!(self.current, Current::Zc) {
-            if let Some(list) = self.zc.get_mut() {
-                list.clear();
-            }
+        let owed = self.zc.as_ref().is_some_and(|z| z.is_owed());
+        if !matches!(self.current, Current::Zc) && !owed {
+            self.zc = None;
         }
     }
 
@@ -462,7 +482,7 @@ impl SendQueue {
     #[cfg(test)]
     fn retired(&self) -> usize {
         let current = usize::from(matches!(self.current, Current::Zc));
-        self.zc.get().map_or(0, Vec::len) - current
+        self.zc.as_ref().and_then(|z| z.get()).map_or(0, Vec::len) - current
     }
 }
 
@@ -663,7 +683,10 @@ mod tests {
         notif(&mut q);
         // Either buffer may be the one still pinned: both stay, unmoved.
         assert_eq!(q.retired(), 2);
-        assert_eq!(q.zc.get().unwrap()[0].bytes().as_ptr(), first);
+        assert_eq!(
+            q.zc.as_ref().unwrap().get().unwrap()[0].bytes().as_ptr(),
+            first
+        );
         notif(&mut q);
         assert_eq!((q.retired(), q.zc_notifs_owed()), (0, 0));
     }

@@ -158,10 +158,11 @@ impl<H: Handler> Shard<H> {
         };
         // Address space for every connection the shard may hold, reserved now; pages
         // become resident as connections arrive and go back as they leave (sys::region).
-        let slots = Slab::with_capacity(config_max_conns).map_err(|e| crate::sys::SetupError::Io {
-            what: "reserving the connection slab",
-            source: e,
-        })?;
+        let slots =
+            Slab::with_capacity(config_max_conns).map_err(|e| crate::sys::SetupError::Io {
+                what: "reserving the connection slab",
+                source: e,
+            })?;
         let now = Instant::now();
         let shard = Shard {
             ring,
@@ -169,7 +170,8 @@ impl<H: Handler> Shard<H> {
             ctx: ShardCtx {
                 id: parts.id,
                 now,
-                timers: TimerWheel::new(now, 4096, config.timer_tick),
+                // Two per connection (the idle timeout, and a protocol's own) and some.
+                timers: TimerWheel::new(now, 4096, config.timer_tick, 2 * config_max_conns + 1024),
                 config,
                 counters: Counters::default(),
                 dirty: Vec::new(),

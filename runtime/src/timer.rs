@@ -7,9 +7,10 @@
 //! sleep without scanning entries. The wheel never owns a connection: payloads are
 //! tokens, and a fired timer whose connection is gone is simply dropped by the shard.
 
+use std::ops::{Index, IndexMut};
 use std::time::{Duration, Instant};
 
-use slab::Slab;
+use crate::sys::region;
 
 const NIL: u32 = u32::MAX;
 
@@ -29,9 +30,83 @@ struct Entry<T> {
     payload: T,
 }
 
+/// The wheel's entries. Up to `reserved` of them live in a region reserved up front
+/// (`sys::region`: pages resident only while used, given back when freed), so the timers
+/// every connection holds cost the same in every run; past that, in an ordinary slab
+/// (keys offset by `reserved`), so arming a timer never fails.
+struct Entries<T> {
+    region: Option<region::Slab<Entry<T>>>,
+    overflow: slab::Slab<Entry<T>>,
+    reserved: usize,
+}
+
+impl<T> Entries<T> {
+    fn new(reserved: usize) -> Self {
+        // Without the reservation (address space refused) every entry overflows.
+        let region = region::Slab::with_capacity(reserved).ok();
+        let reserved = region.as_ref().map_or(0, |_| reserved);
+        Entries {
+            region,
+            overflow: slab::Slab::new(),
+            reserved,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.region.as_ref().map_or(0, |r| r.len()) + self.overflow.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(&mut self, e: Entry<T>) -> usize {
+        let e = match self.region.as_mut() {
+            Some(r) => match r.insert(e) {
+                Ok(key) => return key,
+                Err(e) => e,
+            },
+            None => e,
+        };
+        self.reserved + self.overflow.insert(e)
+    }
+
+    fn get(&self, key: usize) -> Option<&Entry<T>> {
+        if key < self.reserved {
+            self.region.as_ref()?.get(key)
+        } else {
+            self.overflow.get(key - self.reserved)
+        }
+    }
+
+    fn remove(&mut self, key: usize) -> Entry<T> {
+        match self.region.as_mut() {
+            Some(r) if key < self.reserved => r.remove(key),
+            _ => self.overflow.remove(key - self.reserved),
+        }
+    }
+}
+
+impl<T> Index<usize> for Entries<T> {
+    type Output = Entry<T>;
+    fn index(&self, key: usize) -> &Entry<T> {
+        self.get(key).expect("a linked timer entry")
+    }
+}
+
+impl<T> IndexMut<usize> for Entries<T> {
+    fn index_mut(&mut self, key: usize) -> &mut Entry<T> {
+        let entry = match self.region.as_mut() {
+            Some(r) if key < self.reserved => r.get_mut(key),
+            _ => self.overflow.get_mut(key - self.reserved),
+        };
+        entry.expect("a linked timer entry")
+    }
+}
+
 /// The wheel. `T` is what a fired timer hands back.
 pub(crate) struct TimerWheel<T> {
-    entries: Slab<Entry<T>>,
+    entries: Entries<T>,
     heads: Vec<u32>,
     nonempty: Vec<u64>,
     mask: u64,
@@ -43,11 +118,12 @@ pub(crate) struct TimerWheel<T> {
 }
 
 impl<T> TimerWheel<T> {
-    /// A wheel of `slots` buckets (rounded up to a power of two) of `tick` each.
-    pub(crate) fn new(origin: Instant, slots: usize, tick: Duration) -> Self {
+    /// A wheel of `slots` buckets (rounded up to a power of two) of `tick` each, with
+    /// room reserved for `reserve` timers (more still work, from the allocator).
+    pub(crate) fn new(origin: Instant, slots: usize, tick: Duration, reserve: usize) -> Self {
         let slots = slots.max(64).next_power_of_two();
         TimerWheel {
-            entries: Slab::new(),
+            entries: Entries::new(reserve),
             heads: vec![NIL; slots],
             nonempty: vec![0; slots / 64],
             mask: slots as u64 - 1,
@@ -207,7 +283,7 @@ mod tests {
 
     fn wheel() -> (TimerWheel<u32>, Instant) {
         let t0 = Instant::now();
-        (TimerWheel::new(t0, 256, ms(1)), t0)
+        (TimerWheel::new(t0, 256, ms(1), 4), t0)
     }
 
     #[test]

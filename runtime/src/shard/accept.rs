@@ -97,6 +97,7 @@ impl<H: Handler> Shard<H> {
                 .linger_zero(sock.target(), pack_shard(OpKind::Close)),
         }
         self.ring.close(sock, pack_shard(OpKind::Close));
+        self.ctx.counters.sockets_closed += 1;
     }
 
     pub(super) fn open_conn(&mut self, sock: Sock) {
@@ -106,7 +107,10 @@ impl<H: Handler> Shard<H> {
         }
         // TCP_NODELAY is inherited from the listener; nothing to set per socket.
         let peer = match &sock {
-            Sock::Plain(fd) => SockRef::from(fd).peer_addr().ok().and_then(|a| a.as_socket()),
+            Sock::Plain(fd) => SockRef::from(fd)
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket()),
             Sock::Direct(_) => None,
         };
         let peer = peer.unwrap_or(self.unknown_peer);

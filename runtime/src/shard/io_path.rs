@@ -311,6 +311,7 @@ impl<H: Handler> Shard<H> {
             let slot = slots.remove(idx as usize);
             if let Some(sock) = slot.io.sock {
                 ring.close(sock, pack_shard(OpKind::Close));
+                ctx.counters.sockets_closed += 1;
             }
         }
     }
@@ -405,7 +406,11 @@ pub(super) fn start_linger<H: Handler>(
         Some(sock @ Sock::Direct(_)) => {
             // The kernel runs a ring shutdown on a worker thread: counted in flight, so
             // the socket is not closed before the shutdown has found it.
-            ring.shutdown(sock.target(), libc::SHUT_WR, pack(OpKind::Shutdown, slot.io.token));
+            ring.shutdown(
+                sock.target(),
+                libc::SHUT_WR,
+                pack(OpKind::Shutdown, slot.io.token),
+            );
             slot.io.inflight += 1;
         }
         None => {}

@@ -47,14 +47,16 @@ struct Mapping {
 }
 
 impl Mapping {
-    fn new(len: usize) -> io::Result<Mapping> {
+    /// Maps `len` bytes; with `populate`, every page is made resident now.
+    fn new(len: usize, populate: bool) -> io::Result<Mapping> {
+        let populate = if populate { libc::MAP_POPULATE } else { 0 };
         // SAFETY: anonymous private mapping with no address hint; the result is checked.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | populate,
                 -1,
                 0,
             )
@@ -109,8 +111,13 @@ impl BufRing {
     ) -> Result<BufRing, SetupError> {
         let io_err = |what: &'static str| move |source| SetupError::Io { what, source };
         let desc_len = (entries as usize * std::mem::size_of::<BufRingEntry>()).max(4096);
-        let descriptors = Mapping::new(desc_len).map_err(io_err("mapping the buffer ring"))?;
-        let buffers = Mapping::new(entries as usize * size as usize)
+        let descriptors =
+            Mapping::new(desc_len, false).map_err(io_err("mapping the buffer ring"))?;
+        // Resident from the start: the kernel would otherwise fault pages in one by one
+        // inside the receive path, and the shard's memory would creep up with the bytes
+        // it has ever received (up to the whole ring), which a measurement of memory per
+        // connection then counts as the connections' (see docs/BENCHMARKS.md).
+        let buffers = Mapping::new(entries as usize * size as usize, true)
             .map_err(io_err("mapping receive buffers"))?;
         let mut incremental = false;
         let addr = descriptors.ptr.as_ptr() as u64;

@@ -19,7 +19,7 @@ pub(crate) fn nofile_limit() -> Option<u64> {
     };
     // SAFETY: `lim` is a live, exclusively borrowed rlimit the call fills in.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    ok.then_some(lim.rlim_cur as u64)
+    ok.then_some(lim.rlim_cur)
 }
 
 /// A non-blocking, close-on-exec eventfd used to wake a shard's ring.

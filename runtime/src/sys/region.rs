@@ -17,7 +17,6 @@
 //! This module owns the mapping. It must never hand out a reference to a vacant entry:
 //! vacancy lives in the occupancy bitmap alone, and a vacant entry holds no `T`.
 
-
 use std::io;
 use std::marker::PhantomData;
 use std::mem::size_of;
@@ -153,7 +152,6 @@ impl<T> Slab<T> {
         key < self.capacity && self.occupied[key / 64] & (1 << (key % 64)) != 0
     }
 
-    #[cfg(test)]
     /// The value at `key`, if occupied.
     pub(crate) fn get(&self, key: usize) -> Option<&T> {
         self.contains(key).then(|| self.occupied_ref(key))
@@ -177,7 +175,6 @@ impl<T> Slab<T> {
         Some(VacantEntry { slab: self, key })
     }
 
-    #[cfg(test)]
     /// Stores `value` at the lowest free key and returns the key; the value back when
     /// there is no room.
     pub(crate) fn insert(&mut self, value: T) -> Result<usize, T> {
@@ -317,7 +314,6 @@ impl<T> Slab<T> {
         unsafe { self.slot(key).read() }
     }
 
-    #[cfg(test)]
     fn occupied_ref(&self, key: usize) -> &T {
         debug_assert!(self.contains(key));
         // SAFETY: callers pass only occupied keys, which hold an initialised `T`; the

@@ -381,7 +381,8 @@ impl Ring {
     ) {
         let a = addr.lend(user_data, false);
         let (ptr, len) = (a.as_ptr().cast(), a.len());
-        let e = on_target!(sock, |f| opcode::Connect::new(f, ptr, len).build()).user_data(user_data);
+        let e =
+            on_target!(sock, |f| opcode::Connect::new(f, ptr, len).build()).user_data(user_data);
         // SAFETY: the address is boxed inside a `Lent` that now owes the completion.
         unsafe { self.push(e) }
     }
@@ -397,12 +398,12 @@ impl Ring {
         unsafe { self.push(e) }
     }
 
-    /// Shuts down one or both directions of `sock` (`libc::SHUT_*`). Shutting the read
-    /// side ends a multishot receive armed on it (its last completion reports 0 bytes):
-    /// no cancellation needed.
+    /// Shuts down one or both directions of `sock` (`libc::SHUT_*`). The kernel runs it
+    /// on a worker thread, so it may finish after operations submitted later: its
+    /// completion (always posted) says when it has.
     pub(crate) fn shutdown(&mut self, sock: Target, how: i32, user_data: u64) {
         let e = on_target!(sock, |f| opcode::Shutdown::new(f, how).build());
-        let e = self.quiet(e).user_data(user_data);
+        let e = e.user_data(user_data);
         // SAFETY: the entry holds no pointers.
         unsafe { self.push(e) }
     }

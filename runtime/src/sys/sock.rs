@@ -37,15 +37,6 @@ impl Sock {
         }
     }
 
-    /// The plain descriptor, if this is one.
-    #[cfg(test)]
-    pub(crate) fn plain(&self) -> Option<&OwnedFd> {
-        match self {
-            Sock::Plain(fd) => Some(fd),
-            Sock::Direct(_) => None,
-        }
-    }
-
     /// Gives up ownership: what the ring's close operation must close.
     pub(super) fn into_target(self) -> Target {
         match self {
