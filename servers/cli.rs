@@ -26,6 +26,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     pub backlog: Option<u32>,
 
+    /// Hand a connection to the server only once its first bytes arrive, waiting at most SECS for them (TCP_DEFER_ACCEPT; 0: at once)
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub defer_accept: u64,
+
     /// Connections each shard holds at once; past it, new ones are accepted and reset
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     pub max_conns: usize,
@@ -161,6 +165,7 @@ impl ServerArgs {
             .recv_bundles(!self.no_recv_bundles)
             .buf_incremental(!self.no_incremental_buffers)
             .direct_descriptors(!self.plain_fds)
+            .defer_accept((self.defer_accept > 0).then(|| Duration::from_secs(self.defer_accept)))
             .offload_queue(self.offload_queue)
             .offload_cpus(self.offload_cpus.clone().map(|c| c.0));
         if let Some(n) = self.offload_threads {

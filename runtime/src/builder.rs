@@ -65,6 +65,8 @@ impl ServerBuilder {
         recv_bundles: bool);
     setter!(/// Allow incremental buffer consumption when the kernel has it.
         buf_incremental: bool);
+    setter!(/// Deliver connections once their first bytes arrived (`TCP_DEFER_ACCEPT`), waiting at most this long.
+        defer_accept: Option<Duration>);
     setter!(/// Accept connections as direct descriptors when the kernel can (default on).
         direct_descriptors: bool);
     setter!(/// Offload worker threads (0: none).

@@ -16,6 +16,12 @@ pub struct Config {
     pub cpus: Option<Vec<usize>>,
     /// Listen backlog (accept-queue length) of each listener.
     pub backlog: u32,
+    /// Hand a connection to the shard only once its first bytes have arrived
+    /// (`TCP_DEFER_ACCEPT`), waiting at most this long for them (`None`: at once). For
+    /// protocols where the client speaks first (HTTP, TLS, WebSocket, echo): the accept
+    /// and the first receive then complete together, one wake-up fewer per connection.
+    /// A protocol that greets first must leave it off: its clients would wait.
+    pub defer_accept: Option<Duration>,
     /// Connections a shard holds at once; past it, new ones are accepted and closed.
     pub max_conns_per_shard: usize,
     /// Buffers in each shard's provided-buffer ring (a power of two, at most 32768).
@@ -86,6 +92,7 @@ impl Default for Config {
                 .unwrap_or(1),
             cpus: None,
             backlog: default_backlog(),
+            defer_accept: None,
             max_conns_per_shard: 100_000,
             buf_ring_entries: 1024,
             buf_size: 16 * 1024,

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::unbounded;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -74,7 +75,7 @@ impl Server {
         let mut sockets = Vec::with_capacity(config.shards);
         for _ in 0..config.shards {
             let tcp = if config.tcp {
-                let s = bind_listener(addr, config.backlog)
+                let s = bind_listener(addr, config.backlog, config.defer_accept)
                     .map_err(|source| Error::Bind { addr, source })?;
                 addr = bound_port(&s, addr);
                 Some(s)
@@ -356,7 +357,11 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<Socket> {
     Ok(sock)
 }
 
-fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
+fn bind_listener(
+    addr: SocketAddr,
+    backlog: u32,
+    defer_accept: Option<Duration>,
+) -> std::io::Result<Socket> {
     let sock = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
@@ -366,6 +371,9 @@ fn bind_listener(addr: SocketAddr, backlog: u32) -> std::io::Result<Socket> {
     sock.set_reuse_port(true)?;
     // Accepted sockets inherit it: no setsockopt per connection.
     sock.set_tcp_nodelay(true)?;
+    if let Some(wait) = defer_accept {
+        fd::set_defer_accept(&sock, wait.as_secs().clamp(1, i32::MAX as u64) as i32)?;
+    }
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }

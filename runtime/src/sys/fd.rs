@@ -1,7 +1,7 @@
 //! File descriptors and signals: the few libc calls std does not wrap.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Takes ownership of a descriptor the kernel just created for us (an accept result).
 pub(crate) fn adopt(fd: RawFd) -> OwnedFd {
@@ -20,6 +20,26 @@ pub(crate) fn nofile_limit() -> Option<u64> {
     // SAFETY: `lim` is a live, exclusively borrowed rlimit the call fills in.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
     ok.then_some(lim.rlim_cur)
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on a listener: a connection is accepted only once data has
+/// arrived on it, or after `secs` seconds.
+pub(crate) fn set_defer_accept(sock: &impl AsRawFd, secs: i32) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live local int and its exact size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// A non-blocking, close-on-exec eventfd used to wake a shard's ring.
