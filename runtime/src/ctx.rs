@@ -3,6 +3,7 @@
 //! below the handler API and the loop, which both build on it.
 
 use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +63,8 @@ pub(crate) enum ConnAction {
     ResumeReading,
     Close,
     Post(Box<dyn Any>),
+    /// Link the asking connection and the target (see `Io::link`).
+    Link,
 }
 
 /// The shard state handlers reach through `Io` and `ShardIo`.
@@ -88,6 +91,12 @@ pub(crate) struct ShardCtx {
     pub conn_ops: Vec<ConnOp>,
     /// The id the next notifier gets.
     pub next_notifier: u64,
+    /// Linked connections (`Io::link`), by slot: (the connection, the one it is linked
+    /// to). Looked up only when a backlog crosses its bound, so empty costs nothing.
+    pub links: HashMap<u32, (ConnToken, ConnToken)>,
+    /// Connections whose backlog crossed its bound this turn (true: past it; false:
+    /// drained to half, or gone), for their linked connections to pause or resume.
+    pub link_changes: Vec<(ConnToken, bool)>,
     /// The UDP socket's sends (queued, then in the kernel); `None`: no UDP socket.
     pub udp_sends: Option<UdpSends>,
     /// Where output to a closing connection goes (emptied whenever handed out).
@@ -193,6 +202,14 @@ impl ShardCtx {
             self.counters.calls_rejected += 1;
         }
         sent
+    }
+
+    /// A connection's backlog crossed its bound: its linked connection (if any) pauses
+    /// or resumes reading once the turn's servicing is done.
+    pub(crate) fn link_backlog(&mut self, token: ConnToken, past: bool) {
+        if !self.links.is_empty() {
+            self.link_changes.push((token, past));
+        }
     }
 
     /// Queues an action on a connection of this shard by token.

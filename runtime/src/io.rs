@@ -306,6 +306,18 @@ impl<'a> Io<'a> {
         Ok(Called::new())
     }
 
+    /// Links this connection with another of this shard (by token), both ways, for a
+    /// relay: while either one's unsent backlog is past the write-backlog bound
+    /// (`write_backlog_limit`), reading from the other pauses, and resumes once the
+    /// backlog has drained to half (or the connection is gone). So a fast sender on one
+    /// side and a slow reader on the other keep the relay's memory bounded. Applied once
+    /// this callback returns; a gone target is reported as for `write_to`. A connection
+    /// has one link: linking again replaces it.
+    pub fn link(&mut self, target: ConnToken) {
+        let from = self.op_origin();
+        self.shard.conn_op(from, target, ConnAction::Link);
+    }
+
     pub(crate) fn new(conn: &'a mut ConnIo, shard: &'a mut ShardCtx) -> Self {
         Io {
             conn,

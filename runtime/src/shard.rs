@@ -185,6 +185,8 @@ impl<H: Handler> Shard<H> {
                 pending_connects: Vec::new(),
                 conn_ops: Vec::new(),
                 next_notifier: 0,
+                links: Default::default(),
+                link_changes: Vec::new(),
                 udp_sends,
                 discard: Vec::new(),
             },
@@ -262,13 +264,15 @@ impl<H: Handler> Shard<H> {
         self.cqes = cqes;
         self.fire_timers();
         self.apply_conn_ops();
+        self.apply_link_changes();
         self.service_dirty();
         self.unpark();
         self.service_dirty();
         // Actions by token asked for by callbacks that servicing made (writable,
         // redelivered input).
-        if !self.ctx.conn_ops.is_empty() {
+        if !self.ctx.conn_ops.is_empty() || !self.ctx.link_changes.is_empty() {
             self.apply_conn_ops();
+            self.apply_link_changes();
             self.service_dirty();
         }
         if self.ctx.draining

@@ -53,7 +53,8 @@ impl<H: Handler> Shard<H> {
         match action {
             ConnAction::Write(bytes) => {
                 if !bytes.is_empty() {
-                    slot.io.send.write(&bytes);
+                    // Moved in as it is: the copy `write_to` made is the only one.
+                    slot.io.send.push_bytes(bytes);
                 }
             }
             ConnAction::PauseReading => slot.io.user_paused = true,
@@ -67,7 +68,53 @@ impl<H: Handler> Shard<H> {
             ConnAction::Post(value) => {
                 deliver_event(handler, ctx, slot, Event::Posted(Posted::new(from, value)));
             }
+            ConnAction::Link => {
+                if let Some(from) = from {
+                    ctx.links.insert(from.slot, (from, target));
+                    ctx.links.insert(target.slot, (target, from));
+                    // Either side may be past its bound already: look at both now.
+                    for t in [from, target] {
+                        if let Some(s) = live(slots, t) {
+                            ctx.mark_dirty(&mut s.io);
+                            if s.io.backpressured {
+                                ctx.link_changes.push((t, true));
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
         }
         ctx.mark_dirty(&mut slot.io);
+    }
+
+    /// Pauses or resumes the connections linked to those whose backlog crossed its
+    /// bound (see `Io::link`).
+    pub(super) fn apply_link_changes(&mut self) {
+        let Shard { slots, ctx, .. } = self;
+        for (token, past) in mem::take(&mut ctx.link_changes) {
+            let Some(&(owner, peer)) = ctx.links.get(&token.slot) else {
+                continue;
+            };
+            if owner != token {
+                continue; // an entry of the slot's earlier tenant, not this one
+            }
+            let gone = live(slots, token).is_none_or(|s| s.io.phase == Phase::Closed);
+            if gone {
+                ctx.links.remove(&token.slot);
+            }
+            let Some(slot) = live(slots, peer) else {
+                continue;
+            };
+            if slot.io.link_paused != past {
+                slot.io.link_paused = past;
+                if past {
+                    ctx.counters.backpressure_pauses += 1;
+                } else {
+                    slot.io.redeliver = true;
+                }
+                ctx.mark_dirty(&mut slot.io);
+            }
+        }
     }
 }
