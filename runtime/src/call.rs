@@ -52,6 +52,11 @@ impl CallDone {
     pub fn into_inner(self) -> Result<Box<dyn Any + Send>, CallError> {
         self.value
     }
+
+    #[cfg(test)]
+    pub(crate) fn value_ref(&self) -> &Result<Box<dyn Any + Send>, CallError> {
+        &self.value
+    }
 }
 
 impl fmt::Debug for CallDone {

@@ -165,12 +165,12 @@ impl ShardIo<'_> {
     /// for a shard index out of range, another handler type, a full mailbox (see
     /// `mailbox_calls`; counted as `calls_rejected`) or a stopped shard. A panic in `f`
     /// is a panic of the target shard, as for any handler callback.
-    pub fn call<H, R, F>(&mut self, shard: usize, tag: u64, f: F) -> Result<Called<R>, CallError>
-    where
-        H: 'static,
-        R: Send + 'static,
-        F: FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
-    {
+    pub fn call<H: 'static, R: Send + 'static>(
+        &mut self,
+        shard: usize,
+        tag: u64,
+        f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+    ) -> Result<Called<R>, CallError> {
         let handler = (TypeId::of::<H>(), std::any::type_name::<H>());
         self.shard
             .call(shard, handler, ReplyTo::Shard(tag), call_work(f))?;
@@ -294,12 +294,11 @@ impl<'a> Io<'a> {
     /// `calls_rejected`) or a stopped shard; a target that stops with the call still
     /// queued answers [`CallError::ShardGone`]. A panic in `f` is a panic of the target
     /// shard, as for any handler callback.
-    pub fn call<H, R, F>(&mut self, shard: usize, f: F) -> Result<Called<R>, CallError>
-    where
-        H: 'static,
-        R: Send + 'static,
-        F: FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
-    {
+    pub fn call<H: 'static, R: Send + 'static>(
+        &mut self,
+        shard: usize,
+        f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+    ) -> Result<Called<R>, CallError> {
         let handler = (TypeId::of::<H>(), std::any::type_name::<H>());
         let to = ReplyTo::Conn(self.conn.token);
         self.shard.call(shard, handler, to, call_work(f))?;

@@ -134,3 +134,69 @@ impl Mailbox {
 
 /// Every shard's inbox, indexed by shard id.
 pub(crate) type Mailboxes = Arc<Vec<Mailbox>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox(bound: usize) -> (Mailbox, crossbeam_channel::Receiver<ShardMsg>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mb = Mailbox {
+            tx,
+            wake: Arc::new(fd::eventfd().expect("eventfd")),
+            calls_queued: Default::default(),
+            call_bound: bound,
+            handler: TypeId::of::<()>(),
+        };
+        (mb, rx)
+    }
+
+    fn request(reply: &Mailbox) -> CallRequest {
+        CallRequest {
+            work: Some(Box::new(0u8)),
+            reply: reply.clone(),
+            to: ReplyTo::Shard(9),
+        }
+    }
+
+    fn shard_gone_replies(rx: &crossbeam_channel::Receiver<ShardMsg>) -> usize {
+        rx.try_iter()
+            .filter(|m| {
+                matches!(m, ShardMsg::CallDone { to: ReplyTo::Shard(9), done }
+                    if matches!(done.value_ref(), Err(CallError::ShardGone)))
+            })
+            .count()
+    }
+
+    #[test]
+    fn calls_past_the_bound_are_refused_and_taking_one_makes_room() {
+        let (target, _target_rx) = mailbox(2);
+        let (caller, caller_rx) = mailbox(2);
+        assert!(target.send_call(request(&caller)).is_ok());
+        assert!(target.send_call(request(&caller)).is_ok());
+        assert_eq!(
+            target.send_call(request(&caller)),
+            Err(CallError::MailboxFull)
+        );
+        target.call_taken();
+        assert!(target.send_call(request(&caller)).is_ok());
+        // A refused call reports nothing: the caller was told at once.
+        assert_eq!(shard_gone_replies(&caller_rx), 0);
+    }
+
+    #[test]
+    fn a_call_left_queued_when_its_shard_stops_answers_shard_gone() {
+        let (target, target_rx) = mailbox(8);
+        let (caller, caller_rx) = mailbox(8);
+        target.send_call(request(&caller)).unwrap();
+        target.send_call(request(&caller)).unwrap();
+        drop(target_rx); // the shard exits with both still queued
+        assert_eq!(shard_gone_replies(&caller_rx), 2);
+        // Later calls are refused at once.
+        assert_eq!(
+            target.send_call(request(&caller)),
+            Err(CallError::ShardGone)
+        );
+        assert_eq!(shard_gone_replies(&caller_rx), 0);
+    }
+}

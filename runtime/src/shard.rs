@@ -226,14 +226,14 @@ impl<H: Handler> Shard<H> {
             if let Some(p) = self.udp.as_mut() {
                 p.bufs.publish();
             }
-            let timeout = if self.ctx.conn_ops.is_empty() {
+            let timeout = if self.ctx.conn_ops.is_empty() && self.ctx.link_changes.is_empty() {
                 self.ctx
                     .timers
                     .next_wake()
                     .map(|t| t.saturating_duration_since(Instant::now()))
             } else {
-                // Actions by token still queued (queued late in the last turn): apply
-                // them at once.
+                // Actions by token or link changes still queued (late in the last
+                // turn): apply them at once.
                 Some(Duration::ZERO)
             };
             let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);

@@ -225,14 +225,14 @@ impl Handler for Kv {
             let sent = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
                 ["set", k, v] => {
                     let (k, v) = (k.to_string(), v.to_string());
-                    io.call::<Kv, String, _>(owner(&k, self.shards), move |h, _| {
+                    io.call::<Kv, String>(owner(&k, self.shards), move |h, _| {
                         h.map.insert(k, v);
                         "OK".to_string()
                     })
                 }
                 ["get", k] => {
                     let k = k.to_string();
-                    io.call::<Kv, String, _>(owner(&k, self.shards), move |h, s| {
+                    io.call::<Kv, String>(owner(&k, self.shards), move |h, s| {
                         assert_eq!(s.shard_id(), h.id);
                         match h.map.get(&k) {
                             Some(v) => format!("VALUE {v}"),
@@ -242,7 +242,7 @@ impl Handler for Kv {
                 }
                 ["setclose", k, v] => {
                     let (k, v) = (k.to_string(), v.to_string());
-                    let sent = io.call::<Kv, String, _>(owner(&k, self.shards), move |h, _| {
+                    let sent = io.call::<Kv, String>(owner(&k, self.shards), move |h, _| {
                         h.map.insert(k, v);
                         "OK".to_string()
                     });
@@ -257,7 +257,7 @@ impl Handler for Kv {
                     // Calls to this very shard: none is taken before this callback ends.
                     let (mut ok, mut full) = (0, 0);
                     for _ in 0..n.parse::<usize>().unwrap() {
-                        match io.call::<Kv, String, _>(self.id, |_, _| "flooded".into()) {
+                        match io.call::<Kv, String>(self.id, |_, _| "flooded".into()) {
                             Ok(_) => ok += 1,
                             Err(CallError::MailboxFull) => full += 1,
                             Err(e) => panic!("{e}"),
@@ -267,8 +267,8 @@ impl Handler for Kv {
                     continue;
                 }
                 ["bad"] => {
-                    let no_shard = io.call::<Kv, String, _>(99, |_, _| String::new());
-                    let wrong = io.call::<Notify, String, _>(0, |_, _| String::new());
+                    let no_shard = io.call::<Kv, String>(99, |_, _| String::new());
+                    let wrong = io.call::<Notify, String>(0, |_, _| String::new());
                     io.write(
                         format!("{:?} {:?}\n", no_shard.unwrap_err(), wrong.unwrap_err())
                             .as_bytes(),
@@ -299,7 +299,7 @@ impl Handler for Kv {
             ShardEvent::Start => {
                 let next = (self.id + 1) % self.shards;
                 shard
-                    .call::<Kv, String, _>(next, 7, |h, s| format!("{} {}", h.id, s.shard_id()))
+                    .call::<Kv, String>(next, 7, |h, s| format!("{} {}", h.id, s.shard_id()))
                     .unwrap();
             }
             ShardEvent::CallDone { tag: 7, done } => {
