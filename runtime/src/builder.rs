@@ -73,6 +73,8 @@ impl ServerBuilder {
         offload_threads: usize);
     setter!(/// Offload queue depth.
         offload_queue: usize);
+    setter!(/// Cross-shard calls a shard's mailbox holds before refusing more (default 4096).
+        mailbox_calls: usize);
     setter!(/// CPUs for offload workers.
         offload_cpus: Option<Vec<usize>>);
     setter!(/// Timer wheel granularity (at least 100 µs).

@@ -59,6 +59,10 @@ pub struct Config {
     pub offload_threads: usize,
     /// Jobs the offload queue holds before `Io::offload` refuses more.
     pub offload_queue: usize,
+    /// Cross-shard calls a shard's mailbox holds before refusing more
+    /// (`CallError::MailboxFull`). Shutdown, offload results, call outcomes and
+    /// notifications are not counted against it and never refused.
+    pub mailbox_calls: usize,
     /// CPUs to pin offload workers to (`None`: not pinned).
     pub offload_cpus: Option<Vec<usize>>,
     /// Granularity of the shard's timer wheel (timers never fire early, at most this late).
@@ -111,6 +115,7 @@ impl Default for Config {
                 .map(|n| n.get())
                 .unwrap_or(1),
             offload_queue: 1024,
+            mailbox_calls: 4096,
             offload_cpus: None,
             timer_tick: Duration::from_millis(1),
             batch: 1,
@@ -162,6 +167,9 @@ impl Config {
         }
         if self.max_conns_per_shard == 0 {
             return bad("max connections per shard must be at least 1".into());
+        }
+        if self.mailbox_calls == 0 {
+            return bad("mailbox calls must be at least 1".into());
         }
         if self.backlog == 0 {
             return bad("backlog must be at least 1".into());

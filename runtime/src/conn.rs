@@ -59,6 +59,9 @@ pub(crate) struct ConnIo {
     pub fd_requested: bool,
     /// Reading stopped because the write backlog passed its bound.
     pub backpressured: bool,
+    /// Reading stopped because a linked connection's write backlog passed its bound
+    /// ([`Io::link`](crate::Io::link)).
+    pub link_paused: bool,
     pub peer_eof: bool,
     /// The handler closed saying the peer will send nothing more: no lingering.
     pub no_linger: bool,
@@ -99,6 +102,7 @@ impl ConnIo {
             want_writable: false,
             fd_requested: false,
             backpressured: false,
+            link_paused: false,
             peer_eof: false,
             no_linger: false,
             recv_armed: false,
@@ -144,6 +148,7 @@ impl ConnIo {
         self.phase == Phase::Open
             && !self.user_paused
             && !self.backpressured
+            && !self.link_paused
             && !self.abort_requested
     }
 
@@ -152,7 +157,7 @@ impl ConnIo {
         !self.peer_eof
             && !self.abort_requested
             && match self.phase {
-                Phase::Open => !self.user_paused && !self.backpressured,
+                Phase::Open => !self.user_paused && !self.backpressured && !self.link_paused,
                 // Keep reading (and discarding) while flushing and lingering: input
                 // left in the socket at close() would turn our FIN into a reset.
                 Phase::Flushing | Phase::Lingering => true,
@@ -193,7 +198,7 @@ mod tests {
                 size_of::<Option<crate::sys::lend::Lent<Box<socket2::SockAddr>>>>(),
             ),
             ("inflight", size_of::<u32>()),
-            ("phase and 13 flags", size_of::<super::Phase>() + 13),
+            ("phase and 14 flags", size_of::<super::Phase>() + 14),
         ];
         let total = size_of::<super::ConnIo>();
         for (name, bytes) in fields {

@@ -78,11 +78,24 @@ pub struct Counters {
     pub udp_send_dropped: u64,
     /// Datagram sends the kernel failed.
     pub udp_send_errors: u64,
+    /// Outbound connects cancelled by their timeout (also in `connect_errors`).
+    pub connect_timeouts: u64,
+    /// Cross-shard calls this shard made that were refused at once (full mailbox,
+    /// stopped shard, no such shard, wrong handler type).
+    pub calls_rejected: u64,
+    /// Cross-shard calls this shard ran for a caller (itself included).
+    pub calls_served: u64,
+    /// Call outcomes dropped because the connection that asked had closed meanwhile.
+    pub call_replies_dropped: u64,
+    /// Notifications dropped because their connection had closed meanwhile.
+    pub notify_dropped: u64,
+    /// Actions on a connection by token (write, post, pause, close) that found it gone.
+    pub stale_tokens: u64,
 }
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 33] {
+    pub fn fields(&self) -> [(&'static str, u64); 39] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -117,6 +130,12 @@ impl Counters {
             ("udp_truncated", self.udp_truncated),
             ("udp_send_dropped", self.udp_send_dropped),
             ("udp_send_errors", self.udp_send_errors),
+            ("connect_timeouts", self.connect_timeouts),
+            ("calls_rejected", self.calls_rejected),
+            ("calls_served", self.calls_served),
+            ("call_replies_dropped", self.call_replies_dropped),
+            ("notify_dropped", self.notify_dropped),
+            ("stale_tokens", self.stale_tokens),
         ]
     }
 }

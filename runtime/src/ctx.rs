@@ -2,16 +2,20 @@
 //! timers, the dirty list, mailboxes, the offload queue and the UDP send table. It sits
 //! below the handler API and the loop, which both build on it.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::call::{CallError, ReplyTo};
 use crate::config::Config;
 use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::job::{try_submit, Job, OffloadError, Work};
-use crate::mailbox::{Broadcast, Mailboxes, ShardMsg};
+use crate::mailbox::{Broadcast, CallRequest, Mailboxes, ShardMsg};
 use crate::timer::{TimerKey, TimerWheel};
 use crate::token::ConnToken;
 use crate::udp::UdpSends;
@@ -19,12 +23,48 @@ use crate::udp::UdpSends;
 /// What a timer means when it fires.
 #[derive(Debug)]
 pub(crate) enum TimerEvent {
-    Conn { token: ConnToken, tag: u64 },
+    Conn {
+        token: ConnToken,
+        tag: u64,
+    },
     Idle(ConnToken),
     Linger(ConnToken),
     ResumeAccept,
     DrainDeadline,
-    Shard { tag: u64 },
+    Shard {
+        tag: u64,
+    },
+    /// An outbound connect still pending at this time is cancelled and reported as
+    /// timed out.
+    ConnectTimeout(ConnToken),
+}
+
+/// An outbound connection asked for: where, its tag, and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectRequest {
+    pub addr: SocketAddr,
+    pub tag: u64,
+    pub timeout: Option<Duration>,
+}
+
+/// What a callback asked to do to another connection of the shard, by token: applied
+/// by the shard once the callback has returned (the callback holds its own slot).
+pub(crate) struct ConnOp {
+    /// Who asked: a connection, or the shard's handler (`None`); told if `target` is gone.
+    pub from: Option<ConnToken>,
+    pub target: ConnToken,
+    pub action: ConnAction,
+}
+
+/// See [`ConnOp`].
+pub(crate) enum ConnAction {
+    Write(Vec<u8>),
+    PauseReading,
+    ResumeReading,
+    Close,
+    Post(Box<dyn Any>),
+    /// Link the asking connection and the target (see `Io::link`).
+    Link,
 }
 
 /// The shard state handlers reach through `Io` and `ShardIo`.
@@ -45,8 +85,18 @@ pub(crate) struct ShardCtx {
     pub offload_pending: usize,
     /// The kernel has SEND_ZC / SENDMSG_ZC.
     pub send_zc: bool,
-    /// Outbound connects asked for this turn: (address, tag).
-    pub pending_connects: Vec<(std::net::SocketAddr, u64)>,
+    /// Outbound connects asked for this turn.
+    pub pending_connects: Vec<ConnectRequest>,
+    /// Actions on connections by token, applied after the callback that asked.
+    pub conn_ops: Vec<ConnOp>,
+    /// The id the next notifier gets.
+    pub next_notifier: u64,
+    /// Linked connections (`Io::link`), by slot: (the connection, the one it is linked
+    /// to). Looked up only when a backlog crosses its bound, so empty costs nothing.
+    pub links: HashMap<u32, (ConnToken, ConnToken)>,
+    /// Connections whose backlog crossed its bound this turn (true: past it; false:
+    /// drained to half, or gone), for their linked connections to pause or resume.
+    pub link_changes: Vec<(ConnToken, bool)>,
     /// The UDP socket's sends (queued, then in the kernel); `None`: no UDP socket.
     pub udp_sends: Option<UdpSends>,
     /// Where output to a closing connection goes (emptied whenever handed out).
@@ -124,6 +174,56 @@ impl ShardCtx {
         for mb in self.mailboxes.iter() {
             mb.send(ShardMsg::Shutdown);
         }
+    }
+
+    /// Queues a cross-shard call (`work` is an `io::CallWork` for a handler of type
+    /// `handler`): refused at once for a shard that does not exist, a handler of
+    /// another type, a full mailbox or a stopped shard.
+    pub(crate) fn call(
+        &mut self,
+        shard: usize,
+        handler: (TypeId, &'static str),
+        to: ReplyTo,
+        work: Box<dyn Any + Send>,
+    ) -> Result<(), CallError> {
+        let Some(target) = self.mailboxes.get(shard) else {
+            return Err(CallError::NoShard(shard));
+        };
+        if target.handler != handler.0 {
+            return Err(CallError::WrongHandler(handler.1));
+        }
+        let req = CallRequest {
+            work: Some(work),
+            reply: self.mailboxes[self.id].clone(),
+            to,
+        };
+        let sent = target.send_call(req);
+        if sent.is_err() {
+            self.counters.calls_rejected += 1;
+        }
+        sent
+    }
+
+    /// A connection's backlog crossed its bound: its linked connection (if any) pauses
+    /// or resumes reading once the turn's servicing is done.
+    pub(crate) fn link_backlog(&mut self, token: ConnToken, past: bool) {
+        if !self.links.is_empty() {
+            self.link_changes.push((token, past));
+        }
+    }
+
+    /// Queues an action on a connection of this shard by token.
+    pub(crate) fn conn_op(
+        &mut self,
+        from: Option<ConnToken>,
+        target: ConnToken,
+        action: ConnAction,
+    ) {
+        self.conn_ops.push(ConnOp {
+            from,
+            target,
+            action,
+        });
     }
 
     pub(crate) fn broadcast(&mut self, msg: Broadcast) {

@@ -15,10 +15,12 @@
 
 use std::net::SocketAddr;
 
+use crate::call::{CallDone, Notification, Posted};
 use crate::close::Close;
 use crate::io::{Input, Io, ShardIo};
 use crate::job::OffloadDone;
 use crate::mailbox::Broadcast;
+use crate::token::ConnToken;
 
 /// A protocol: one value per shard, called back for every connection of that shard.
 ///
@@ -77,6 +79,22 @@ pub enum Event<'a> {
     /// The descriptor asked for with [`Io::request_fd`], or why there is none. Default:
     /// dropped (closed).
     Fd(std::io::Result<std::os::fd::OwnedFd>),
+    /// A value sent with a [`Notifier`](crate::Notifier) of this connection (from any
+    /// thread); read it with [`Notification::take`].
+    Notified(Notification),
+    /// Every clone of the notifier with this id was dropped without a value sent: what
+    /// waited for it will not come.
+    NotifierDropped(u64),
+    /// A cross-shard call this connection made ([`Io::call`]) finished; read it with the
+    /// [`Called`](crate::Called) handle the call returned.
+    CallDone(CallDone),
+    /// A value another connection of this shard (or the shard's handler) gave this one
+    /// with `post`; read it with [`Posted::take`].
+    Posted(Posted),
+    /// An action this connection asked for on another one by token (`write_to`,
+    /// `post`, ...) found it gone: closed or closing, its slot maybe reused, or the
+    /// token of another shard. Nothing was done to it.
+    ConnGone(ConnToken),
 }
 
 impl Event<'_> {
@@ -119,4 +137,15 @@ pub enum ShardEvent<'a> {
     /// A message sent with [`Io::broadcast`] or [`ShardIo::broadcast`] arrived, once per
     /// shard; each open connection then gets [`Event::Broadcast`].
     Broadcast(&'a Broadcast),
+    /// A cross-shard call made with [`ShardIo::call`] finished; read it with the
+    /// [`Called`](crate::Called) handle the call returned.
+    CallDone {
+        /// The tag given to the call.
+        tag: u64,
+        /// Its outcome.
+        done: CallDone,
+    },
+    /// An action a shard callback asked for on a connection by token found it gone
+    /// (see [`Event::ConnGone`]).
+    ConnGone(ConnToken),
 }

@@ -1,18 +1,43 @@
 //! The vocabulary a handler speaks to the runtime: [`Io`] for one connection,
 //! [`ShardIo`] for the shard, and [`Input`], the bytes shown in place.
 
+use std::any::{Any, TypeId};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::call::{CallError, Called, ReplyTo};
 use crate::close::{Close, Origin};
 use crate::conn::ConnIo;
 use crate::counters::Counters;
-use crate::ctx::ShardCtx;
+use crate::ctx::{ConnAction, ConnectRequest, ShardCtx};
 use crate::job::{OffloadError, Offloaded};
 use crate::mailbox::Broadcast;
+use crate::notifier::Notifier;
 use crate::send_queue::Segment;
 use crate::timer::TimerKey;
 use crate::token::ConnToken;
+
+/// A cross-shard call's work as it travels (type-erased in the mailbox, which sits
+/// below this layer): run on the target shard with its handler and its `ShardIo`.
+pub(crate) type CallWork = Box<
+    dyn FnOnce(&mut dyn Any, &mut ShardIo<'_>) -> Result<Box<dyn Any + Send>, CallError> + Send,
+>;
+
+/// Wraps a typed call closure as a [`CallWork`], boxed again as the mailbox carries it.
+fn call_work<H, R, F>(f: F) -> Box<dyn Any + Send>
+where
+    H: 'static,
+    R: Send + 'static,
+    F: FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+{
+    let work: CallWork = Box::new(move |handler: &mut dyn Any, shard: &mut ShardIo<'_>| {
+        match handler.downcast_mut::<H>() {
+            Some(h) => Ok(Box::new(f(h, shard)) as Box<dyn Any + Send>),
+            None => Err(CallError::WrongHandler(std::any::type_name::<H>())),
+        }
+    });
+    Box::new(work)
+}
 
 /// The shard-level vocabulary: outbound connections, datagrams, shard timers, stopping
 /// the server.
@@ -27,7 +52,68 @@ macro_rules! shard_vocabulary {
         /// `on_open` runs with [`Io::origin`] = `Connected { tag }`; on failure
         /// [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed) gets `tag`.
         pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
-            self.shard.pending_connects.push((addr, tag));
+            self.shard.pending_connects.push(ConnectRequest {
+                addr,
+                tag,
+                timeout: None,
+            });
+        }
+
+        /// Like `connect`, but a connect still pending after `timeout` is cancelled and
+        /// reported as [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed)
+        /// with an error of kind `TimedOut` (counted as `connect_timeouts`).
+        pub fn connect_timeout(&mut self, addr: SocketAddr, tag: u64, timeout: Duration) {
+            self.shard.pending_connects.push(ConnectRequest {
+                addr,
+                tag,
+                timeout: Some(timeout),
+            });
+        }
+
+        /// Queues a copy of `bytes` for another connection of this shard, named by its
+        /// token. Applied once this callback returns; if that connection is gone (closed
+        /// or closing, its slot maybe reused, or a token of another shard), nothing is
+        /// written and the caller gets `ConnGone(target)` (counted as `stale_tokens`).
+        /// The bytes go to the socket as they are, below any wrapping protocol of the
+        /// target (TLS would not encrypt them): through a wrapper, `post` a value and let
+        /// the target write it.
+        pub fn write_to(&mut self, target: ConnToken, bytes: &[u8]) {
+            let from = self.op_origin();
+            self.shard
+                .conn_op(from, target, ConnAction::Write(bytes.to_vec()));
+        }
+
+        /// Stops reading from another connection of this shard (as its own
+        /// `Io::pause_reading` would), once this callback returns. A gone target is
+        /// reported as for `write_to`.
+        pub fn pause_reading_of(&mut self, target: ConnToken) {
+            let from = self.op_origin();
+            self.shard.conn_op(from, target, ConnAction::PauseReading);
+        }
+
+        /// Undoes `pause_reading_of` (or the target's own pause), once this callback
+        /// returns. A gone target is reported as for `write_to`.
+        pub fn resume_reading_of(&mut self, target: ConnToken) {
+            let from = self.op_origin();
+            self.shard.conn_op(from, target, ConnAction::ResumeReading);
+        }
+
+        /// Closes another connection of this shard once its queued output is sent (as
+        /// its own `Io::close` would), once this callback returns. A gone target is
+        /// reported as for `write_to`.
+        pub fn close_conn(&mut self, target: ConnToken) {
+            let from = self.op_origin();
+            self.shard.conn_op(from, target, ConnAction::Close);
+        }
+
+        /// Gives `value` to another connection of this shard: it gets
+        /// [`Event::Posted`](crate::Event::Posted) once this callback returns (in the
+        /// same loop turn). The value never leaves the shard's thread, so it need not be
+        /// `Send`. A gone target is reported as for `write_to`, and the value dropped.
+        pub fn post<T: 'static>(&mut self, target: ConnToken, value: T) {
+            let from = self.op_origin();
+            self.shard
+                .conn_op(from, target, ConnAction::Post(Box::new(value)));
         }
 
         /// Starts a graceful shutdown of the whole server (every shard).
@@ -66,6 +152,30 @@ macro_rules! shard_vocabulary {
 
 impl ShardIo<'_> {
     shard_vocabulary!();
+
+    /// Who asks, for actions by token: the shard's handler.
+    fn op_origin(&self) -> Option<ConnToken> {
+        None
+    }
+
+    /// Runs `f` on shard `shard` with that shard's handler (of type `H`, the handler
+    /// type the server was started with) and its `ShardIo`, on that shard's thread; its
+    /// value comes back here as [`ShardEvent::CallDone`](crate::ShardEvent::CallDone)
+    /// with `tag`, read through the returned handle. Refused at once (never blocking)
+    /// for a shard index out of range, another handler type, a full mailbox (see
+    /// `mailbox_calls`; counted as `calls_rejected`) or a stopped shard. A panic in `f`
+    /// is a panic of the target shard, as for any handler callback.
+    pub fn call<H: 'static, R: Send + 'static>(
+        &mut self,
+        shard: usize,
+        tag: u64,
+        f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+    ) -> Result<Called<R>, CallError> {
+        let handler = (TypeId::of::<H>(), std::any::type_name::<H>());
+        self.shard
+            .call(shard, handler, ReplyTo::Shard(tag), call_work(f))?;
+        Ok(Called::new())
+    }
 
     /// Arms a shard-level timer; [`ShardEvent::Timer`](crate::ShardEvent::Timer) gets `tag`.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerKey {
@@ -157,6 +267,55 @@ pub struct Io<'a> {
 
 impl<'a> Io<'a> {
     shard_vocabulary!();
+
+    /// Who asks, for actions by token: this connection.
+    fn op_origin(&self) -> Option<ConnToken> {
+        Some(self.conn.token)
+    }
+
+    /// A handle through which any thread can send this connection values of type `T`
+    /// (see [`Notifier`]): each arrives as [`Event::Notified`](crate::Event::Notified)
+    /// on this shard; if every clone is dropped with none sent,
+    /// [`Event::NotifierDropped`](crate::Event::NotifierDropped) arrives instead.
+    pub fn notifier<T: Send + 'static>(&mut self) -> Notifier<T> {
+        let id = self.shard.next_notifier;
+        self.shard.next_notifier += 1;
+        let mailbox = self.shard.mailboxes[self.shard.id].clone();
+        Notifier::new(mailbox, self.conn.token, id)
+    }
+
+    /// Runs `f` on shard `shard` with that shard's handler (of type `H`, the handler
+    /// type the server was started with) and its `ShardIo`, on that shard's thread (this
+    /// shard included, on a later turn); its value comes back to this connection as
+    /// [`Event::CallDone`](crate::Event::CallDone), read through the returned handle.
+    /// Not delivered if this connection has closed by then (counted as
+    /// `call_replies_dropped`). Refused at once (never blocking) for a shard index out
+    /// of range, another handler type, a full mailbox (see `mailbox_calls`; counted as
+    /// `calls_rejected`) or a stopped shard; a target that stops with the call still
+    /// queued answers [`CallError::ShardGone`]. A panic in `f` is a panic of the target
+    /// shard, as for any handler callback.
+    pub fn call<H: 'static, R: Send + 'static>(
+        &mut self,
+        shard: usize,
+        f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+    ) -> Result<Called<R>, CallError> {
+        let handler = (TypeId::of::<H>(), std::any::type_name::<H>());
+        let to = ReplyTo::Conn(self.conn.token);
+        self.shard.call(shard, handler, to, call_work(f))?;
+        Ok(Called::new())
+    }
+
+    /// Links this connection with another of this shard (by token), both ways, for a
+    /// relay: while either one's unsent backlog is past the write-backlog bound
+    /// (`write_backlog_limit`), reading from the other pauses, and resumes once the
+    /// backlog has drained to half (or the connection is gone). So a fast sender on one
+    /// side and a slow reader on the other keep the relay's memory bounded. Applied once
+    /// this callback returns; a gone target is reported as for `write_to`. A connection
+    /// has one link: linking again replaces it.
+    pub fn link(&mut self, target: ConnToken) {
+        let from = self.op_origin();
+        self.shard.conn_op(from, target, ConnAction::Link);
+    }
 
     pub(crate) fn new(conn: &'a mut ConnIo, shard: &'a mut ShardCtx) -> Self {
         Io {

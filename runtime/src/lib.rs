@@ -31,6 +31,7 @@
 #[allow(unsafe_code)]
 mod sys;
 // 2. Leaf types.
+mod call;
 mod close;
 mod config;
 mod counters;
@@ -42,6 +43,7 @@ mod token;
 // 3. Per-connection state and the shard's plumbing.
 mod conn;
 mod mailbox;
+mod notifier;
 mod send_queue;
 mod udp;
 // 4. The shard context that handlers reach.
@@ -58,6 +60,7 @@ mod offload;
 mod server;
 
 pub use builder::ServerBuilder;
+pub use call::{CallDone, CallError, Called, Notification, Posted};
 pub use close::{Close, Origin};
 pub use config::Config;
 pub use counters::Counters;
@@ -68,6 +71,7 @@ pub use handler::{Event, Handler, ShardEvent};
 pub use io::{Input, Io, ShardIo};
 pub use job::{catch_panic, OffloadDone, OffloadError, OffloadPanic, Offloaded};
 pub use mailbox::Broadcast;
+pub use notifier::Notifier;
 pub use send_queue::Segment;
 pub use server::{Report, Running, Server, ShutdownHandle};
 pub use sys::ring::{RingFeatures, TaskRunMode};

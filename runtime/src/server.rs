@@ -132,7 +132,13 @@ impl Server {
                 source,
             })?);
             let (tx, rx) = unbounded();
-            inboxes.push(Mailbox { tx, wake });
+            inboxes.push(Mailbox {
+                tx,
+                wake,
+                calls_queued: Default::default(),
+                call_bound: self.config.mailbox_calls,
+                handler: std::any::TypeId::of::<H>(),
+            });
             receivers.push(rx);
         }
         let mailboxes: Mailboxes = Arc::new(inboxes);

@@ -29,10 +29,11 @@ use crate::sys::msg::RecvTemplate;
 use crate::sys::region::Slab;
 use crate::sys::ring::{Completion, Ring, ZC_COPIED};
 use crate::timer::TimerWheel;
-use crate::token::{self, pack, pack_shard, ConnToken, OpKind, GEN_MASK};
+use crate::token::{self, pack, pack_shard, ConnToken, OpKind};
 use crate::udp::{ShardUdp, UdpSends};
 
 mod accept;
+mod by_token;
 mod control;
 mod io_path;
 mod timers;
@@ -146,6 +147,7 @@ impl<H: Handler> Shard<H> {
             .map(|_| UdpSends::new(config.udp_send_queue, config.udp_gso));
         let send_zc = ring.features.send_zc;
         let config_max_conns = config.max_conns_per_shard.min(1 << 20);
+        let config_shards = config.shards;
         let direct = matches!(descriptors, Descriptors::Direct(_));
         let features = ShardFeatures {
             ring: ring.features,
@@ -181,6 +183,10 @@ impl<H: Handler> Shard<H> {
                 offload_pending: 0,
                 send_zc,
                 pending_connects: Vec::new(),
+                conn_ops: Vec::new(),
+                next_notifier: 0,
+                links: Default::default(),
+                link_changes: Vec::new(),
                 udp_sends,
                 discard: Vec::new(),
             },
@@ -196,7 +202,7 @@ impl<H: Handler> Shard<H> {
             wake_buf: Lent::new(Box::new([0; 8])),
             wake_armed: false,
             rx: parts.rx,
-            next_generation: 1,
+            next_generation: token::first_generation(parts.id, config_shards),
             cqes: Vec::with_capacity(256),
             pieces: Pieces::default(),
             fired: Vec::new(),
@@ -220,11 +226,16 @@ impl<H: Handler> Shard<H> {
             if let Some(p) = self.udp.as_mut() {
                 p.bufs.publish();
             }
-            let timeout = self
-                .ctx
-                .timers
-                .next_wake()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = if self.ctx.conn_ops.is_empty() && self.ctx.link_changes.is_empty() {
+                self.ctx
+                    .timers
+                    .next_wake()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            } else {
+                // Actions by token or link changes still queued (late in the last
+                // turn): apply them at once.
+                Some(Duration::ZERO)
+            };
             let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);
             if let Err(e) = self.ring.submit_and_wait_batch(timeout, batch, wait) {
                 eprintln!(
@@ -252,9 +263,18 @@ impl<H: Handler> Shard<H> {
         }
         self.cqes = cqes;
         self.fire_timers();
+        self.apply_conn_ops();
+        self.apply_link_changes();
         self.service_dirty();
         self.unpark();
         self.service_dirty();
+        // Actions by token asked for by callbacks that servicing made (writable,
+        // redelivered input).
+        if !self.ctx.conn_ops.is_empty() || !self.ctx.link_changes.is_empty() {
+            self.apply_conn_ops();
+            self.apply_link_changes();
+            self.service_dirty();
+        }
         if self.ctx.draining
             && self.slots.is_empty()
             && !self.accept_armed

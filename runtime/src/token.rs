@@ -19,6 +19,25 @@ pub struct ConnToken {
 /// stale completion is still in flight for a collision to go unnoticed.
 pub(crate) const GEN_MASK: u32 = (1 << 24) - 1;
 
+/// The first generation shard `id` of `shards` gives out. Each shard's generations are
+/// `id + shards, id + 2 × shards, ...` (wrapping within 24 bits, keeping the residue): no
+/// two shards ever use the same one, so a token carried to another shard names no
+/// connection there.
+pub(crate) fn first_generation(id: usize, shards: usize) -> u32 {
+    (id + shards.max(1)) as u32
+}
+
+/// The generation after `g` on a shard of `shards` (see [`first_generation`]).
+pub(crate) fn next_generation(g: u32, shards: usize) -> u32 {
+    let shards = shards.max(1) as u32;
+    let n = g + shards;
+    if n > GEN_MASK {
+        n % shards + shards
+    } else {
+        n
+    }
+}
+
 /// What a submission was, recovered from its completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -127,6 +146,24 @@ mod tests {
         let (_, back) = unpack(pack(OpKind::Recv, t)).unwrap();
         assert_eq!(back.generation, 4);
         assert_eq!(back.slot, 9);
+    }
+
+    #[test]
+    fn shards_never_share_a_generation() {
+        for shards in [1usize, 2, 3, 7] {
+            for id in 0..shards {
+                let mut g = first_generation(id, shards);
+                for _ in 0..10 {
+                    assert_eq!(g as usize % shards, id);
+                    assert!(g > 0 && g <= GEN_MASK);
+                    g = next_generation(g, shards);
+                }
+                let wrapped =
+                    next_generation(GEN_MASK - (GEN_MASK - id as u32) % shards as u32, shards);
+                assert_eq!(wrapped as usize % shards, id, "wrap keeps the shard");
+                assert!(wrapped <= GEN_MASK);
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::mem;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::cqueue;
 use socket2::SockRef;
@@ -120,7 +120,7 @@ impl<H: Handler> Shard<H> {
             self.refuse(sock);
             return;
         };
-        self.next_generation = (self.next_generation + 1) & GEN_MASK;
+        self.next_generation = token::next_generation(self.next_generation, self.ctx.config.shards);
         let token = ConnToken {
             slot: entry.key() as u32,
             generation,
@@ -209,7 +209,8 @@ impl<H: Handler> Shard<H> {
         if self.ctx.pending_connects.is_empty() {
             return;
         }
-        for (addr, tag) in mem::take(&mut self.ctx.pending_connects) {
+        for req in mem::take(&mut self.ctx.pending_connects) {
+            let (addr, tag) = (req.addr, req.tag);
             if self.ctx.draining {
                 continue;
             }
@@ -242,7 +243,8 @@ impl<H: Handler> Shard<H> {
                     continue;
                 }
             };
-            self.next_generation = (self.next_generation + 1) & GEN_MASK;
+            self.next_generation =
+                token::next_generation(self.next_generation, self.ctx.config.shards);
             let token = ConnToken {
                 slot: entry.key() as u32,
                 generation,
@@ -256,6 +258,13 @@ impl<H: Handler> Shard<H> {
             let slot = entry.insert(ConnSlot { io, app: None });
             if let Some(a) = slot.io.addr.as_mut() {
                 self.ring.connect(target, a, pack(OpKind::Connect, token));
+            }
+            if let Some(after) = req.timeout {
+                // Fires harmlessly (generation or phase no longer match) if the connect
+                // finished first.
+                self.ctx
+                    .timers
+                    .insert(Instant::now(), after, TimerEvent::ConnectTimeout(token));
             }
         }
     }
@@ -288,11 +297,19 @@ impl<H: Handler> Shard<H> {
             slot.io.phase = Phase::Closed;
             let addr = slot.io.peer;
             ctx.mark_dirty(&mut slot.io);
+            // A connect still `Connecting` is cancelled only by its timeout (a close
+            // moves it out of that phase first).
+            let errno = if res == -libc::ECANCELED {
+                ctx.counters.connect_timeouts += 1;
+                libc::ETIMEDOUT
+            } else {
+                -res
+            };
             handler.on_shard(
                 ShardEvent::ConnectFailed {
                     tag,
                     addr,
-                    error: std::io::Error::from_raw_os_error(-res),
+                    error: std::io::Error::from_raw_os_error(errno),
                 },
                 &mut ShardIo { shard: ctx },
             );

@@ -6,7 +6,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::mailbox::Broadcast;
+use crate::call::{CallDone, CallError, ReplyTo};
+use crate::io::CallWork;
+use crate::mailbox::{Broadcast, CallRequest};
 
 impl<H: Handler> Shard<H> {
     // ---- wake and shutdown -----------------------------------------------------
@@ -42,11 +44,51 @@ impl<H: Handler> Shard<H> {
                         self.ctx.counters.offload_dropped += 1;
                     }
                 }
+                ShardMsg::Call(req) => self.on_call(req),
+                ShardMsg::CallDone { to, done } => match to {
+                    ReplyTo::Conn(token) => {
+                        if !self.conn_event(token, Event::CallDone(done)) {
+                            self.ctx.counters.call_replies_dropped += 1;
+                        }
+                    }
+                    ReplyTo::Shard(tag) => self.shard_event(ShardEvent::CallDone { tag, done }),
+                },
+                ShardMsg::Notified {
+                    token,
+                    notification,
+                } => {
+                    // Generation-checked: never a later tenant of the slot.
+                    if !self.conn_event(token, Event::Notified(notification)) {
+                        self.ctx.counters.notify_dropped += 1;
+                    }
+                }
+                ShardMsg::NotifierDropped { token, id } => {
+                    self.conn_event(token, Event::NotifierDropped(id));
+                }
             }
         }
         if res != -libc::ECANCELED && !self.exiting {
             self.arm_wake();
         }
+    }
+
+    /// A cross-shard call: run it with this shard's handler, send its value back.
+    fn on_call(&mut self, mut req: CallRequest) {
+        self.ctx.mailboxes[self.ctx.id].call_taken();
+        let Some(work) = req.take_work() else {
+            return;
+        };
+        self.ctx.counters.calls_served += 1;
+        let value = match work.downcast::<CallWork>() {
+            Ok(work) => {
+                let mut shard = ShardIo {
+                    shard: &mut self.ctx,
+                };
+                work(&mut self.handler, &mut shard)
+            }
+            Err(_) => Err(CallError::WrongHandler(std::any::type_name::<H>())),
+        };
+        req.reply(CallDone::new(value));
     }
 
     /// A broadcast: the handler hears of it once for the shard, then once per open

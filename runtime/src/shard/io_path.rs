@@ -211,8 +211,10 @@ impl<H: Handler> Shard<H> {
                 if !slot.io.backpressured && backlog > limit {
                     slot.io.backpressured = true;
                     ctx.counters.backpressure_pauses += 1;
+                    ctx.link_backlog(token, true);
                 } else if slot.io.backpressured && backlog <= limit / 2 {
                     slot.io.backpressured = false;
+                    ctx.link_backlog(token, false);
                     slot.io.redeliver = true;
                     slot.io.want_writable = true;
                 }
@@ -308,6 +310,7 @@ impl<H: Handler> Shard<H> {
             }
             // Every operation on the socket is complete: close it (through the ring, in
             // this turn's submission, with no completion unless it fails).
+            ctx.link_backlog(token, false); // gone: a linked connection reads again
             let slot = slots.remove(idx as usize);
             if let Some(sock) = slot.io.sock {
                 ring.close(sock, pack_shard(OpKind::Close));
@@ -334,7 +337,14 @@ pub(super) fn deliver<H: Handler>(
     }
     if !slot.io.reading_enabled() {
         // Paused: keep the bytes for later (bounded: the receive is being cancelled).
-        if append_carry(ctx, &mut slot.io, data) {
+        if slot.io.backpressured || slot.io.link_paused {
+            // Paused by the runtime itself (a backlog past its bound, here or on a
+            // linked connection), not by the peer's doing: what the receive brings
+            // before its cancel lands is kept whole (bounded by the socket's receive
+            // buffer), never held against the connection.
+            slot.io.carry.extend_from_slice(data);
+            slot.io.redeliver = true;
+        } else if append_carry(ctx, &mut slot.io, data) {
             slot.io.redeliver = true;
         }
         return;

@@ -53,6 +53,13 @@ impl<H: Handler> Shard<H> {
                     ));
                 }
             }
+            TimerEvent::ConnectTimeout(token) => {
+                if live(&mut self.slots, token).is_some_and(|s| s.io.phase == Phase::Connecting) {
+                    // Its completion (ECANCELED) reports the timeout.
+                    self.ring
+                        .cancel_user_data(pack(OpKind::Connect, token), pack_shard(OpKind::Cancel));
+                }
+            }
             TimerEvent::Linger(token) => {
                 let Shard { slots, ctx, .. } = self;
                 if let Some(slot) = live(slots, token) {
