@@ -522,3 +522,24 @@ fn usage_and_runtime_errors_are_one_line_with_the_right_exit_code() {
     let (code, out) = run_to_end(&["echo", "--help"]);
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn deferred_accept_serves_clients_that_speak_first() {
+    let mut srv = ServerProc::start(&[
+        "echo",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--defer-accept",
+        "1",
+    ]);
+    // The connection reaches the shard with its first bytes, on either descriptor path.
+    for _ in 0..20 {
+        let (sent, got) = echo_roundtrip(srv.addr, b"first bytes".to_vec(), 3);
+        assert_eq!(sent, got);
+    }
+    assert!(srv.stop().success());
+    assert_eq!(srv.counter("accepted"), srv.counter("closed"));
+    assert!(srv.counter("accepted") >= 20);
+}
