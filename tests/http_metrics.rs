@@ -150,3 +150,42 @@ fn metrics_parse_with_prometheus_client() {
     drop(conns);
     drop(server);
 }
+
+#[test]
+fn stats_gathers_every_shard_under_tls_too() {
+    // Under TLS the shards run `Tls<Http<App>>`: the calls must still reach each App.
+    let pem = std::env::temp_dir().join(format!("ringmaster-metrics-{}.pem", std::process::id()));
+    let server = ServerProc::start(&[
+        "http",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--tls-self-signed",
+        "--tls-self-signed-out",
+        pem.to_str().unwrap(),
+    ]);
+    let url = format!("https://127.0.0.1:{}/stats", server.addr.port());
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            pem.to_str().unwrap(),
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl");
+    let _ = std::fs::remove_file(&pem);
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && body.starts_with("{\"shards\":2,")
+            && body.contains("{\"shard\":1,"),
+        "curl: {body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+}

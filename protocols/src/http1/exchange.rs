@@ -369,7 +369,9 @@ impl<'x> Exchange<'x> {
     /// `Retry-After`, as for a full offload queue. Also refused at once for a shard
     /// index out of range ([`CallError::NoShard`], also what a driver without the
     /// runtime answers) or a stopped shard. Works the same whether the server runs
-    /// [`Http`](super::Http) plain or under [`Tls`](crate::tls::Tls).
+    /// [`Http`](super::Http) plain or under [`Tls`](crate::tls::Tls); under
+    /// [`HttpWs`](crate::websocket::HttpWs), whose handler type names the WebSocket
+    /// application too, it is refused with [`CallError::WrongHandler`].
     pub fn call<A, R, F>(&mut self, shard: usize, f: F) -> Result<Called<R>, CallError>
     where
         A: App,
