@@ -16,22 +16,27 @@
 //! - `GET /compute/panic` → **deliberate fault injection**: a job that panics on the
 //!   pool, answered 500, so tests (and operators) can see that a panicking job costs one
 //!   response and nothing else. It runs only user-invisible code and holds no resource.
-//! - `GET /stats` → this shard's runtime and HTTP counters as JSON
+//! - `GET /stats` → every shard's runtime and HTTP counters as JSON, totals first, then
+//!   per shard (gathered with one cross-shard call per shard; see [`crate::metrics`])
+//! - `GET /metrics` → the same counters and a request-latency histogram per shard, in
+//!   the Prometheus text exposition format (version 0.0.4)
+//!
+//! Either answers 503 with `Retry-After: 1` when a shard's mailbox is full.
 //! - `OPTIONS *` → 200 with `Allow`
 //! - anything else 404; a known path with the wrong method 405 with `Allow`.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use ringmaster_protocols::http1::{App, Exchange, FieldSet, Http, Limits, Request, Response};
-use ringmaster_runtime::{OffloadDone, OffloadError, Offloaded};
+use ringmaster_runtime::{CallDone, CallError, Called, OffloadDone, OffloadError, Offloaded};
 
 use ringmaster_protocols::tls::TlsOptions;
 
 use crate::cli::ServerArgs;
+use crate::metrics::{self, Latency, Snapshot};
 use crate::tls::{run_maybe_tls, TlsArgs};
 
 /// Flags of `ringmaster http`: the common server flags plus one per HTTP limit.
@@ -99,12 +104,14 @@ impl HttpArgs {
 /// Runs the HTTP server until SIGINT/SIGTERM.
 pub fn run(args: &HttpArgs) -> ExitCode {
     let limits = args.limits();
+    let builder = args.server.builder();
+    let shards = builder.config().shards;
     run_maybe_tls(
         "http",
-        args.server.builder(),
+        builder,
         &args.tls,
         TlsOptions::http1(),
-        move |_shard| Http::new(BenchApp, limits.clone()),
+        move |_shard| Http::new(BenchApp::new(shards), limits.clone()),
     )
 }
 
@@ -117,6 +124,7 @@ const MAX_DELAY_MS: u64 = 60_000;
 
 const TEXT: &[(&str, &str)] = &[("Content-Type", "text/plain")];
 const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
+const PROMETHEUS: &[(&str, &str)] = &[("Content-Type", "text/plain; version=0.0.4")];
 /// [`TEXT`] and [`JSON`] checked and encoded once, for the benchmark routes.
 static TEXT_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(TEXT));
 static JSON_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(JSON));
@@ -143,25 +151,164 @@ pub fn compute(n: u64) -> u64 {
     x
 }
 
-/// The routes above; stateless, one per shard.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BenchApp;
+/// The routes above, one per shard; its only state is the shard's latency histogram.
+#[derive(Debug, Clone)]
+pub struct BenchApp {
+    /// How many shards the server runs (`/stats` asks each).
+    shards: usize,
+    latency: Latency,
+}
 
-/// A request answered after [`App::on_request`] returns.
+impl BenchApp {
+    /// The app of one shard of a server with `shards` shards.
+    pub fn new(shards: usize) -> Self {
+        BenchApp {
+            shards,
+            latency: Latency::default(),
+        }
+    }
+}
+
+/// A request answered after [`App::on_request`] returns: what is left to do, and when
+/// it was parsed (for the latency histogram).
 #[derive(Debug)]
-pub enum Task {
+pub struct Task {
+    since: Instant,
+    work: Work,
+}
+
+/// What a [`Task`] still has to do.
+#[derive(Debug)]
+pub enum Work {
     /// `/delay/MS`: answered when the timer fires.
     Delay,
     /// `/bytes/N`: this many bytes still to queue, one piece per writable callback.
     Bytes { left: u64 },
     /// `/compute/N`: the job is on the offload pool; `job` reads its hash back.
     Compute { n: u64, job: Offloaded<u64> },
+    /// `/stats` or `/metrics`: one snapshot per shard, `left` still to come.
+    Gather {
+        prometheus: bool,
+        parts: Vec<Snapshot>,
+        left: usize,
+    },
+}
+
+impl BenchApp {
+    /// Counts a task's latency once its response is complete.
+    fn finished(&mut self, task: &Task, ex: &Exchange<'_>) {
+        if ex.is_done() {
+            let took = ex.now().saturating_duration_since(task.since);
+            self.latency.observe(took);
+        }
+    }
+
+    /// `/stats`, `/metrics`: asks every shard (this one included) for its snapshot.
+    fn gather(&mut self, prometheus: bool, ex: &mut Exchange<'_>) -> Option<Work> {
+        for shard in 0..self.shards {
+            let asked = ex.call(shard, |app: &mut BenchApp, on| {
+                metrics::snapshot(&app.latency, on)
+            });
+            if let Err(e) = asked {
+                // Snapshots already asked for come back to a finished exchange: dropped.
+                busy(ex, e);
+                return None;
+            }
+        }
+        Some(Work::Gather {
+            prometheus,
+            parts: Vec::with_capacity(self.shards),
+            left: self.shards,
+        })
+    }
+}
+
+/// 503 for a cross-shard call refused (a full mailbox) or failed.
+fn busy(ex: &mut Exchange<'_>, e: CallError) {
+    let body = format!("Service Unavailable: {e}, retry\n");
+    ex.respond(Response::new(503).fields(BUSY).body(body.as_bytes()));
 }
 
 impl App for BenchApp {
     type Task = Task;
 
     fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Task> {
+        let work = self.route(req, ex);
+        match work {
+            Some(work) if !ex.is_done() => Some(Task {
+                since: ex.now(),
+                work,
+            }),
+            _ => {
+                // Answered in the callback that received it.
+                self.latency.observe(Duration::ZERO);
+                None
+            }
+        }
+    }
+
+    fn on_timer(&mut self, task: &mut Task, _tag: u32, ex: &mut Exchange<'_>) {
+        if let Work::Delay = task.work {
+            ex.respond(Response::new(200).fields(TEXT).body(b"OK"));
+        }
+        self.finished(task, ex);
+    }
+
+    fn on_offload_done(&mut self, task: &mut Task, done: OffloadDone, ex: &mut Exchange<'_>) {
+        if let Work::Compute { n, job } = task.work {
+            match job.result(done) {
+                Ok(hash) => {
+                    let body = format!("{n} {hash:016x}\n");
+                    ex.respond(Response::new(200).fields(TEXT).body(body.as_bytes()));
+                }
+                Err(_) => {
+                    let body = b"Internal Server Error: the offloaded job failed\n";
+                    ex.respond(Response::new(500).fields(TEXT).body(body));
+                }
+            }
+        }
+        self.finished(task, ex);
+    }
+
+    fn on_call_done(&mut self, task: &mut Task, done: CallDone, ex: &mut Exchange<'_>) {
+        if let Work::Gather {
+            prometheus,
+            parts,
+            left,
+        } = &mut task.work
+        {
+            match Called::<Snapshot>::new().result(done) {
+                Ok(snapshot) => {
+                    parts.push(snapshot);
+                    *left -= 1;
+                    if *left == 0 {
+                        parts.sort_by_key(|p| p.shard);
+                        if *prometheus {
+                            let body = metrics::prometheus(parts);
+                            ex.respond(Response::new(200).fields(PROMETHEUS).body(body.as_bytes()));
+                        } else {
+                            let body = metrics::json(parts);
+                            ex.respond(Response::new(200).fields(JSON).body(body.as_bytes()));
+                        }
+                    }
+                }
+                Err(e) => busy(ex, e),
+            }
+        }
+        self.finished(task, ex);
+    }
+
+    fn on_writable(&mut self, task: &mut Task, ex: &mut Exchange<'_>) {
+        if let Work::Bytes { left } = &mut task.work {
+            send_piece(left, ex);
+        }
+        self.finished(task, ex);
+    }
+}
+
+impl BenchApp {
+    /// Answers at once, or says what is left to do.
+    fn route(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Work> {
         let path = req.path();
         let get = matches!(req.method(), "GET" | "HEAD");
         match path {
@@ -176,15 +323,13 @@ impl App for BenchApp {
             "/echo" if req.method() == "POST" => {
                 ex.respond(Response::new(200).fields(OCTETS).body(req.body()));
             }
-            "/stats" if get => {
-                let body = stats(ex);
-                ex.respond(Response::new(200).fields(JSON).body(body.as_bytes()));
-            }
+            "/stats" if get => return self.gather(false, ex),
+            "/metrics" if get => return self.gather(true, ex),
             // OPTIONS * asks about the server as a whole (RFC 9110 9.3.7).
             "*" if req.method() == "OPTIONS" => {
                 ex.respond(Response::new(200).fields(ALLOW_ANY).body(b""));
             }
-            "/plaintext" | "/json" | "/stats" => method_not_allowed(ex, ALLOW_GET),
+            "/plaintext" | "/json" | "/stats" | "/metrics" => method_not_allowed(ex, ALLOW_GET),
             "/echo" => method_not_allowed(ex, ALLOW_POST),
             _ => {
                 if let Some(n) = path.strip_prefix("/bytes/") {
@@ -213,34 +358,6 @@ impl App for BenchApp {
         }
         None
     }
-
-    fn on_timer(&mut self, task: &mut Task, _tag: u32, ex: &mut Exchange<'_>) {
-        if let Task::Delay = task {
-            ex.respond(Response::new(200).fields(TEXT).body(b"OK"));
-        }
-    }
-
-    fn on_offload_done(&mut self, task: &mut Task, done: OffloadDone, ex: &mut Exchange<'_>) {
-        let Task::Compute { n, job } = *task else {
-            return;
-        };
-        match job.result(done) {
-            Ok(hash) => {
-                let body = format!("{n} {hash:016x}\n");
-                ex.respond(Response::new(200).fields(TEXT).body(body.as_bytes()));
-            }
-            Err(_) => {
-                let body = b"Internal Server Error: the offloaded job failed\n";
-                ex.respond(Response::new(500).fields(TEXT).body(body));
-            }
-        }
-    }
-
-    fn on_writable(&mut self, task: &mut Task, ex: &mut Exchange<'_>) {
-        if let Task::Bytes { left } = task {
-            send_piece(left, ex);
-        }
-    }
 }
 
 fn method_not_allowed(ex: &mut Exchange<'_>, allow: &[(&str, &str)]) {
@@ -256,7 +373,7 @@ fn bad_request(ex: &mut Exchange<'_>, why: &str) {
 }
 
 /// `/bytes/N`: announces N, then queues pieces as the connection drains.
-fn bytes(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
+fn bytes(n: &str, ex: &mut Exchange<'_>) -> Option<Work> {
     let n = match n.parse::<u64>() {
         Ok(n) if n <= MAX_BYTES => n,
         _ => {
@@ -267,7 +384,7 @@ fn bytes(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
     ex.start_sized(200, OCTETS, n);
     let mut left = if ex.is_head() { 0 } else { n };
     send_piece(&mut left, ex);
-    (!ex.is_done()).then_some(Task::Bytes { left })
+    (!ex.is_done()).then_some(Work::Bytes { left })
 }
 
 /// The bytes every `/bytes` piece is cut from: built once, never freed, so a response
@@ -292,7 +409,7 @@ fn send_piece(left: &mut u64, ex: &mut Exchange<'_>) {
 }
 
 /// `/compute/N` (or the fault-injection `/compute/panic`): hands the job to the pool.
-fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
+fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Work> {
     let submitted = if n == "panic" {
         // Deliberate fault injection (see the module docs): this job always panics.
         ex.offload(|| -> u64 { panic!("fault injection: /compute/panic") })
@@ -307,7 +424,7 @@ fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
         }
     };
     match submitted {
-        Ok((n, job)) => Some(Task::Compute { n, job }),
+        Ok((n, job)) => Some(Work::Compute { n, job }),
         Err(OffloadError::QueueFull) => {
             let body = b"Service Unavailable: the offload queue is full, retry\n";
             ex.respond(Response::new(503).fields(BUSY).body(body));
@@ -322,37 +439,17 @@ fn offload_compute(n: &str, ex: &mut Exchange<'_>) -> Option<Task> {
 }
 
 /// `/delay/MS`: a timer on the shard, no thread sleeps.
-fn delay(ms: &str, ex: &mut Exchange<'_>) -> Option<Task> {
+fn delay(ms: &str, ex: &mut Exchange<'_>) -> Option<Work> {
     match ms.parse::<u64>() {
         Ok(ms) if ms <= MAX_DELAY_MS => {
             ex.set_timer(Duration::from_millis(ms), 0);
-            Some(Task::Delay)
+            Some(Work::Delay)
         }
         _ => {
             bad_request(ex, "MS must be a number of milliseconds of at most 60000\n");
             None
         }
     }
-}
-
-/// This shard's counters as one JSON object.
-fn stats(ex: &mut Exchange<'_>) -> String {
-    let shard = ex.shard_id();
-    let http = ex.http_counters().fields();
-    let runtime = ex.runtime_counters().map(|c| c.fields());
-    let mut s = String::with_capacity(1024);
-    let _ = write!(s, "{{\"shard\":{shard},\"runtime\":{{");
-    for (i, (name, v)) in runtime.iter().flatten().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(s, "{sep}\"{name}\":{v}");
-    }
-    s.push_str("},\"http\":{");
-    for (i, (name, v)) in http.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(s, "{sep}\"{name}\":{v}");
-    }
-    s.push_str("}}");
-    s
 }
 
 #[cfg(test)]
@@ -362,7 +459,7 @@ mod tests {
 
     fn get(c: &mut SimConn<BenchApp>, path: &str) {
         let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
-        c.send(&mut BenchApp, req.as_bytes());
+        c.send(&mut BenchApp::new(1), req.as_bytes());
     }
 
     fn output(c: &mut SimConn<BenchApp>) -> String {
@@ -382,7 +479,7 @@ mod tests {
         get(&mut c, "/compute/1000");
         get(&mut c, "/plaintext");
         assert_eq!(output(&mut c), "", "the plaintext answer waits its turn");
-        c.run_offloads(&mut BenchApp, 4);
+        c.run_offloads(&mut BenchApp::new(1), 4);
         let out = output(&mut c);
         let want = format!("\r\n\r\n1000 {:016x}\n", compute(1000));
         assert!(out.contains(&want), "{out}");
@@ -403,7 +500,7 @@ mod tests {
 
         c.set_offload_queue(8);
         get(&mut c, "/compute/panic");
-        c.run_offloads(&mut BenchApp, 4);
+        c.run_offloads(&mut BenchApp::new(1), 4);
         assert!(output(&mut c).starts_with("HTTP/1.1 500 "));
         get(&mut c, "/plaintext");
         assert!(output(&mut c).starts_with("HTTP/1.1 200 "));

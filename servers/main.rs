@@ -7,6 +7,7 @@ use clap::{error::ErrorKind, Parser, Subcommand};
 mod cli;
 mod echo;
 mod http;
+mod metrics;
 mod tls;
 mod udp_echo;
 mod ws;

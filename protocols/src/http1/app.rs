@@ -3,11 +3,12 @@
 //!
 //! This module owns the shape of a request and a response as the application sees them,
 //! and the callbacks an application implements: answer at once, stream a chunked body,
-//! or keep a task and answer later (from a timer, an offloaded job's result or a
-//! writable-again callback). It knows nothing of sockets, of the runtime or of the order
-//! of pipelined responses: the exchange and the connection state machine see to those.
+//! or keep a task and answer later (from a timer, an offloaded job's result, a value
+//! another thread sent, a cross-shard call's result or a writable-again callback). It
+//! knows nothing of sockets, of the runtime or of the order of pipelined responses: the
+//! exchange and the connection state machine see to those.
 
-use ringmaster_runtime::{OffloadDone, ShardEvent, ShardIo};
+use ringmaster_runtime::{CallDone, Notification, OffloadDone, ShardEvent, ShardIo};
 
 #[cfg(doc)]
 use super::encode;
@@ -21,8 +22,8 @@ use super::head::{absolute_parts, RawHeader, Version};
 /// [`Exchange::respond`], or [`Exchange::start_stream`] followed eventually by
 /// [`Exchange::finish`]. An exchange not finished when [`App::on_request`] returns needs a
 /// [`App::Task`]: the state with which the protocol calls the application back
-/// ([`App::on_timer`], [`App::on_offload_done`], [`App::on_writable`]) until it
-/// finishes. Responses leave in request order whatever order the application finishes
+/// ([`App::on_timer`], [`App::on_offload_done`], [`App::on_notify`],
+/// [`App::on_call_done`], [`App::on_writable`]) until it finishes. Responses leave in request order whatever order the application finishes
 /// them in.
 ///
 /// No callback may block: this runs on a shard's event loop.
@@ -53,6 +54,53 @@ pub trait App: 'static {
         _done: OffloadDone,
         _ex: &mut Exchange<'_>,
     ) {
+    }
+
+    /// A value sent with a notifier this exchange made ([`Exchange::notifier`]) arrived,
+    /// from whichever thread sent it; read it with [`Notification::take`] as the type the
+    /// notifier was made for, e.g. `n.take::<String>()`. Runs on the connection's shard,
+    /// in the order one thread sent the values. Not called once the exchange has
+    /// finished (the value is counted as `notify_stale` and dropped, never given to
+    /// another exchange) nor if the connection closed ([`App::on_cancel`] gets the task).
+    ///
+    /// The default, for an application that makes notifiers and forgot this callback,
+    /// answers `500 Internal Server Error` if nothing was sent yet, so that no request
+    /// waits for ever; every application that makes notifiers should implement it.
+    fn on_notify(&mut self, _task: &mut Self::Task, _n: Notification, ex: &mut Exchange<'_>) {
+        if !ex.is_started() {
+            ex.respond(Response::text(500, "Internal Server Error\n"));
+        }
+    }
+
+    /// Every clone of the notifier with this id (see
+    /// [`Notifier::id`](ringmaster_runtime::Notifier::id)), made for this exchange, was
+    /// dropped without a value sent: what the exchange waited for will not come (the
+    /// thread holding it gave up, failed or panicked).
+    ///
+    /// The default answers `502 Bad Gateway` if nothing was sent yet (and does nothing
+    /// to a response already started): no request waits for ever.
+    fn on_notifier_dropped(&mut self, _task: &mut Self::Task, _id: u64, ex: &mut Exchange<'_>) {
+        if !ex.is_started() {
+            ex.respond(Response::text(502, "Bad Gateway\n"));
+        }
+    }
+
+    /// A cross-shard call this exchange made ([`Exchange::call`]) finished: read its
+    /// value (or why there is none) from `done` with the
+    /// [`Called`](ringmaster_runtime::Called) handle `call` returned, e.g.
+    /// `task.call.result(done)`. Runs on the connection's shard. Not called once the
+    /// exchange has finished (counted as `calls_stale`) nor if the connection closed.
+    /// The only failure that arrives here rather than from `call` itself is
+    /// [`CallError::ShardGone`](ringmaster_runtime::CallError::ShardGone), when the
+    /// target shard stops with the call still queued (the server is shutting down).
+    ///
+    /// The default, for an application that calls and forgot this callback, answers
+    /// `500 Internal Server Error` if nothing was sent yet; every application that makes
+    /// calls should implement it.
+    fn on_call_done(&mut self, _task: &mut Self::Task, _done: CallDone, ex: &mut Exchange<'_>) {
+        if !ex.is_started() {
+            ex.respond(Response::text(500, "Internal Server Error\n"));
+        }
     }
 
     /// The connection's output drained after [`Exchange::want_writable`]; the place to

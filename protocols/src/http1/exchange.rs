@@ -3,17 +3,19 @@
 //! This module owns the rules of answering: once and only once, a complete response or
 //! a head followed by body pieces and a finish, framed for the request's version (chunked
 //! for HTTP/1.1, close-delimited for HTTP/1.0, `Content-Length` for a sized stream). It
-//! also arms and cancels the application's timers ([`AppTimer`]) and hands jobs to the
-//! offload pool for it. It never decides when output leaves: an exchange whose turn has
-//! not come writes into its held buffer, and the connection releases it in order.
+//! also arms and cancels the application's timers ([`AppTimer`]), hands jobs to the
+//! offload pool for it, makes its notifiers and starts its cross-shard calls. It never
+//! decides when output leaves: an exchange whose turn has not come writes into its held
+//! buffer, and the connection releases it in order.
 
 use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Counters, OffloadError, Offloaded, Segment};
+use ringmaster_runtime::{CallError, Called, Counters, Notifier, OffloadError, Offloaded, Segment};
 
-use super::app::{Body, Response};
+use super::app::{App, Body, Response};
+use super::compose::{start_call, TargetShard};
 use super::encode::{self, Framing};
 use super::exchange_state::{ExchangeState, Phase};
 use super::held::Held;
@@ -21,8 +23,6 @@ use super::limits::HttpCounters;
 use super::offload::wrap_job;
 use super::port::{Port, PortTimer};
 use super::timer_tag::app_timer_tag;
-#[cfg(doc)]
-use super::App;
 
 /// Names an application timer armed with [`Exchange::set_timer`], so that it can be
 /// cancelled with [`Exchange::cancel_timer`].
@@ -283,6 +283,12 @@ impl<'x> Exchange<'x> {
         self.state.phase == Phase::Done
     }
 
+    /// True once anything of the response was written: [`Exchange::respond`], or the
+    /// head of a stream.
+    pub fn is_started(&self) -> bool {
+        self.state.phase != Phase::Waiting
+    }
+
     /// True if the request was HEAD (bodies written here are dropped).
     pub fn is_head(&self) -> bool {
         self.state.head_only
@@ -324,6 +330,73 @@ impl<'x> Exchange<'x> {
             self.port.counters().offload_refused += 1;
         }
         r.map(|()| Offloaded::new())
+    }
+
+    /// A handle through which any thread can send this exchange values of type `V`
+    /// (`Send + Clone`; see [`Notifier`]): each [`Notifier::notify`] reaches
+    /// [`App::on_notify`] with this exchange's task, on this shard, with no polling. The
+    /// way to let any existing client or library on another thread (a database driver, a
+    /// tokio runtime on a side thread) complete a request. Keep a task: return it from
+    /// [`App::on_request`].
+    ///
+    /// A value for an exchange that has finished meanwhile is counted (`notify_stale`)
+    /// and dropped, never delivered to another exchange; one for a closed connection is
+    /// dropped by the runtime. If every clone is dropped with no value sent,
+    /// [`App::on_notifier_dropped`] is called (by default a 502): no request waits for
+    /// ever on a handle that is gone.
+    ///
+    /// `None` only when the protocol is driven without the runtime (e.g. by
+    /// [`SimConn`](super::sim::SimConn)).
+    pub fn notifier<V: Send + 'static>(&mut self) -> Option<Notifier<V>> {
+        let mut made = None;
+        self.port.with_io(&mut |io| made = Some(io.notifier::<V>()));
+        let notifier = made?;
+        self.state.notifiers.push(notifier.id());
+        self.port.counters().notifiers += 1;
+        Some(notifier)
+    }
+
+    /// Runs `f` on shard `shard` with that shard's application (of type `A`, this
+    /// application's type) and a view of that shard ([`TargetShard`]), on that shard's
+    /// thread, as Seastar's `submit_to` does: the way to reach state a shard owns (e.g.
+    /// the keys that hash to it). The value `f` returns comes back to this exchange, on
+    /// this shard, as [`App::on_call_done`]; the returned handle reads it there: keep it
+    /// in the task, and return the task from [`App::on_request`]. `shard` may be this
+    /// shard (the call runs on a later turn).
+    ///
+    /// Never blocks: refused at once with [`CallError::MailboxFull`] when the target's
+    /// mailbox holds its most calls (the runtime's `mailbox_calls`): answer `503` with
+    /// `Retry-After`, as for a full offload queue. Also refused at once for a shard
+    /// index out of range ([`CallError::NoShard`], also what a driver without the
+    /// runtime answers) or a stopped shard. Works the same whether the server runs
+    /// [`Http`](super::Http) plain or under [`Tls`](crate::tls::Tls); under
+    /// [`HttpWs`](crate::websocket::HttpWs), whose handler type names the WebSocket
+    /// application too, it is refused with [`CallError::WrongHandler`].
+    pub fn call<A, R, F>(&mut self, shard: usize, f: F) -> Result<Called<R>, CallError>
+    where
+        A: App,
+        R: Send + 'static,
+        F: FnOnce(&mut A, &mut TargetShard<'_, '_>) -> R + Send + 'static,
+    {
+        let seq = self.state.seq;
+        let mut work = Some(f);
+        let mut sent = Err(CallError::NoShard(shard));
+        self.port.with_io(&mut |io| {
+            if let Some(f) = work.take() {
+                sent = start_call::<A, R, F>(io, shard, seq, f);
+            }
+        });
+        match sent {
+            Ok(()) => {
+                self.state.calls += 1;
+                self.port.counters().calls += 1;
+                Ok(Called::new())
+            }
+            Err(e) => {
+                self.port.counters().calls_refused += 1;
+                Err(e)
+            }
+        }
     }
 
     /// Asks for one [`App::on_writable`] call once queued output has drained.

@@ -21,7 +21,7 @@ pub(crate) enum Phase {
 
 /// The protocol's bookkeeping for one exchange (small: it lives in the connection's
 /// queue while the response is outstanding).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ExchangeState {
     /// The exchange's sequence number on its connection (wraps within
     /// [`SEQ_MASK`](super::timer_tag::SEQ_MASK)); timers and offload results name it.
@@ -40,6 +40,10 @@ pub(crate) struct ExchangeState {
     /// Body bytes still owed by a stream started with
     /// [`Exchange::start_sized`](super::Exchange::start_sized).
     pub(crate) remaining: u64,
+    /// Cross-shard calls made for this exchange whose outcome has not come back.
+    pub(crate) calls: u32,
+    /// The ids of the notifiers made for this exchange (empty, unallocated, for most).
+    pub(crate) notifiers: Vec<u64>,
 }
 
 impl ExchangeState {
@@ -53,6 +57,8 @@ impl ExchangeState {
             framing: Framing::None,
             wants_writable: false,
             remaining: 0,
+            calls: 0,
+            notifiers: Vec::new(),
         }
     }
 

@@ -15,6 +15,10 @@
 //! on this shard and [`Http`] hands it to the state machine, which routes it to the
 //! exchange the way it routes application timers.
 //!
+//! Notifiers and cross-shard calls: the runtime brings a notifier's value (named by the
+//! notifier's id) or a call's outcome (a `compose::RoutedCall` naming its exchange) to
+//! this connection, and the state machine routes it on to the exchange.
+//!
 //! Timers: a connection has at most one protocol timer, armed for its nearest deadline
 //! (header read or keep-alive idle). It is not re-armed per request: when it fires it
 //! checks the deadline, which may have moved later, and sleeps again if so.
@@ -23,11 +27,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ringmaster_runtime::{
-    Close, Counters, Event, Handler, Input, Io, OffloadDone, OffloadError, Offloaded, Segment,
-    ShardEvent, ShardIo, TimerKey,
+    CallDone, Called, Close, Counters, Event, Handler, Input, Io, OffloadDone, OffloadError,
+    Offloaded, Segment, ShardEvent, ShardIo, TimerKey,
 };
 
 use super::app::App;
+use super::compose::RoutedCall;
 use super::conn::Conn;
 use super::encode::{DateCache, DATE_LEN};
 use super::limits::{HttpCounters, Limits};
@@ -109,6 +114,11 @@ impl<A: App> Http<A> {
     pub fn counters(&self) -> &HttpCounters {
         &self.counters
     }
+
+    /// The application and the counters at once (a cross-shard call's closure gets both).
+    pub(crate) fn app_and_counters(&mut self) -> (&mut A, &HttpCounters) {
+        (&mut self.app, &self.counters)
+    }
 }
 
 /// [`Port`] over the runtime's [`Io`]: responses are encoded straight into the
@@ -173,6 +183,10 @@ impl Port for IoPort<'_, '_> {
     }
     fn offload(&mut self, job: OffloadJob) -> Result<(), OffloadError> {
         self.io.offload(job).map(|_| ())
+    }
+    fn with_io(&mut self, f: &mut dyn FnMut(&mut Io<'_>)) -> bool {
+        f(self.io);
+        true
     }
 }
 
@@ -259,6 +273,19 @@ impl<A: App> Http<A> {
         });
     }
 
+    fn call_done(&mut self, conn: &mut HttpConn<A::Task>, done: CallDone, io: &mut Io<'_>) {
+        // Every call this protocol makes returns a `RoutedCall` naming its exchange; only
+        // a call refused after it was queued (its target stopped) comes back without one.
+        match Called::<RoutedCall>::new().result(done) {
+            Ok(routed) => self.with_port(conn, io, |core, app, limits, port| {
+                core.call_done(app, routed, limits, port);
+            }),
+            Err(e) => self.with_port(conn, io, |core, app, limits, port| {
+                core.call_failed(app, e, limits, port);
+            }),
+        }
+    }
+
     fn shutdown(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
         self.with_port(conn, io, |core, _app, limits, port| {
             core.drain(limits, port);
@@ -293,6 +320,13 @@ impl<A: App> Handler for Http<A> {
             Event::Writable => self.writable(conn, io),
             Event::Timer(tag) => self.timer(conn, tag, io),
             Event::Offloaded(done) => self.offloaded(conn, done, io),
+            Event::Notified(n) => self.with_port(conn, io, |core, app, limits, port| {
+                core.notified(app, n, limits, port);
+            }),
+            Event::NotifierDropped(id) => self.with_port(conn, io, |core, app, limits, port| {
+                core.notifier_dropped(app, id, limits, port);
+            }),
+            Event::CallDone(done) => self.call_done(conn, done, io),
             Event::Shutdown => self.shutdown(conn, io),
             // Broadcasts are for protocols with connections that listen (WebSocket).
             _ => {}

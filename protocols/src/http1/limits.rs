@@ -119,11 +119,30 @@ pub struct HttpCounters {
     /// Offload results that came back for an exchange already finished, and were dropped.
     /// (Results for a closed connection never reach the protocol: the runtime drops them.)
     pub offload_stale: u64,
+    /// Notifiers made with `Exchange::notifier`.
+    pub notifiers: u64,
+    /// Notifier values handed to `App::on_notify`.
+    pub notify_delivered: u64,
+    /// Notifier values (and dropped-notifier reports) for an exchange already finished,
+    /// dropped. (Values for a closed connection never reach the protocol: the runtime
+    /// counts them as `notify_dropped`.)
+    pub notify_stale: u64,
+    /// Notifiers dropped without a value, reported to `App::on_notifier_dropped`.
+    pub notifier_dropped: u64,
+    /// Cross-shard calls started with `Exchange::call`.
+    pub calls: u64,
+    /// Cross-shard calls refused at once (full mailbox, no such shard...); the
+    /// application answers them, typically 503.
+    pub calls_refused: u64,
+    /// Call outcomes handed to `App::on_call_done`.
+    pub calls_delivered: u64,
+    /// Call outcomes that came back for an exchange already finished, and were dropped.
+    pub calls_stale: u64,
 }
 
 impl HttpCounters {
     /// Every counter with its name, for reports (e.g. the `/stats` route).
-    pub fn fields(&self) -> [(&'static str, u64); 18] {
+    pub fn fields(&self) -> [(&'static str, u64); 26] {
         [
             ("requests", self.requests),
             ("bad_request", self.bad_request),
@@ -143,6 +162,14 @@ impl HttpCounters {
             ("offload_delivered", self.offload_delivered),
             ("offload_panicked", self.offload_panicked),
             ("offload_stale", self.offload_stale),
+            ("notifiers", self.notifiers),
+            ("notify_delivered", self.notify_delivered),
+            ("notify_stale", self.notify_stale),
+            ("notifier_dropped", self.notifier_dropped),
+            ("calls", self.calls),
+            ("calls_refused", self.calls_refused),
+            ("calls_delivered", self.calls_delivered),
+            ("calls_stale", self.calls_stale),
         ]
     }
 }

@@ -11,7 +11,9 @@
 //! - [`exchange`]: one answer in progress ([`Exchange`]) and its timers ([`AppTimer`]);
 //! - plumbing, private: `exchange_state` (an exchange's bookkeeping), `held` (output of
 //!   an exchange whose turn has not come), `port` (what a driver provides), `offload`
-//!   (jobs labelled with their exchange), `timer_tag` (application timers in a tag);
+//!   (jobs labelled with their exchange), `compose` (notifier values and cross-shard
+//!   calls labelled with their exchange; [`TargetShard`]), `timer_tag` (application
+//!   timers in a tag);
 //! - [`handler`]: [`Http`], the runtime `Handler` that drives all of the above;
 //! - [`sim`]: the same state machine driven from memory, for tests and fuzzing;
 //! - [`client`]: the client role (requests out, responses in) over the same parser,
@@ -23,6 +25,7 @@
 pub mod app;
 pub mod body;
 pub mod client;
+mod compose;
 mod conn;
 pub mod encode;
 pub mod exchange;
@@ -37,6 +40,7 @@ pub mod sim;
 mod timer_tag;
 
 pub use app::{App, Body, Request, Response};
+pub use compose::TargetShard;
 pub use encode::FieldSet;
 pub use exchange::{AppTimer, Exchange};
 pub use handler::{Http, HttpConn};

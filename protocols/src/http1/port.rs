@@ -1,7 +1,8 @@
 //! The boundary between the sans-IO protocol and whoever drives it.
 //!
 //! This module owns the [`Port`] trait: everything the state machine asks of its driver
-//! (an output buffer, a clock, timers, read control, the worker pool) and nothing more.
+//! (an output buffer, a clock, timers, read control, the worker pool, and for notifiers
+//! and cross-shard calls the runtime's `Io` itself) and nothing more.
 //! Three drivers implement it: the runtime glue (`handler::IoPort`, over the runtime's
 //! `Io`), the in-memory simulator (`sim::SimPort`) and the unit tests' recording port.
 //! Nothing behind a port may call back into the protocol while a port method runs.
@@ -9,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Counters, OffloadError, TimerKey};
+use ringmaster_runtime::{Counters, Io, OffloadError, TimerKey};
 
 use super::encode::DATE_LEN;
 use super::limits::HttpCounters;
@@ -80,5 +81,11 @@ pub(crate) trait Port {
     /// `Conn::offload_done`. Never blocks. Default: no pool.
     fn offload(&mut self, _job: OffloadJob) -> Result<(), OffloadError> {
         Err(OffloadError::NoPool)
+    }
+    /// Runs `f` with the runtime's `Io` of this connection, for what is generic over the
+    /// application's types (notifiers, cross-shard calls) and so cannot be a method of
+    /// this object-safe trait; false (and `f` not run) for a driver without a runtime.
+    fn with_io(&mut self, _f: &mut dyn FnMut(&mut Io<'_>)) -> bool {
+        false
     }
 }

@@ -1,12 +1,16 @@
 //! The application's callbacks after a request was dispatched: its timers, its
-//! offloaded jobs' results and writable-again, each routed to the exchange it belongs to.
+//! offloaded jobs' results, its notifiers' values, its cross-shard calls' outcomes and
+//! writable-again, each routed to the exchange it belongs to.
 //!
-//! This part of the state machine owns the routing only (by sequence number, or the
-//! front of the queue for writable-again); a callback for an exchange that has finished
-//! is dropped here. Releasing output and closing is `Conn::advance`'s business.
+//! This part of the state machine owns the routing only (by sequence number, by notifier
+//! id, or the front of the queue for writable-again); a callback for an exchange that has
+//! finished is dropped here, never given to another exchange. Releasing output and closing is `Conn::advance`'s business.
+
+use ringmaster_runtime::{CallDone, CallError, Notification};
 
 use super::{Conn, Pending};
 use crate::http1::app::App;
+use crate::http1::compose::RoutedCall;
 use crate::http1::exchange::Exchange;
 use crate::http1::exchange_state::Phase;
 use crate::http1::limits::Limits;
@@ -53,6 +57,99 @@ impl<T> Conn<T> {
         };
         port.counters().offload_delivered += 1;
         self.call_exchange(i, port, |task, ex| app.on_offload_done(task, done, ex));
+        self.advance(app, limits, port);
+    }
+
+    /// The unfinished exchange that made the notifier `id`, by its index in the queue.
+    fn notifier_owner(&self, id: u64) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|s| s.task.is_some() && s.state.notifiers.contains(&id))
+    }
+
+    /// A notifier's value arrived. A value for an exchange that already finished is
+    /// counted and dropped.
+    pub(crate) fn notified<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        n: Notification,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let Some(i) = self.notifier_owner(n.id()) else {
+            port.counters().notify_stale += 1;
+            return;
+        };
+        port.counters().notify_delivered += 1;
+        self.call_exchange(i, port, |task, ex| app.on_notify(task, n, ex));
+        self.advance(app, limits, port);
+    }
+
+    /// Every clone of notifier `id` was dropped with no value sent.
+    pub(crate) fn notifier_dropped<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        id: u64,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let Some(i) = self.notifier_owner(id) else {
+            port.counters().notify_stale += 1;
+            return;
+        };
+        port.counters().notifier_dropped += 1;
+        self.call_exchange(i, port, |task, ex| app.on_notifier_dropped(task, id, ex));
+        self.advance(app, limits, port);
+    }
+
+    /// A cross-shard call's value came back for the exchange it names. A value for an
+    /// exchange that already finished is counted and dropped.
+    pub(crate) fn call_done<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        routed: RoutedCall,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let RoutedCall { seq, value } = routed;
+        let slot = self.queue.iter_mut().position(|s| s.state.seq == seq);
+        if let Some(i) = slot {
+            let state = &mut self.queue[i].state;
+            state.calls = state.calls.saturating_sub(1);
+        }
+        let Some(i) = slot.filter(|&i| self.queue[i].task.is_some()) else {
+            port.counters().calls_stale += 1;
+            return;
+        };
+        port.counters().calls_delivered += 1;
+        let done = CallDone::new(Ok(value));
+        self.call_exchange(i, port, |task, ex| app.on_call_done(task, done, ex));
+        self.advance(app, limits, port);
+    }
+
+    /// A cross-shard call failed after it was queued (its target stopped before running
+    /// it: the server is shutting down). The outcome does not name its exchange, so it
+    /// goes to the oldest unfinished exchange with a call outstanding, which is told the
+    /// call failed rather than left waiting.
+    pub(crate) fn call_failed<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        error: CallError,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let slot = self
+            .queue
+            .iter()
+            .position(|s| s.state.calls > 0 && s.task.is_some());
+        let Some(i) = slot else {
+            port.counters().calls_stale += 1;
+            return;
+        };
+        self.queue[i].state.calls -= 1;
+        port.counters().calls_delivered += 1;
+        let done = CallDone::new(Err(error));
+        self.call_exchange(i, port, |task, ex| app.on_call_done(task, done, ex));
         self.advance(app, limits, port);
     }
 

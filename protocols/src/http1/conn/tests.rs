@@ -638,3 +638,33 @@ fn eof_and_drain_finish_outstanding_work() {
     assert!(out.contains("Connection: close"));
     assert!(port.closed);
 }
+
+#[test]
+fn call_outcomes_reach_their_exchange_in_order_and_stale_ones_are_dropped() {
+    use crate::http1::compose::RoutedCall;
+    use ringmaster_runtime::CallError;
+    let (mut c, mut app, mut port, limits) = setup();
+    let input = b"GET /later/1 HTTP/1.1\r\nHost: x\r\n\r\n\
+        GET /later/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+    feed(&mut c, &mut app, &mut port, &limits, input);
+    let routed = |seq| RoutedCall {
+        seq,
+        value: Box::new(()),
+    };
+    // The second exchange's outcome first: the default `on_call_done` answers 500,
+    // held behind the first.
+    c.call_done(&mut app, routed(1), &limits, &mut port);
+    assert_eq!(port.out, b"");
+    c.call_done(&mut app, routed(0), &limits, &mut port);
+    let r = responses(&port.take());
+    assert_eq!(r.iter().map(|r| r.0).collect::<Vec<_>>(), vec![500, 500]);
+    assert_eq!(port.counters.calls_delivered, 2);
+    // For an exchange that finished, or a failure with no call outstanding: dropped.
+    c.call_done(&mut app, routed(0), &limits, &mut port);
+    c.call_failed(&mut app, CallError::ShardGone, &limits, &mut port);
+    c.notifier_dropped(&mut app, 7, &limits, &mut port);
+    assert_eq!(port.out, b"");
+    assert_eq!(port.counters.calls_stale, 2);
+    assert_eq!(port.counters.notify_stale, 1);
+    assert!(!port.closed);
+}
