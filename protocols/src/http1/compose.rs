@@ -93,13 +93,13 @@ where
     let cell = Arc::new(Mutex::new(Some(f)));
     let take = |cell: &Mutex<Option<F>>| cell.lock().ok().and_then(|mut f| f.take());
     let plain = cell.clone();
-    let sent = io.call::<Http<A>, RoutedCall, _>(shard, move |http, io| {
+    let sent = io.call::<Http<A>, RoutedCall>(shard, move |http, io| {
         let value = take(&plain).map(|f| Box::new(http.run_call(f, io)) as Box<dyn Any + Send>);
         routed(seq, value)
     });
     match sent {
         Err(first @ CallError::WrongHandler(_)) => io
-            .call::<Tls<Http<A>>, RoutedCall, _>(shard, move |tls, io| {
+            .call::<Tls<Http<A>>, RoutedCall>(shard, move |tls, io| {
                 let http = tls.inner_mut();
                 let value =
                     take(&cell).map(|f| Box::new(http.run_call(f, io)) as Box<dyn Any + Send>);
