@@ -395,3 +395,36 @@ fn certificate_problems_are_one_line_naming_the_file() {
     assert_eq!(code, 2, "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn tls_echo_and_https_work_on_plain_descriptors_too() {
+    // The default path (direct descriptors) is what every other test here runs; this is
+    // the same traffic with `--plain-fds`, for a handler (or a kernel) that needs them.
+    let dir = scratch("plainfds");
+    let out = dir.join("dev.pem");
+    let mut server = ServerProc::start(&[
+        "echo",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--plain-fds",
+        "--tls-self-signed",
+        "--tls-self-signed-out",
+        out.to_str().unwrap(),
+    ]);
+    for _ in 0..4 {
+        rustls_roundtrip(
+            server.addr,
+            client_config(&out, &[]),
+            "localhost",
+            b"plain fds",
+        );
+    }
+    assert!(server.stop().success());
+    assert_eq!(
+        server.counter("sockets_closed"),
+        server.counter("accepted") + server.counter("refused")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -63,6 +63,9 @@ pub(crate) struct ConnIo {
     /// ([`Io::link`](crate::Io::link)).
     pub link_paused: bool,
     pub peer_eof: bool,
+    /// The peer's end of input arrived while input it sent earlier still waits to be
+    /// shown (reading paused, or the connection not open yet): `Eof` follows that input.
+    pub eof_pending: bool,
     /// The handler closed saying the peer will send nothing more: no lingering.
     pub no_linger: bool,
     pub recv_armed: bool,
@@ -104,6 +107,7 @@ impl ConnIo {
             backpressured: false,
             link_paused: false,
             peer_eof: false,
+            eof_pending: false,
             no_linger: false,
             recv_armed: false,
             recv_cancelling: false,
@@ -198,7 +202,7 @@ mod tests {
                 size_of::<Option<crate::sys::lend::Lent<Box<socket2::SockAddr>>>>(),
             ),
             ("inflight", size_of::<u32>()),
-            ("phase and 14 flags", size_of::<super::Phase>() + 14),
+            ("phase and 15 flags", size_of::<super::Phase>() + 15),
         ];
         let total = size_of::<super::ConnIo>();
         for (name, bytes) in fields {

@@ -57,9 +57,12 @@ impl<H: Handler> Shard<H> {
         if res == 0 {
             slot.io.peer_eof = true;
             match slot.io.phase {
-                Phase::Open => {
+                // Input that waits for a pause to end (or for the connection to open)
+                // comes first: the end of input is shown after it, never instead of it.
+                Phase::Open if !slot.io.redeliver => {
                     deliver_event(handler, ctx, slot, Event::Eof);
                 }
+                Phase::Open | Phase::Opening => slot.io.eof_pending = true,
                 Phase::Lingering => slot.io.abort_requested = true,
                 _ => {}
             }
@@ -248,6 +251,10 @@ impl<H: Handler> Shard<H> {
                     // Even with nothing carried over: a wrapping protocol (TLS) may hold
                     // decrypted input of its own that it could not pass on while paused.
                     run_carry(handler, ctx, slot);
+                }
+                if slot.io.eof_pending && !slot.io.redeliver && slot.io.reading_enabled() {
+                    slot.io.eof_pending = false;
+                    deliver_event(handler, ctx, slot, Event::Eof);
                 }
                 if slot.io.abort_requested {
                     close_conn(handler, ctx, ring, slot, true);
