@@ -493,7 +493,10 @@ pub(super) fn close_conn<H: Handler>(
                 return;
             }
         }
-        ring.cancel_quietly(pack(OpKind::Recv, slot.io.token), pack_shard(OpKind::Close));
+        ring.cancel_quietly(
+            pack(OpKind::Recv, slot.io.token),
+            pack_shard(OpKind::Cancel),
+        );
     } else if slot.io.inflight > 0 {
         ring.cancel_fd(sock.target(), pack_shard(OpKind::Cancel));
     }
