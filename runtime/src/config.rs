@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-/// Everything a server needs to know before it starts. Built with [`ServerBuilder`].
+/// Everything a server needs to know before it starts. Built with [`ServerBuilder`](crate::ServerBuilder).
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address every shard's listener binds (port 0 picks one port for all shards).

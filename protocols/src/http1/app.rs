@@ -1,5 +1,5 @@
 //! The embedder's API: an [`App`] gets a [`Request`] and answers with a [`Response`]
-//! through an [`Exchange`](super::Exchange).
+//! through an [`Exchange`].
 //!
 //! This module owns the shape of a request and a response as the application sees them,
 //! and the callbacks an application implements: answer at once, stream a chunked body,
