@@ -170,11 +170,9 @@ impl<H: Handler> Shard<H> {
             return;
         };
         slot.io.inflight -= 1;
-        let peer = slot.io.addr.take().and_then(|mut a| {
-            a.settle(c);
-            let a = a.into_inner().ok()?;
-            (c.result() > 0).then(|| a.as_socket()).flatten()
-        });
+        let peer = settle_addr(&mut slot.io, c)
+            .filter(|_| c.result() > 0)
+            .and_then(|a| a.as_socket());
         if slot.io.phase != Phase::Opening {
             ctx.mark_dirty(&mut slot.io); // aborted meanwhile: let service free it
             return;
@@ -281,10 +279,7 @@ impl<H: Handler> Shard<H> {
             return;
         };
         slot.io.inflight -= 1;
-        if let Some(a) = slot.io.addr.as_mut() {
-            a.settle(c);
-        }
-        slot.io.addr = None;
+        settle_addr(&mut slot.io, c);
         if slot.io.phase != Phase::Connecting {
             ctx.mark_dirty(&mut slot.io); // closed meanwhile: let service free it
             return;
@@ -327,4 +322,13 @@ impl<H: Handler> Shard<H> {
         slot.app = Some(app);
         ctx.mark_dirty(&mut slot.io);
     }
+}
+
+/// Takes back the address buffer a connect or a peer-name request lent the kernel, now
+/// that `c`, its completion, has come. (Dropped while still owed, `sys` leaks it and
+/// counts that rather than free memory the kernel may write.)
+fn settle_addr(io: &mut ConnIo, c: &Completion) -> Option<socket2::SockAddr> {
+    let mut a = io.addr.take()?;
+    a.settle(c);
+    a.into_inner().ok().map(|b| *b)
 }

@@ -296,10 +296,10 @@ impl<T> Slab<T> {
         assert!(!self.contains(key), "filling an occupied slab entry");
         let end = (key + 1) * size_of::<T>();
         assert!(self.map.make_writable(end).is_ok(), "made writable already");
-        // SAFETY: `key` < capacity (it came from `lowest_free`), so the entry lies in the
-        // reservation, inside its writable part (just checked); it is vacant, so this
-        // overwrites no live value; the pointer is aligned (page-aligned base, entries at
-        // multiples of `size_of::<T>()`).
+        // `key` < capacity (it came from `lowest_free`): the entry lies in the reservation,
+        // inside its writable part (just checked); entries sit at multiples of
+        // `size_of::<T>()` from a page-aligned base.
+        // SAFETY: in bounds, writable and aligned (above); vacant, so no live value is overwritten.
         unsafe { self.slot(key).write(value) };
         self.occupied[key / 64] |= 1 << (key % 64);
         self.len += 1;
