@@ -30,9 +30,22 @@ pub trait Handler: 'static {
     /// Per-connection state.
     type Conn;
 
-    /// A connection was accepted (or an outbound connect succeeded: see
-    /// [`Io::origin`]). Returns its state; may already queue output.
+    /// A connection was accepted on the shard's listener. Returns its state; may
+    /// already queue output.
     fn on_open(&mut self, peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn;
+
+    /// An outbound connection this shard opened with `connect(addr, tag)` is
+    /// established: the client role, kept apart from [`Handler::on_open`] so that a
+    /// server protocol that also opens connections (an upstream pool) never mistakes
+    /// one for an accepted client. `peer` is the address connected to.
+    ///
+    /// The default hands it to `on_open`, for a handler whose connections are all
+    /// outbound (a load generator) or all alike. A wrapping protocol forwards it to its
+    /// inner protocol, as it does `on_open`.
+    fn on_connected(&mut self, tag: u64, peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
+        let _ = tag;
+        self.on_open(peer, io)
+    }
 
     /// Bytes arrived. `input` holds them in place (the kernel-filled buffer, or the
     /// connection's carry-over when an earlier call left bytes unconsumed). Consume
@@ -48,6 +61,16 @@ pub trait Handler: 'static {
 
     /// The connection is gone (after this, no callback names it again).
     fn on_close(&mut self, conn: Self::Conn, why: Close);
+
+    /// What the shard calls when a connection ends, with the shard's vocabulary: a
+    /// protocol whose connections' ends concern other connections (an upstream pool
+    /// that must tell the exchange waiting on a connection that died, or open a
+    /// replacement) implements this. The default calls [`Handler::on_close`], which
+    /// is all most protocols need; a wrapping protocol forwards this one too.
+    fn on_closed(&mut self, conn: Self::Conn, why: Close, shard: &mut ShardIo<'_>) {
+        let _ = shard;
+        self.on_close(conn, why);
+    }
 
     /// Something happened to the shard rather than to one connection. Default: nothing.
     /// A wrapping protocol passes these straight to its inner protocol.
@@ -116,7 +139,7 @@ pub enum ShardEvent<'a> {
     Start,
     /// A timer set with [`ShardIo::set_timer`] fired; the value is its tag.
     Timer(u64),
-    /// An outbound connection requested with `connect(addr, tag)` failed; no `on_open`
+    /// An outbound connection requested with `connect(addr, tag)` failed; no `on_connected`
     /// follows for it.
     ConnectFailed {
         /// The tag given to `connect`.

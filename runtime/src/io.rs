@@ -49,7 +49,7 @@ pub struct ShardIo<'a> {
 macro_rules! shard_vocabulary {
     () => {
         /// Opens a TCP connection to `addr` from this shard. On success the handler's
-        /// `on_open` runs with [`Io::origin`] = `Connected { tag }`; on failure
+        /// `on_connected` runs with `tag` (and [`Io::origin`] = `Connected { tag }`); on failure
         /// [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed) gets `tag`.
         pub fn connect(&mut self, addr: SocketAddr, tag: u64) {
             self.shard.pending_connects.push(ConnectRequest {

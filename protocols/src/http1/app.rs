@@ -15,6 +15,7 @@ use super::encode;
 use super::encode::{FieldSet, Fields};
 use super::exchange::Exchange;
 use super::head::{absolute_parts, RawHeader, Version};
+use super::upstream::{Fetch, UpstreamEvent};
 
 /// An HTTP application: one value per shard, called on that shard's thread.
 ///
@@ -103,6 +104,26 @@ pub trait App: 'static {
         }
     }
 
+    /// A request this exchange made with [`Exchange::fetch`] progressed: its response
+    /// head, a piece of its body, its end, or its failure (see [`UpstreamEvent`]). Runs on
+    /// the connection's shard. Not called once the exchange has finished, nor if the
+    /// connection closed ([`App::on_cancel`] gets the task).
+    ///
+    /// The default relays the response: its status and `Content-Type`, then its body
+    /// as it arrives (with `Content-Length` when the upstream gave one); a failure
+    /// before the head is answered with [`UpstreamError::status`] (502, 503 or 504),
+    /// after it the response is cut short (the client sees the truncation). An
+    /// application that transforms responses implements this.
+    fn on_upstream(
+        &mut self,
+        _task: &mut Self::Task,
+        _fetch: Fetch,
+        event: UpstreamEvent<'_>,
+        ex: &mut Exchange<'_>,
+    ) {
+        relay(event, ex);
+    }
+
     /// The connection's output drained after [`Exchange::want_writable`]; the place to
     /// produce the next part of a large streamed body. Only the exchange whose response
     /// is on the wire (the oldest unfinished one) is called.
@@ -115,6 +136,34 @@ pub trait App: 'static {
     /// timer, a failed outbound connect, a datagram, a broadcast (see [`ShardEvent`]).
     /// [`Http`](super::Http) passes every one of them here. Default: nothing.
     fn on_shard(&mut self, _event: ShardEvent<'_>, _shard: &mut ShardIo<'_>) {}
+}
+
+/// What [`App::on_upstream`] does by default: relays the upstream's response as it
+/// comes (status, `Content-Type`, body), and answers a failure with its status.
+pub fn relay(event: UpstreamEvent<'_>, ex: &mut Exchange<'_>) {
+    match event {
+        UpstreamEvent::Head(head) => {
+            let ct = head.headers().get("content-type");
+            let ct = ct.and_then(|v| std::str::from_utf8(v).ok());
+            let one = [("Content-Type", ct.unwrap_or_default())];
+            let fields: &[(&str, &str)] = if ct.is_some() { &one } else { &[] };
+            match head.headers().get("content-length").and_then(parse_len) {
+                Some(n) => ex.start_sized(head.status(), fields, n),
+                None => ex.start_stream(head.status(), fields),
+            }
+        }
+        UpstreamEvent::Body(b) => ex.send_chunk(b),
+        UpstreamEvent::End => ex.finish(),
+        UpstreamEvent::Failed(e) if !ex.is_started() => {
+            ex.respond(Response::text(e.status(), "upstream failed\n"));
+        }
+        UpstreamEvent::Failed(_) => ex.abort(),
+    }
+}
+
+/// A `Content-Length` value, if it is one.
+fn parse_len(v: &[u8]) -> Option<u64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
 /// A request as the application sees it: head fields and the whole body, borrowed from

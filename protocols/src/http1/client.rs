@@ -32,6 +32,9 @@ pub use error::ClientError;
 pub use request::RequestHead;
 pub use response::{FieldsView, ResponseHead};
 
+pub(crate) use request::{prepare, Sent};
+pub(crate) use response::{HeadInfo, Span};
+
 #[cfg(test)]
 mod interop_tests;
 #[cfg(test)]

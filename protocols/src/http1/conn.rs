@@ -452,6 +452,13 @@ impl<T> Conn<T> {
     }
 
     /// The tasks still held, for [`App::on_cancel`] when the connection goes away.
+    /// The upstream connections streaming responses to this connection's exchanges.
+    pub(crate) fn upstream_links(
+        &self,
+    ) -> impl Iterator<Item = ringmaster_runtime::ConnToken> + '_ {
+        self.queue.iter().filter_map(|s| s.state.upstream)
+    }
+
     pub(crate) fn into_tasks(self) -> impl Iterator<Item = T> {
         self.queue.into_iter().filter_map(|s| s.task)
     }

@@ -23,6 +23,7 @@ use super::limits::HttpCounters;
 use super::offload::wrap_job;
 use super::port::{Port, PortTimer};
 use super::timer_tag::app_timer_tag;
+use super::upstream::{Fetch, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
 
 /// Names an application timer armed with [`Exchange::set_timer`], so that it can be
 /// cancelled with [`Exchange::cancel_timer`].
@@ -396,6 +397,53 @@ impl<'x> Exchange<'x> {
                 self.port.counters().calls_refused += 1;
                 Err(e)
             }
+        }
+    }
+
+    /// Sends `req` to `upstream` over one of this shard's pooled connections to it (a
+    /// new one if none is idle, or after a wait in its bounded queue); the response
+    /// comes back to this exchange's task in [`App::on_upstream`]: the head, the body
+    /// in pieces as they arrive, then the end, or a typed failure (connect error or
+    /// timeout, no response in time, malformed response, closed mid-body). Never
+    /// blocks. The application must return a task from [`App::on_request`] for the
+    /// response to be delivered.
+    ///
+    /// Refused at once with [`UpstreamError::QueueFull`] when the upstream's
+    /// connections and queue are all taken (answer 503), with
+    /// [`UpstreamError::ShuttingDown`] while the server drains, with
+    /// [`UpstreamError::InvalidRequest`] for a request HTTP cannot carry, and with
+    /// [`UpstreamError::Unavailable`] when driven without the runtime.
+    ///
+    /// An idempotent request (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) sent on a reused
+    /// connection that the upstream turns out to have closed before answering is sent
+    /// once more on a fresh connection; any other failure is reported.
+    pub fn fetch(
+        &mut self,
+        upstream: &Upstream,
+        req: UpstreamRequest<'_>,
+    ) -> Result<Fetch, UpstreamError> {
+        self.port.fetch(upstream, &req, self.state.seq)
+    }
+
+    /// This shard's counters for `upstream` (requests, reuse, connect time, failures,
+    /// idle and open connections now); `None` before this shard first called it.
+    pub fn upstream_stats(&self, upstream: &Upstream) -> Option<UpstreamStats> {
+        self.port.upstream_stats(upstream)
+    }
+
+    /// Ends the response unfinished: for a stream (after [`Exchange::start_stream`] or
+    /// [`Exchange::start_sized`]) whose source failed midway, the connection is closed
+    /// once what was sent is flushed, without the end of the body, so the client sees a
+    /// truncated response and never mistakes it for a complete one. Before anything was
+    /// sent, answers `502 Bad Gateway` instead.
+    pub fn abort(&mut self) {
+        match self.state.phase {
+            Phase::Waiting => self.respond(Response::text(502, "Bad Gateway\n")),
+            Phase::Streaming => {
+                self.state.phase = Phase::Done;
+                self.state.close = true;
+            }
+            Phase::Done => {}
         }
     }
 

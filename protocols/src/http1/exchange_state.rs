@@ -44,6 +44,9 @@ pub(crate) struct ExchangeState {
     pub(crate) calls: u32,
     /// The ids of the notifiers made for this exchange (empty, unallocated, for most).
     pub(crate) notifiers: Vec<u64>,
+    /// The upstream connection streaming a response to this exchange, once its first
+    /// piece came (closed with this connection: nobody else wants the rest).
+    pub(crate) upstream: Option<ringmaster_runtime::ConnToken>,
 }
 
 impl ExchangeState {
@@ -58,6 +61,7 @@ impl ExchangeState {
             wants_writable: false,
             remaining: 0,
             calls: 0,
+            upstream: None,
             notifiers: Vec::new(),
         }
     }

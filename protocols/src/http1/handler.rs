@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ringmaster_runtime::{
-    CallDone, Called, Close, Counters, Event, Handler, Input, Io, OffloadDone, OffloadError,
-    Offloaded, Segment, ShardEvent, ShardIo, TimerKey,
+    CallDone, Called, Close, ConnToken, Counters, Event, Handler, Input, Io, OffloadDone,
+    OffloadError, Offloaded, Segment, ShardEvent, ShardIo, TimerKey,
 };
 
 use super::app::App;
@@ -39,6 +39,9 @@ use super::limits::{HttpCounters, Limits};
 use super::offload::{OffloadJob, Routed};
 use super::port::{Port, PortTimer};
 use super::timer_tag::split_app_tag;
+use super::upstream::{
+    Fetch, Pools, Reply, Upstream, UpstreamError, UpstreamRequest, UpstreamStats,
+};
 
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
 const PROTO_TIMER: u64 = 0;
@@ -67,10 +70,24 @@ pub struct Http<A: App> {
     limits: Limits,
     counters: HttpCounters,
     date: DateCache,
+    /// This shard's upstream pools and their connections.
+    pools: Pools,
 }
 
-/// Per-connection state of [`Http`] (about a hundred bytes; nothing allocated while idle).
-pub struct HttpConn<T> {
+/// Per-connection state of [`Http`] (about a hundred bytes; nothing allocated while
+/// idle): a client's connection, or one of the shard's upstream connections.
+pub struct HttpConn<T>(Role<T>);
+
+/// Which side of HTTP a connection of [`Http`] is on.
+enum Role<T> {
+    /// Accepted: the server role.
+    Server(ServerConn<T>),
+    /// Opened by the upstream pool: the client role; the index of its state there.
+    Upstream(usize),
+}
+
+/// A client's connection.
+struct ServerConn<T> {
     core: Conn<T>,
     /// The protocol timer, if armed, and when it is due.
     timer: Option<(TimerKey, Instant)>,
@@ -78,9 +95,13 @@ pub struct HttpConn<T> {
 
 impl<T> std::fmt::Debug for HttpConn<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpConn")
-            .field("timer", &self.timer)
-            .finish_non_exhaustive()
+        match &self.0 {
+            Role::Server(c) => f
+                .debug_struct("HttpConn")
+                .field("timer", &c.timer)
+                .finish_non_exhaustive(),
+            Role::Upstream(l) => f.debug_tuple("HttpConn::Upstream").field(l).finish(),
+        }
     }
 }
 
@@ -92,6 +113,7 @@ impl<A: App> Http<A> {
             limits,
             counters: HttpCounters::default(),
             date: DateCache::new(),
+            pools: Pools::default(),
         }
     }
 
@@ -119,6 +141,11 @@ impl<A: App> Http<A> {
     pub(crate) fn app_and_counters(&mut self) -> (&mut A, &HttpCounters) {
         (&mut self.app, &self.counters)
     }
+
+    /// This shard's counters for each upstream its application called, by address.
+    pub fn upstream_stats(&self) -> impl Iterator<Item = (SocketAddr, UpstreamStats)> + '_ {
+        self.pools.all_stats()
+    }
 }
 
 /// [`Port`] over the runtime's [`Io`]: responses are encoded straight into the
@@ -127,6 +154,7 @@ struct IoPort<'p, 'io> {
     io: &'p mut Io<'io>,
     date: &'p DateCache,
     counters: &'p mut HttpCounters,
+    pools: &'p mut Pools,
 }
 
 impl Port for IoPort<'_, '_> {
@@ -188,6 +216,23 @@ impl Port for IoPort<'_, '_> {
         f(self.io);
         true
     }
+    fn fetch(
+        &mut self,
+        up: &Upstream,
+        req: &UpstreamRequest<'_>,
+        seq: u32,
+    ) -> Result<Fetch, UpstreamError> {
+        let conn = self.io.token();
+        let draining = self.io.is_draining();
+        self.pools.fetch(up, req, conn, seq, draining, self.io)
+    }
+    fn hold_upstream(&mut self, up: ConnToken) {
+        let server = self.io.token();
+        self.pools.hold(server, up, self.io);
+    }
+    fn upstream_stats(&self, up: &Upstream) -> Option<UpstreamStats> {
+        self.pools.stats(up)
+    }
 }
 
 impl<A: App> Http<A> {
@@ -195,7 +240,7 @@ impl<A: App> Http<A> {
     /// what it produced and re-arms the protocol timer if the deadline moved earlier.
     fn with_port(
         &mut self,
-        conn: &mut HttpConn<A::Task>,
+        conn: &mut ServerConn<A::Task>,
         io: &mut Io<'_>,
         f: impl FnOnce(&mut Conn<A::Task>, &mut A, &Limits, &mut IoPort<'_, '_>),
     ) {
@@ -204,6 +249,7 @@ impl<A: App> Http<A> {
             io,
             date: &self.date,
             counters: &mut self.counters,
+            pools: &mut self.pools,
         };
         f(&mut conn.core, &mut self.app, &self.limits, &mut port);
         arm(conn, &self.limits, io);
@@ -211,7 +257,7 @@ impl<A: App> Http<A> {
 }
 
 /// Makes sure a protocol timer fires no later than the connection's deadline.
-fn arm<T>(conn: &mut HttpConn<T>, limits: &Limits, io: &mut Io<'_>) {
+fn arm<T>(conn: &mut ServerConn<T>, limits: &Limits, io: &mut Io<'_>) {
     let Some((due, _)) = conn.core.deadline(limits) else {
         // Nothing to time (busy or closing); an armed timer finds nothing to do.
         return;
@@ -228,19 +274,20 @@ fn arm<T>(conn: &mut HttpConn<T>, limits: &Limits, io: &mut Io<'_>) {
 
 /// The connection events, each run on the state machine.
 impl<A: App> Http<A> {
-    fn eof(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
+    fn eof(&mut self, conn: &mut ServerConn<A::Task>, io: &mut Io<'_>) {
         self.with_port(conn, io, |core, _app, limits, port| {
             core.peer_closed(limits, port);
         });
     }
 
-    fn writable(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
+    fn writable(&mut self, conn: &mut ServerConn<A::Task>, io: &mut Io<'_>) {
+        self.pools.release(io.token(), io);
         self.with_port(conn, io, |core, app, limits, port| {
             core.writable(app, limits, port);
         });
     }
 
-    fn timer(&mut self, conn: &mut HttpConn<A::Task>, tag: u64, io: &mut Io<'_>) {
+    fn timer(&mut self, conn: &mut ServerConn<A::Task>, tag: u64, io: &mut Io<'_>) {
         if let Some((seq, app_tag)) = split_app_tag(tag) {
             self.with_port(conn, io, |core, app, limits, port| {
                 core.app_timer(app, seq, app_tag, limits, port);
@@ -258,7 +305,7 @@ impl<A: App> Http<A> {
         });
     }
 
-    fn offloaded(&mut self, conn: &mut HttpConn<A::Task>, done: OffloadDone, io: &mut Io<'_>) {
+    fn offloaded(&mut self, conn: &mut ServerConn<A::Task>, done: OffloadDone, io: &mut Io<'_>) {
         // Every job this protocol submits is wrapped by `app::wrap_job`, which catches
         // panics and returns a `Routed`; anything else cannot name its exchange.
         let Ok(routed) = Offloaded::<Routed>::new().result(done) else {
@@ -273,7 +320,7 @@ impl<A: App> Http<A> {
         });
     }
 
-    fn call_done(&mut self, conn: &mut HttpConn<A::Task>, done: CallDone, io: &mut Io<'_>) {
+    fn call_done(&mut self, conn: &mut ServerConn<A::Task>, done: CallDone, io: &mut Io<'_>) {
         // Every call this protocol makes returns a `RoutedCall` naming its exchange; only
         // a call refused after it was queued (its target stopped) comes back without one.
         match Called::<RoutedCall>::new().result(done) {
@@ -286,35 +333,16 @@ impl<A: App> Http<A> {
         }
     }
 
-    fn shutdown(&mut self, conn: &mut HttpConn<A::Task>, io: &mut Io<'_>) {
+    fn shutdown(&mut self, conn: &mut ServerConn<A::Task>, io: &mut Io<'_>) {
         self.with_port(conn, io, |core, _app, limits, port| {
             core.drain(limits, port);
         });
     }
 }
 
-impl<A: App> Handler for Http<A> {
-    type Conn = HttpConn<A::Task>;
-
-    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
-        let mut conn = HttpConn {
-            core: Conn::new(io.now()),
-            timer: None,
-        };
-        arm(&mut conn, &self.limits, io);
-        conn
-    }
-
-    fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
-        let bytes = input.bytes();
-        let mut used = 0;
-        self.with_port(conn, io, |core, app, limits, port| {
-            used = core.feed(app, bytes, limits, port);
-        });
-        input.consume(used);
-    }
-
-    fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
+impl<A: App> Http<A> {
+    /// The server role's connection events.
+    fn server_event(&mut self, conn: &mut ServerConn<A::Task>, event: Event<'_>, io: &mut Io<'_>) {
         match event {
             Event::Eof => self.eof(conn, io),
             Event::Writable => self.writable(conn, io),
@@ -327,19 +355,93 @@ impl<A: App> Handler for Http<A> {
                 core.notifier_dropped(app, id, limits, port);
             }),
             Event::CallDone(done) => self.call_done(conn, done, io),
+            Event::Posted(p) if p.is::<Reply>() => {
+                let from = p.from();
+                if let Ok(reply) = p.take::<Reply>() {
+                    self.with_port(conn, io, |core, app, limits, port| {
+                        core.upstream_reply(app, reply, from, limits, port);
+                    });
+                }
+            }
             Event::Shutdown => self.shutdown(conn, io),
-            // Broadcasts are for protocols with connections that listen (WebSocket).
+            // Broadcasts are for protocols with connections that listen (WebSocket); a
+            // gone upstream connection is its own business (its end reaches the pool).
             _ => {}
+        }
+    }
+}
+
+impl<A: App> Handler for Http<A> {
+    type Conn = HttpConn<A::Task>;
+
+    fn on_open(&mut self, _peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
+        let mut conn = ServerConn {
+            core: Conn::new(io.now()),
+            timer: None,
+        };
+        arm(&mut conn, &self.limits, io);
+        HttpConn(Role::Server(conn))
+    }
+
+    fn on_connected(&mut self, tag: u64, _peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
+        match self.pools.connected(tag, io) {
+            Some(l) => HttpConn(Role::Upstream(l)),
+            None => {
+                // Not the pool's: no other outbound connection speaks this protocol.
+                io.abort();
+                HttpConn(Role::Upstream(usize::MAX))
+            }
+        }
+    }
+
+    fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let conn = match &mut conn.0 {
+            Role::Server(c) => c,
+            Role::Upstream(l) => return self.pools.link_data(*l, input, io),
+        };
+        let bytes = input.bytes();
+        let mut used = 0;
+        self.with_port(conn, io, |core, app, limits, port| {
+            used = core.feed(app, bytes, limits, port);
+        });
+        input.consume(used);
+    }
+
+    fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
+        match &mut conn.0 {
+            Role::Server(c) => self.server_event(c, event, io),
+            Role::Upstream(l) => self.pools.link_event(*l, event, io),
         }
     }
 
     fn on_close(&mut self, conn: Self::Conn, _why: Close) {
-        for task in conn.core.into_tasks() {
-            self.app.on_cancel(task);
+        if let Role::Server(c) = conn.0 {
+            for task in c.core.into_tasks() {
+                self.app.on_cancel(task);
+            }
+        }
+    }
+
+    fn on_closed(&mut self, conn: Self::Conn, why: Close, shard: &mut ShardIo<'_>) {
+        match conn.0 {
+            Role::Upstream(l) => self.pools.link_closed(l, why, shard),
+            Role::Server(c) => {
+                // Upstream responses still streaming to this connection are wanted by no
+                // one: their connections cannot be reused before they are read whole.
+                for up in c.core.upstream_links() {
+                    shard.close_conn(up);
+                }
+                self.on_close(HttpConn(Role::Server(c)), why);
+            }
         }
     }
 
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
+        if let ShardEvent::ConnectFailed { tag, error, .. } = &event {
+            if self.pools.connect_failed(*tag, error, shard) {
+                return;
+            }
+        }
         self.app.on_shard(event, shard);
     }
 }

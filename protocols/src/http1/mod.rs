@@ -38,6 +38,7 @@ mod offload;
 mod port;
 pub mod sim;
 mod timer_tag;
+pub mod upstream;
 
 pub use app::{App, Body, Request, Response};
 pub use compose::TargetShard;
@@ -46,6 +47,7 @@ pub use exchange::{AppTimer, Exchange};
 pub use handler::{Http, HttpConn};
 pub use head::Version;
 pub use limits::{HttpCounters, Limits};
+pub use upstream::{Fetch, Upstream, UpstreamError, UpstreamEvent, UpstreamRequest};
 
 #[cfg(test)]
 mod split_tests;

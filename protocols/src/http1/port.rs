@@ -10,11 +10,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Counters, Io, OffloadError, TimerKey};
+use ringmaster_runtime::{ConnToken, Counters, Io, OffloadError, TimerKey};
 
 use super::encode::DATE_LEN;
 use super::limits::HttpCounters;
 use super::offload::OffloadJob;
+use super::upstream::{Fetch, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
 use ringmaster_runtime::Segment;
 
 /// Names a timer armed through [`Port::set_timer`], for [`Port::cancel_timer`].
@@ -87,5 +88,22 @@ pub(crate) trait Port {
     /// this object-safe trait; false (and `f` not run) for a driver without a runtime.
     fn with_io(&mut self, _f: &mut dyn FnMut(&mut Io<'_>)) -> bool {
         false
+    }
+    /// Starts a request to an upstream for exchange `seq`; its response comes back
+    /// through `Conn::upstream_reply`. Default: no connections without the runtime.
+    fn fetch(
+        &mut self,
+        _up: &Upstream,
+        _req: &UpstreamRequest<'_>,
+        _seq: u32,
+    ) -> Result<Fetch, UpstreamError> {
+        Err(UpstreamError::Unavailable)
+    }
+    /// Stops reading from upstream connection `up` until this connection's output has
+    /// drained (a response streamed faster than the client reads it).
+    fn hold_upstream(&mut self, _up: ConnToken) {}
+    /// This shard's counters for `up`, if it was called.
+    fn upstream_stats(&self, _up: &Upstream) -> Option<UpstreamStats> {
+        None
     }
 }

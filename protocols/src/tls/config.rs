@@ -56,6 +56,10 @@ pub enum TlsConfigError {
         /// What rustls said.
         detail: String,
     },
+    /// A name an upstream's certificate must carry is neither a DNS name nor an IP
+    /// address.
+    #[error("{0}: not a valid server name (a DNS name or an IP address)")]
+    BadServerName(String),
 }
 
 /// What the TLS layer offers, besides the certificate.

@@ -65,8 +65,45 @@ impl<P: std::fmt::Debug> std::fmt::Debug for Tls<P> {
     }
 }
 
-/// Per-connection state of [`Tls`].
-pub struct TlsConn<C> {
+/// Per-connection state of [`Tls`]: an accepted connection under TLS, or an outbound
+/// one the inner protocol opened (its client role), passed through untouched: the
+/// inner protocol decides what an outbound connection speaks.
+pub enum TlsConn<C> {
+    /// Accepted: the server side of a TLS session around the inner protocol.
+    Server(Secured<C>),
+    /// Opened by the inner protocol with `connect`: bytes pass through as they are.
+    Outbound(C),
+}
+
+impl<C> std::fmt::Debug for TlsConn<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsConn::Server(s) => s.fmt(f),
+            TlsConn::Outbound(_) => f.write_str("TlsConn::Outbound"),
+        }
+    }
+}
+
+impl<C> TlsConn<C> {
+    /// The inner protocol's state.
+    pub fn inner(&self) -> &C {
+        match self {
+            TlsConn::Server(s) => &s.inner,
+            TlsConn::Outbound(c) => c,
+        }
+    }
+
+    /// The rustls connection (ALPN, version, SNI...) of an accepted connection.
+    pub fn tls(&self) -> Option<&ServerConnection> {
+        match self {
+            TlsConn::Server(s) => Some(&s.tls),
+            TlsConn::Outbound(_) => None,
+        }
+    }
+}
+
+/// An accepted connection's TLS session and the inner protocol's state inside it.
+pub struct Secured<C> {
     tls: Box<ServerConnection>,
     inner: C,
     /// Plaintext the inner handler has not consumed yet.
@@ -78,25 +115,13 @@ pub struct TlsConn<C> {
     eof_seen: bool,
 }
 
-impl<C> std::fmt::Debug for TlsConn<C> {
+impl<C> std::fmt::Debug for Secured<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsConn")
             .field("handshaking", &self.tls.is_handshaking())
             .field("pending", &self.pending.len())
             .field("dead", &self.dead)
             .finish_non_exhaustive()
-    }
-}
-
-impl<C> TlsConn<C> {
-    /// The inner protocol's state.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// The rustls connection (ALPN, version, SNI...).
-    pub fn tls(&self) -> &ServerConnection {
-        &self.tls
     }
 }
 
@@ -128,7 +153,7 @@ impl<P: Handler> Tls<P> {
     }
 
     /// Encrypts what the inner handler wrote and queues every pending TLS record.
-    fn flush(&mut self, conn: &mut TlsConn<P::Conn>, io: &mut Io<'_>) {
+    fn flush(&mut self, conn: &mut Secured<P::Conn>, io: &mut Io<'_>) {
         flush_parts(conn, &mut self.cap, io);
     }
 
@@ -137,7 +162,7 @@ impl<P: Handler> Tls<P> {
     /// than it accepts), a fatal alert is sent here: `decode_error` for malformed input,
     /// `internal_error` otherwise. Before the handshake completes alerts go in plaintext,
     /// so the record is written directly.
-    fn fail(&mut self, conn: &mut TlsConn<P::Conn>, err: Option<&rustls::Error>, io: &mut Io<'_>) {
+    fn fail(&mut self, conn: &mut Secured<P::Conn>, err: Option<&rustls::Error>, io: &mut Io<'_>) {
         conn.dead = true;
         conn.pending = Vec::new();
         let queued = conn.tls.wants_write();
@@ -154,7 +179,7 @@ impl<P: Handler> Tls<P> {
 
     /// Shows the inner handler the pending plaintext (`self.plain` first moved behind
     /// `conn.pending` if that is not empty); keeps what it leaves.
-    fn deliver(&mut self, conn: &mut TlsConn<P::Conn>, io: &mut Io<'_>) {
+    fn deliver(&mut self, conn: &mut Secured<P::Conn>, io: &mut Io<'_>) {
         let from_pending = !conn.pending.is_empty();
         if from_pending {
             conn.pending.extend_from_slice(&self.plain);
@@ -196,7 +221,7 @@ impl<P: Handler> Tls<P> {
     /// the inner handler any plaintext it left (it may have resumed reading).
     fn around(
         &mut self,
-        conn: &mut TlsConn<P::Conn>,
+        conn: &mut Secured<P::Conn>,
         io: &mut Io<'_>,
         f: impl FnOnce(&mut P, &mut P::Conn, &mut Io<'_>),
     ) {
@@ -210,7 +235,7 @@ impl<P: Handler> Tls<P> {
     }
 
     /// Marks the handshake done: cancels its timer, counts it.
-    fn handshake_done(&mut self, conn: &mut TlsConn<P::Conn>, io: &mut Io<'_>) {
+    fn handshake_done(&mut self, conn: &mut Secured<P::Conn>, io: &mut Io<'_>) {
         if let Some(key) = conn.timer.take() {
             io.cancel_timer(key);
             self.counters.handshakes += 1;
@@ -239,7 +264,7 @@ impl<P: Handler> Handler for Tls<P> {
                 }
             }
         };
-        let mut conn = TlsConn {
+        let mut conn = Secured {
             tls: Box::new(tls),
             inner: {
                 let inner = &mut self.inner;
@@ -255,10 +280,18 @@ impl<P: Handler> Handler for Tls<P> {
         conn.tls.set_buffer_limit(None);
         conn.timer = Some(io.set_timer(self.config.handshake_timeout, TLS_TIMER));
         self.flush(&mut conn, io);
-        conn
+        TlsConn::Server(conn)
+    }
+
+    fn on_connected(&mut self, tag: u64, peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
+        TlsConn::Outbound(self.inner.on_connected(tag, peer, io))
     }
 
     fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let conn = match conn {
+            TlsConn::Server(s) => s,
+            TlsConn::Outbound(c) => return self.inner.on_data(c, input, io),
+        };
         let mut rd = input.bytes();
         input.consume_all();
         if conn.dead {
@@ -317,6 +350,10 @@ impl<P: Handler> Handler for Tls<P> {
     }
 
     fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
+        let conn = match conn {
+            TlsConn::Server(s) => s,
+            TlsConn::Outbound(c) => return self.inner.on_event(c, event, io),
+        };
         match event {
             Event::Timer(TLS_TIMER) if conn.timer.is_some() => {
                 conn.timer = None;
@@ -341,7 +378,17 @@ impl<P: Handler> Handler for Tls<P> {
     }
 
     fn on_close(&mut self, conn: Self::Conn, why: Close) {
-        self.inner.on_close(conn.inner, why);
+        match conn {
+            TlsConn::Server(s) => self.inner.on_close(s.inner, why),
+            TlsConn::Outbound(c) => self.inner.on_close(c, why),
+        }
+    }
+
+    fn on_closed(&mut self, conn: Self::Conn, why: Close, shard: &mut ShardIo<'_>) {
+        match conn {
+            TlsConn::Server(s) => self.inner.on_closed(s.inner, why, shard),
+            TlsConn::Outbound(c) => self.inner.on_closed(c, why, shard),
+        }
     }
 
     // Shard-level events name no connection and carry no TLS: straight through.
@@ -352,7 +399,7 @@ impl<P: Handler> Handler for Tls<P> {
 
 /// Encrypts `cap` (the inner handler's plaintext output) on `conn` and writes every
 /// pending TLS record straight into the connection's send queue. Empties `cap`.
-fn flush_parts<C>(conn: &mut TlsConn<C>, cap: &mut Vec<u8>, io: &mut Io<'_>) {
+fn flush_parts<C>(conn: &mut Secured<C>, cap: &mut Vec<u8>, io: &mut Io<'_>) {
     if !cap.is_empty() {
         if !conn.dead {
             // The buffer limit is lifted (see `on_open`): this takes everything.

@@ -64,7 +64,7 @@ pub mod config;
 pub mod handler;
 
 pub use config::{TlsConfig, TlsConfigError, TlsOptions};
-pub use handler::{Tls, TlsConn, TlsCounters, TLS_TIMER};
+pub use handler::{Secured, Tls, TlsConn, TlsCounters, TLS_TIMER};
 /// The rustls version this crate is built with, for embedders and tests that need its
 /// client or types.
 pub use rustls;

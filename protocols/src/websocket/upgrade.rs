@@ -122,6 +122,11 @@ impl<H: App, W: WsApp> Handler for HttpWs<H, W> {
         HttpWsConn::Fresh(self.http.on_open(peer, io))
     }
 
+    // The HTTP application's outbound connections (its upstream pool) never upgrade.
+    fn on_connected(&mut self, tag: u64, peer: SocketAddr, io: &mut Io<'_>) -> Self::Conn {
+        HttpWsConn::Http(self.http.on_connected(tag, peer, io))
+    }
+
     fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
         if let HttpWsConn::Fresh(c) = conn {
             match self.peek(input.bytes(), io) {
@@ -179,6 +184,13 @@ impl<H: App, W: WsApp> Handler for HttpWs<H, W> {
             HttpWsConn::Fresh(c) | HttpWsConn::Http(c) => self.http.on_close(c, why),
             HttpWsConn::Ws(c) => self.ws.closed(c),
             HttpWsConn::Closing => {}
+        }
+    }
+
+    fn on_closed(&mut self, conn: Self::Conn, why: Close, shard: &mut ShardIo<'_>) {
+        match conn {
+            HttpWsConn::Fresh(c) | HttpWsConn::Http(c) => self.http.on_closed(c, why, shard),
+            other => self.on_close(other, why),
         }
     }
 

@@ -318,7 +318,7 @@ impl<H: Handler> Shard<H> {
         }
         let peer = slot.io.peer;
         let mut io = Io::new(&mut slot.io, ctx);
-        let app = handler.on_open(peer, &mut io);
+        let app = handler.on_connected(tag, peer, &mut io);
         slot.app = Some(app);
         ctx.mark_dirty(&mut slot.io);
     }

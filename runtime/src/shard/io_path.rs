@@ -433,7 +433,7 @@ pub(super) fn start_linger<H: Handler>(
         None => {}
     }
     if let Some(app) = slot.app.take() {
-        handler.on_close(app, slot.io.close_why);
+        handler.on_closed(app, slot.io.close_why, &mut ShardIo { shard: ctx });
         ctx.counters.closed += 1;
     }
     ctx.timers
@@ -475,7 +475,7 @@ pub(super) fn close_conn<H: Handler>(
     // Counted once, when the handler hears of it (a lingering connection already was;
     // one that never finished connecting never had a handler state).
     if let Some(app) = slot.app.take() {
-        handler.on_close(app, slot.io.close_why);
+        handler.on_closed(app, slot.io.close_why, &mut ShardIo { shard: ctx });
         ctx.counters.closed += 1;
     }
     slot.io.send.discard_unsent();

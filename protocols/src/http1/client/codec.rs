@@ -193,6 +193,30 @@ impl ClientCodec {
         body: BodyKind,
         out: &mut Vec<u8>,
     ) -> Result<(), ClientError> {
+        self.ready_for_request()?;
+        let (sent, outgoing) = request::write_head(req, body, out)?;
+        if sent.close {
+            self.reusable = false;
+        }
+        self.queue.push_back(sent);
+        self.out = outgoing;
+        Ok(())
+    }
+
+    /// Records a request written whole by `request::prepare` as sent on this
+    /// connection (the caller queues its bytes), under the same refusals as
+    /// [`encode_request`](Self::encode_request).
+    pub(crate) fn push_prepared(&mut self, sent: Sent) -> Result<(), ClientError> {
+        self.ready_for_request()?;
+        if sent.close {
+            self.reusable = false;
+        }
+        self.queue.push_back(sent);
+        Ok(())
+    }
+
+    /// Whether another request may be written now.
+    fn ready_for_request(&self) -> Result<(), ClientError> {
         match self.read {
             Read::Poisoned => return Err(ClientError::Poisoned),
             Read::Closed => return Err(ClientError::Closed),
@@ -210,12 +234,6 @@ impl ClientCodec {
                 "max_pipelined requests already in flight",
             ));
         }
-        let (sent, outgoing) = request::write_head(req, body, out)?;
-        if sent.close {
-            self.reusable = false;
-        }
-        self.queue.push_back(sent);
-        self.out = outgoing;
         Ok(())
     }
 

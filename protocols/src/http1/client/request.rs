@@ -26,7 +26,7 @@ pub struct RequestHead<'a> {
 
 /// What the codec remembers of a request until its response has been read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Sent {
+pub(crate) struct Sent {
     /// A `HEAD` request: its response has no body whatever its fields say.
     pub(super) head: bool,
     /// The request asked to upgrade (`Upgrade` field): a 101 is acceptable.
@@ -139,6 +139,25 @@ pub(super) fn write_head(
     };
     out.extend_from_slice(b"\r\n");
     Ok((sent, outgoing))
+}
+
+/// Checks `req` and appends it whole (head and `body`, `Content-Length` framed) to
+/// `out`, for a caller that sends it later on a connection of its choosing (and may send
+/// it again): see [`ClientCodec::push_prepared`](super::ClientCodec::push_prepared).
+/// Nothing is written if it is refused.
+pub(crate) fn prepare(
+    req: &RequestHead<'_>,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<Sent, ClientError> {
+    let kind = if body.is_empty() {
+        BodyKind::Empty
+    } else {
+        BodyKind::Length(body.len() as u64)
+    };
+    let (sent, _) = write_head(req, kind, out)?;
+    out.extend_from_slice(body);
+    Ok(sent)
 }
 
 /// Appends one piece of body; refuses (writing nothing) bytes past a declared length.

@@ -14,7 +14,7 @@ use crate::http1::limits::{Limits, HEADER_CAP};
 
 /// Where one field sits in the input: name and value as (offset, length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Span {
+pub(crate) struct Span {
     name: (usize, usize),
     value: (usize, usize),
 }
@@ -117,11 +117,27 @@ impl<'a> ResponseHead<'a> {
     pub fn keep_alive(&self) -> bool {
         self.info.keep_alive
     }
+    /// What this head is made of, for a caller that copies its bytes (`..len()` of
+    /// the input it arrived in) and shows it again later with [`ResponseHead::rebuild`].
+    pub(crate) fn parts(&self) -> (HeadInfo, &'a [Span]) {
+        (self.info, self.fields.spans)
+    }
+
+    /// A head from its [`parts`](Self::parts) and a copy of its bytes.
+    pub(crate) fn rebuild(info: HeadInfo, input: &'a [u8], spans: &'a [Span]) -> Self {
+        let (start, len) = info.reason;
+        let reason = input.get(start..start + len).unwrap_or_default();
+        ResponseHead {
+            info,
+            reason: std::str::from_utf8(reason).unwrap_or_default(),
+            fields: FieldsView::new(input, spans),
+        }
+    }
 }
 
 /// A parsed head, without borrows (the codec keeps it while the body is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct HeadInfo {
+pub(crate) struct HeadInfo {
     pub(super) status: u16,
     pub(super) version: Version,
     /// The reason phrase as (offset, length) in the input.

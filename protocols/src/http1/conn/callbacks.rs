@@ -6,7 +6,7 @@
 //! id, or the front of the queue for writable-again); a callback for an exchange that has
 //! finished is dropped here, never given to another exchange. Releasing output and closing is `Conn::advance`'s business.
 
-use ringmaster_runtime::{CallDone, CallError, Notification};
+use ringmaster_runtime::{CallDone, CallError, ConnToken, Notification};
 
 use super::{Conn, Pending};
 use crate::http1::app::App;
@@ -16,6 +16,11 @@ use crate::http1::exchange_state::Phase;
 use crate::http1::limits::Limits;
 use crate::http1::offload::Routed;
 use crate::http1::port::Port;
+use crate::http1::upstream::Reply;
+
+/// Output queued on a connection past which an upstream streaming a response to it is
+/// paused (resumed once the output drains).
+const UPSTREAM_HOLD_BACKLOG: usize = 256 * 1024;
 
 impl<T> Conn<T> {
     /// An application timer for exchange `seq` fired.
@@ -150,6 +155,43 @@ impl<T> Conn<T> {
         port.counters().calls_delivered += 1;
         let done = CallDone::new(Err(error));
         self.call_exchange(i, port, |task, ex| app.on_call_done(task, done, ex));
+        self.advance(app, limits, port);
+    }
+
+    /// A piece of an upstream response came for the exchange it names (from upstream
+    /// connection `from`). A piece for an exchange that already finished is dropped.
+    /// A body arriving faster than the client reads it pauses the upstream connection
+    /// until this connection's output drains.
+    pub(crate) fn upstream_reply<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        reply: Reply,
+        from: Option<ConnToken>,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let slot = self
+            .queue
+            .iter()
+            .position(|s| s.state.seq == reply.seq && s.task.is_some());
+        let Some(i) = slot else {
+            return;
+        };
+        let ended = reply.end.is_some();
+        self.queue[i].state.upstream = if ended { None } else { from };
+        let fetch = reply.fetch;
+        self.call_exchange(i, port, |task, ex| {
+            reply.events(|ev| {
+                if !ex.is_done() {
+                    app.on_upstream(task, fetch, ev, ex);
+                }
+            });
+        });
+        if let (false, Some(up)) = (ended, from) {
+            if port.backlog() > UPSTREAM_HOLD_BACKLOG {
+                port.hold_upstream(up);
+            }
+        }
         self.advance(app, limits, port);
     }
 

@@ -1,0 +1,165 @@
+//! Calling other HTTP services from an [`App`](super::App): an HTTP/1.1 client over the
+//! shard's own outbound connections, pooled per shard and per upstream.
+//!
+//! An application names a backend with an [`Upstream`] (its address, limits, optional
+//! TLS) and starts a request from any callback that has an exchange with
+//! [`Exchange::fetch`](super::Exchange::fetch). The response comes back to that exchange
+//! as [`UpstreamEvent`]s in [`App::on_upstream`](super::App::on_upstream): the head, the
+//! body in pieces as they arrive, then the end or a typed [`UpstreamError`].
+//!
+//! This module owns the pool and the upstream connections' protocol (the client role of
+//! the codec in [`client`](super::client)); the server connections never touch an
+//! upstream socket. Everything stays on the shard that asked: a pool is per shard, an
+//! upstream connection belongs to the shard that opened it, and a response reaches its
+//! exchange by the runtime's `post` to the server connection's token (generation
+//! checked, so a response for a connection that closed meanwhile is dropped, never
+//! delivered to the connection that took its slot).
+//!
+//! Parts: `spec` (what an application configures), `error`, `reply` (what travels from
+//! an upstream connection to its exchange), `pool` (choosing, queueing and opening
+//! connections), `link` (one upstream connection's bytes).
+
+mod error;
+mod link;
+mod pool;
+mod reply;
+mod spec;
+
+pub use error::UpstreamError;
+pub use spec::{Upstream, UpstreamBuilder, UpstreamTls};
+
+pub(crate) use pool::Pools;
+pub(crate) use reply::Reply;
+
+use super::client::ResponseHead;
+
+/// Names one request made with [`Exchange::fetch`](super::Exchange::fetch), for an
+/// exchange that makes several: each [`UpstreamEvent`] comes with the `Fetch` it
+/// belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fetch(pub(crate) u32);
+
+/// A request to an upstream, borrowed: building one costs nothing, and it is encoded
+/// when [`Exchange::fetch`](super::Exchange::fetch) takes it.
+///
+/// `Host` is the upstream's ([`UpstreamBuilder::host`]) unless `headers` name one;
+/// `Content-Length` is written from the body, which goes whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamRequest<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) target: &'a str,
+    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) body: &'a [u8],
+}
+
+impl<'a> UpstreamRequest<'a> {
+    /// A request with this method and target (origin-form, e.g. `/path?q`), no fields,
+    /// no body.
+    pub fn new(method: &'a str, target: &'a str) -> Self {
+        UpstreamRequest {
+            method,
+            target,
+            headers: &[],
+            body: &[],
+        }
+    }
+
+    /// `GET target`.
+    pub fn get(target: &'a str) -> Self {
+        Self::new("GET", target)
+    }
+
+    /// Sets the header fields (besides `Host`, which defaults to the upstream's, and
+    /// the framing fields, which are the codec's).
+    pub fn headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Sets the body, sent whole with `Content-Length`.
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// Whether the method is idempotent (RFC 9110 9.2.2): only such a request is sent
+    /// again on a fresh connection when a pooled one turned out closed before it
+    /// answered.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        )
+    }
+}
+
+/// What happened to a request made with [`Exchange::fetch`](super::Exchange::fetch),
+/// in order: one `Head`, any number of `Body` pieces, then `End`; or `Failed` at any
+/// point (after a `Head`, the body is truncated: never pass it off as complete).
+#[derive(Debug)]
+pub enum UpstreamEvent<'a> {
+    /// The final response head (interim 1xx responses are skipped).
+    Head(ResponseHead<'a>),
+    /// A piece of the body, decoded (chunk framing removed).
+    Body(&'a [u8]),
+    /// The response is complete.
+    End,
+    /// The request failed; see [`UpstreamError::status`] for the status to answer with.
+    Failed(UpstreamError),
+}
+
+/// One shard's counters for one upstream ([`Exchange::upstream_stats`](
+/// super::Exchange::upstream_stats)).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UpstreamStats {
+    /// Requests sent (a retried request counts once per send).
+    pub requests: u64,
+    /// Of those, sent on a connection that had carried a request before.
+    pub reused: u64,
+    /// Connections opened (attempts).
+    pub connects: u64,
+    /// Connect attempts that failed (refused, unreachable, timed out...).
+    pub connect_failures: u64,
+    /// Total time from connect to established over successful connects, in µs.
+    pub connect_time_us: u64,
+    /// Requests that got no response head within the response timeout.
+    pub timeouts: u64,
+    /// Requests that failed otherwise (closed, malformed response, TLS...).
+    pub failures: u64,
+    /// Requests sent again on a fresh connection after a pooled one was found closed.
+    pub retries: u64,
+    /// Requests refused because the queue for connections was full.
+    pub queue_full: u64,
+    /// Idle pooled connections the upstream closed (never handed out).
+    pub idle_closed: u64,
+    /// Responses completed.
+    pub completed: u64,
+    /// Connections idle in the pool now.
+    pub idle: u64,
+    /// Connections open now (idle, busy or connecting).
+    pub open: u64,
+    /// Requests waiting for a connection now.
+    pub queued: u64,
+}
+
+impl UpstreamStats {
+    /// The counters as (name, value) pairs, for a stats endpoint.
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
+        [
+            ("requests", self.requests),
+            ("reused", self.reused),
+            ("connects", self.connects),
+            ("connect_failures", self.connect_failures),
+            ("connect_time_us", self.connect_time_us),
+            ("timeouts", self.timeouts),
+            ("failures", self.failures),
+            ("retries", self.retries),
+            ("queue_full", self.queue_full),
+            ("idle_closed", self.idle_closed),
+            ("completed", self.completed),
+            ("idle", self.idle),
+            ("open", self.open),
+            ("queued", self.queued),
+        ]
+    }
+}

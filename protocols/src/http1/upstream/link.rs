@@ -1,0 +1,461 @@
+//! One upstream connection: sending the request assigned to it, reading its response
+//! into [`Reply`]s for the exchange that asked, and what its end, its timers and the
+//! exchange's end mean for the request in flight.
+//!
+//! This part owns the client role on the wire (plain or under TLS). A response is read
+//! with the client codec straight from the receive buffer (plain) or from the decrypted
+//! bytes (TLS); only what the exchange must see later is copied, into the reply. A
+//! connection whose response broke the rules, or whose exchange is gone mid-response,
+//! is dropped, never reused.
+
+use std::io::{Read as _, Write as _};
+use std::mem;
+
+use ringmaster_runtime::{Close, ConnToken, Event, Input, Io, ShardIo};
+use rustls::ClientConnection;
+
+use super::pool::{link_of_tag, Dispatch, Job, Link, LinkState, Pools};
+use super::reply::Reply;
+use super::UpstreamError;
+use crate::http1::client::{ClientError, ClientEvent};
+
+/// The timer tag of a request's response deadline.
+const RESPONSE_TIMER: u64 = 1;
+/// The timer tag of an idle pooled connection's deadline.
+const IDLE_TIMER: u64 = 2;
+
+/// Decrypted bytes held past this are given back after use.
+const PLAIN_KEEP: usize = 64 * 1024;
+
+impl Pools {
+    /// A pool's connect succeeded: this is its connection from now on. `None` if `tag`
+    /// is not a pool's (or names no connect under way).
+    pub(crate) fn connected(&mut self, tag: u64, io: &mut Io<'_>) -> Option<usize> {
+        let l = link_of_tag(tag)?;
+        let link = self.links.get_mut(l)?;
+        if !matches!(link.state, LinkState::Connecting) {
+            return None;
+        }
+        link.token = Some(io.token());
+        let pool = &mut self.pools[link.pool];
+        pool.connecting -= 1;
+        let took = io.now().saturating_duration_since(link.started);
+        pool.stats.connect_time_us += took.as_micros() as u64;
+        if let Some(tls) = &pool.spec.tls {
+            match ClientConnection::new(tls.config.clone(), tls.name.clone()) {
+                Ok(c) => {
+                    let mut c = Box::new(c);
+                    // The response timer bounds a peer that never reads.
+                    c.set_buffer_limit(None);
+                    link.tls = Some(c);
+                    flush_tls(link, io);
+                }
+                Err(e) => {
+                    let p = link.pool;
+                    link.state = LinkState::Dead;
+                    io.abort();
+                    if let Some(job) = self.pools[p].queue.pop_front() {
+                        self.finish(p, job.route, Err(UpstreamError::Tls(e.to_string())), io);
+                    }
+                    return Some(l);
+                }
+            }
+        }
+        self.next_job(l, io);
+        Some(l)
+    }
+
+    /// The connection is free: it takes the next waiting request, or goes idle.
+    fn next_job(&mut self, l: usize, io: &mut Io<'_>) {
+        let Some(link) = self.links.get_mut(l) else {
+            return;
+        };
+        let pool = &mut self.pools[link.pool];
+        if io.is_draining() {
+            link.state = LinkState::Dead;
+            io.close();
+            return;
+        }
+        if let Some(job) = pool.queue.pop_front() {
+            self.send(l, job, io);
+        } else if pool.idle.len() < pool.spec.max_idle {
+            link.state = LinkState::Idle;
+            pool.idle.push(l);
+            set_timer(link, io, pool.spec.idle_timeout, IDLE_TIMER);
+        } else {
+            link.state = LinkState::Dead;
+            io.close();
+        }
+    }
+
+    /// Sends `job` on connection `l` and arms its response deadline.
+    fn send(&mut self, l: usize, mut job: Job, io: &mut Io<'_>) {
+        let Some(link) = self.links.get_mut(l) else {
+            return;
+        };
+        let p = link.pool;
+        if link.codec.push_prepared(job.sent).is_err() {
+            // Not reusable after all: the request waits for another connection.
+            link.state = LinkState::Dead;
+            io.close();
+            self.pools[p].queue.push_front(job);
+            return self.pump(p, io);
+        }
+        let pool = &mut self.pools[p];
+        job.reused = link.used;
+        link.used = true;
+        link.got_bytes = false;
+        pool.stats.requests += 1;
+        pool.stats.reused += u64::from(job.reused);
+        match link.tls.as_mut() {
+            Some(tls) => {
+                // The buffer limit is lifted: this takes everything.
+                let _ = tls.writer().write_all(&job.bytes);
+                flush_tls(link, io);
+            }
+            None => io.write(&job.bytes),
+        }
+        set_timer(link, io, pool.spec.response_timeout, RESPONSE_TIMER);
+        link.state = LinkState::Busy { job, head: false };
+    }
+
+    /// Bytes arrived on connection `l`.
+    pub(crate) fn link_data(&mut self, l: usize, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let Some(link) = self.links.get_mut(l) else {
+            input.consume_all();
+            return;
+        };
+        if link.tls.is_none() {
+            let used = self.decode(l, input.bytes(), io);
+            input.consume(used);
+            return;
+        }
+        let bytes = input.bytes();
+        input.consume_all();
+        let closed = match tls_read(link, bytes) {
+            Ok(closed) => closed,
+            Err(e) => return self.link_failed(l, UpstreamError::Tls(e), io),
+        };
+        flush_tls(link, io);
+        let plain = mem::take(&mut link.plain);
+        let used = self.decode(l, &plain, io);
+        if let Some(link) = self.links.get_mut(l) {
+            let rest = plain.get(used..).unwrap_or_default();
+            if !rest.is_empty() {
+                link.plain = rest.to_vec();
+            } else if plain.capacity() <= PLAIN_KEEP {
+                link.plain = plain;
+                link.plain.clear();
+            }
+        }
+        if closed {
+            self.link_eof(l, io);
+        }
+    }
+
+    /// Reads what `bytes` holds of the response in flight on `l` and posts it to its
+    /// exchange; returns the bytes consumed.
+    fn decode(&mut self, l: usize, bytes: &[u8], io: &mut Io<'_>) -> usize {
+        let Some(link) = self.links.get_mut(l) else {
+            return bytes.len();
+        };
+        let (route, had_head) = match &mut link.state {
+            LinkState::Busy { job, head } => {
+                if !bytes.is_empty() {
+                    // Something of the response came: the request is never sent again.
+                    link.got_bytes = true;
+                    job.bytes = Vec::new();
+                }
+                (job.route, *head)
+            }
+            _ if bytes.is_empty() => return 0,
+            _ => {
+                // Bytes with no request in flight: the stream cannot be trusted.
+                link.state = LinkState::Dead;
+                io.abort();
+                return bytes.len();
+            }
+        };
+        let mut reply = Reply::new(route.fetch, route.seq);
+        let mut pos = 0;
+        let mut outcome = None;
+        loop {
+            let rest = bytes.get(pos..).unwrap_or_default();
+            let d = match link.codec.decode(rest) {
+                Ok(d) => d,
+                Err(e) => {
+                    outcome = Some(Err(UpstreamError::Protocol(e)));
+                    break;
+                }
+            };
+            let consumed = d.consumed;
+            let more = match d.event {
+                None => false,
+                Some(ClientEvent::Informational(_)) => true,
+                Some(ClientEvent::Head(h)) => {
+                    reply.set_head(&h, rest.get(..consumed).unwrap_or_default());
+                    true
+                }
+                Some(ClientEvent::Body(b)) => {
+                    reply.buf.extend_from_slice(b);
+                    true
+                }
+                Some(ClientEvent::End(end)) => {
+                    outcome = Some(Ok(end.reusable));
+                    false
+                }
+                Some(ClientEvent::Upgraded(_)) => {
+                    outcome = Some(Err(UpstreamError::Protocol(ClientError::Upgraded)));
+                    false
+                }
+            };
+            pos += consumed;
+            if !more {
+                break;
+            }
+        }
+        link.leftover = pos < bytes.len();
+        if reply.head.is_some() && !had_head {
+            if let Some(key) = link.timer.take() {
+                io.cancel_timer(key);
+            }
+            if let LinkState::Busy { head, .. } = &mut link.state {
+                *head = true;
+            }
+        }
+        let p = link.pool;
+        match outcome {
+            None => {
+                if !reply.is_empty() {
+                    io.post(route.conn, reply);
+                }
+                pos
+            }
+            Some(Ok(reusable)) => {
+                self.pools[p].stats.completed += 1;
+                reply.end = Some(Ok(()));
+                io.post(route.conn, reply);
+                let link = &mut self.links[l];
+                link.state = LinkState::Dead;
+                if reusable && !link.leftover {
+                    self.next_job(l, io);
+                } else {
+                    io.close();
+                }
+                pos
+            }
+            Some(Err(e)) => {
+                self.pools[p].stats.failures += 1;
+                reply.end = Some(Err(e));
+                io.post(route.conn, reply);
+                self.links[l].state = LinkState::Dead;
+                io.abort();
+                bytes.len()
+            }
+        }
+    }
+
+    /// Something other than bytes happened to connection `l`.
+    pub(crate) fn link_event(&mut self, l: usize, event: Event<'_>, io: &mut Io<'_>) {
+        let Some(link) = self.links.get_mut(l) else {
+            return event.default_action(io);
+        };
+        match event {
+            Event::Eof => self.link_eof(l, io),
+            Event::Timer(tag) => {
+                link.timer = None;
+                match (&link.state, tag) {
+                    (LinkState::Busy { head: false, .. }, RESPONSE_TIMER) => {
+                        self.link_failed(l, UpstreamError::Timeout, io);
+                    }
+                    (LinkState::Idle, IDLE_TIMER) => self.retire_idle(l, io),
+                    _ => {}
+                }
+            }
+            Event::Posted(p) if p.is::<Dispatch>() => {
+                if let LinkState::Assigned(_) = link.state {
+                    if let LinkState::Assigned(job) = mem::replace(&mut link.state, LinkState::Dead)
+                    {
+                        self.send(l, job, io);
+                    }
+                }
+            }
+            // The exchange's connection closed mid-response: what is left of the
+            // response is wanted by no one, and the connection cannot be reused before
+            // it is read; drop it.
+            Event::ConnGone(_) => {
+                if matches!(link.state, LinkState::Busy { .. }) {
+                    link.state = LinkState::Dead;
+                    io.abort();
+                }
+            }
+            Event::Shutdown => {
+                if matches!(link.state, LinkState::Idle) {
+                    self.retire_idle(l, io);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An idle connection leaves the pool (its deadline, a drain).
+    fn retire_idle(&mut self, l: usize, io: &mut Io<'_>) {
+        let link = &mut self.links[l];
+        self.pools[link.pool].idle.retain(|&i| i != l);
+        link.state = LinkState::Dead;
+        io.close();
+    }
+
+    /// The request in flight on `l` failed with `e` (nothing more is read): its
+    /// exchange hears of it, the connection is dropped.
+    fn link_failed(&mut self, l: usize, e: UpstreamError, io: &mut Io<'_>) {
+        let link = &mut self.links[l];
+        let p = link.pool;
+        let state = mem::replace(&mut link.state, LinkState::Dead);
+        io.abort();
+        if let LinkState::Busy { job, .. } = state {
+            self.finish(p, job.route, Err(e), io);
+        }
+    }
+
+    /// The upstream closed its side of connection `l`.
+    fn link_eof(&mut self, l: usize, io: &mut Io<'_>) {
+        let link = &mut self.links[l];
+        let p = link.pool;
+        let got_bytes = link.got_bytes;
+        let unconsumed: &[u8] = if link.leftover { b"?" } else { b"" };
+        let ended = link.codec.peer_closed(unconsumed);
+        let state = mem::replace(&mut link.state, LinkState::Dead);
+        io.close();
+        match state {
+            LinkState::Idle => {
+                self.pools[p].idle.retain(|&i| i != l);
+                self.pools[p].stats.idle_closed += 1;
+            }
+            LinkState::Assigned(job) => {
+                self.pools[p].queue.push_front(job);
+                self.pump(p, io);
+            }
+            LinkState::Busy { job, .. } => match ended {
+                // A body delimited by the close is complete.
+                Ok(Some(_)) => self.finish(p, job.route, Ok(()), io),
+                Ok(None) => self.fail_job(p, job, got_bytes, UpstreamError::Closed, io),
+                Err(ClientError::ClosedBeforeResponse { bytes_received }) => {
+                    let got = got_bytes || bytes_received;
+                    self.fail_job(p, job, got, UpstreamError::Closed, io);
+                }
+                Err(ClientError::ClosedMidBody) => {
+                    self.finish(p, job.route, Err(UpstreamError::ClosedMidBody), io);
+                }
+                Err(e) => self.finish(p, job.route, Err(UpstreamError::Protocol(e)), io),
+            },
+            LinkState::Connecting | LinkState::Dead => {}
+        }
+    }
+
+    /// Connection `l` is gone: it leaves its pool, and a request it held is sent
+    /// again or failed.
+    pub(crate) fn link_closed(&mut self, l: usize, why: Close, shard: &mut ShardIo<'_>) {
+        let Some(link) = self.links.try_remove(l) else {
+            return;
+        };
+        if let Some(token) = link.token {
+            self.paused.retain(|&(_, up)| up != token);
+        }
+        let p = link.pool;
+        let pool = &mut self.pools[p];
+        pool.open -= 1;
+        match link.state {
+            LinkState::Idle => {
+                pool.idle.retain(|&i| i != l);
+                if why != Close::Local {
+                    pool.stats.idle_closed += 1;
+                }
+            }
+            LinkState::Assigned(job) => pool.queue.push_front(job),
+            LinkState::Busy { job, head: true } => {
+                self.finish(p, job.route, Err(UpstreamError::ClosedMidBody), shard);
+            }
+            LinkState::Busy { job, head: false } => {
+                let e = match why {
+                    Close::Idle => UpstreamError::Timeout,
+                    _ => UpstreamError::Closed,
+                };
+                self.fail_job(p, job, link.got_bytes, e, shard);
+            }
+            LinkState::Connecting => pool.connecting -= 1,
+            LinkState::Dead => {}
+        }
+        self.pump(p, shard);
+    }
+
+    /// Pauses reading from upstream connection `up` until server connection `server`
+    /// has drained its output (it asks for writable-again).
+    pub(crate) fn hold(&mut self, server: ConnToken, up: ConnToken, io: &mut Io<'_>) {
+        if !self.paused.contains(&(server, up)) {
+            self.paused.push((server, up));
+            io.pause_reading_of(up);
+        }
+        io.want_writable();
+    }
+
+    /// Server connection `server` drained: the upstream connections it held read again.
+    pub(crate) fn release(&mut self, server: ConnToken, io: &mut Io<'_>) {
+        if self.paused.is_empty() {
+            return;
+        }
+        self.paused.retain(|&(s, up)| {
+            if s == server {
+                io.resume_reading_of(up);
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Re-arms connection `l`'s one timer.
+fn set_timer(link: &mut Link, io: &mut Io<'_>, after: std::time::Duration, tag: u64) {
+    if let Some(key) = link.timer.take() {
+        io.cancel_timer(key);
+    }
+    link.timer = Some(io.set_timer(after, tag));
+}
+
+/// Queues every TLS record rustls has ready.
+fn flush_tls(link: &mut Link, io: &mut Io<'_>) {
+    if let Some(tls) = link.tls.as_mut() {
+        while tls.wants_write() {
+            match tls.write_tls(io.out_buf()) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Feeds received TLS records to rustls, appending the plaintext to `link.plain`;
+/// true once the upstream sent close_notify.
+fn tls_read(link: &mut Link, mut rd: &[u8]) -> Result<bool, String> {
+    let Some(tls) = link.tls.as_mut() else {
+        return Ok(false);
+    };
+    let mut closed = false;
+    while !rd.is_empty() {
+        tls.read_tls(&mut rd).map_err(|e| e.to_string())?;
+        let state = tls.process_new_packets().map_err(|e| e.to_string())?;
+        let n = state.plaintext_bytes_to_read();
+        if n > 0 {
+            let start = link.plain.len();
+            link.plain.resize(start + n, 0);
+            let got = tls
+                .reader()
+                .read(link.plain.get_mut(start..).unwrap_or_default())
+                .unwrap_or(0);
+            link.plain.truncate(start + got);
+        }
+        closed |= state.peer_has_closed();
+    }
+    Ok(closed)
+}

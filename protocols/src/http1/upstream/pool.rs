@@ -1,0 +1,411 @@
+//! The pools of one shard: for each upstream, its idle connections (reused most recent
+//! first), the requests waiting for a connection (bounded), and the connections being
+//! opened.
+//!
+//! This part owns which connection serves which request. Invariants:
+//! - the idle list holds only open, reusable connections with nothing in flight: one
+//!   the upstream closed while idle is taken off it as soon as its end is seen, never
+//!   handed out;
+//! - a waiting request is served by the first connection that becomes free or opens;
+//!   a connect is started only while fewer are under way than requests wait, and
+//!   never past `max_conns`;
+//! - a failed connect fails one waiting request (the oldest), so every request hears
+//!   back exactly once; every path to "done" goes through `finish`.
+//!
+//! The pool is reached from a server connection's callback (a new request), from an
+//! upstream connection's callback (it opened, answered, failed) and from the shard (a
+//! connect failed, a connection closed); [`Ops`] is what each of those can do.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringmaster_runtime::{ConnToken, Io, ShardIo, TimerKey};
+use rustls::ClientConnection;
+use slab::Slab;
+
+use super::reply::Reply;
+use super::spec::Spec;
+use super::{Fetch, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
+use crate::http1::client::{self, ClientCodec, RequestHead, Sent};
+
+/// The connect tags of upstream connections: this value in the high 32 bits, the
+/// connection's index in the low 32. An application's own connects must not use it.
+pub(crate) const UPSTREAM_TAG: u64 = 0x5550_5354 << 32;
+
+/// Marks a dispatch: the upstream connection this is posted to has a request assigned
+/// and sends it from its own callback (so that its timer and its TLS are its own).
+pub(crate) struct Dispatch;
+
+/// What the pool's callers can do on the shard, from whichever callback they are in.
+pub(crate) trait Ops {
+    fn post_reply(&mut self, to: ConnToken, reply: Reply);
+    fn post_dispatch(&mut self, to: ConnToken);
+    fn connect(&mut self, addr: SocketAddr, tag: u64, timeout: Duration);
+    fn now(&self) -> Instant;
+}
+
+macro_rules! ops_for {
+    ($t:ty) => {
+        impl Ops for $t {
+            fn post_reply(&mut self, to: ConnToken, reply: Reply) {
+                self.post(to, reply);
+            }
+            fn post_dispatch(&mut self, to: ConnToken) {
+                self.post(to, Dispatch);
+            }
+            fn connect(&mut self, addr: SocketAddr, tag: u64, timeout: Duration) {
+                self.connect_timeout(addr, tag, timeout);
+            }
+            fn now(&self) -> Instant {
+                <$t>::now(self)
+            }
+        }
+    };
+}
+ops_for!(Io<'_>);
+ops_for!(ShardIo<'_>);
+
+/// Where a response goes: exchange `seq` of server connection `conn`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route {
+    pub(crate) conn: ConnToken,
+    pub(crate) seq: u32,
+    pub(crate) fetch: Fetch,
+}
+
+/// A request encoded whole, kept until its response starts so it can be sent again.
+pub(crate) struct Job {
+    pub(crate) route: Route,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) sent: Sent,
+    pub(crate) idempotent: bool,
+    /// Already sent once and sent again: never a third time.
+    pub(crate) retried: bool,
+    /// Sent on a connection that had carried a request before.
+    pub(crate) reused: bool,
+}
+
+/// Where an upstream connection stands.
+pub(crate) enum LinkState {
+    /// Connect under way.
+    Connecting,
+    /// In the idle list.
+    Idle,
+    /// A request is assigned (a [`Dispatch`] is posted) but not sent yet.
+    Assigned(Job),
+    /// A request is sent; its response is being read (`head` once its head came).
+    Busy { job: Job, head: bool },
+    /// Failed or finished for good; closing.
+    Dead,
+}
+
+/// One upstream connection.
+pub(crate) struct Link {
+    pub(crate) pool: usize,
+    pub(crate) token: Option<ConnToken>,
+    pub(crate) codec: ClientCodec,
+    pub(crate) state: LinkState,
+    /// It has carried a request (the next one is a reuse).
+    pub(crate) used: bool,
+    pub(crate) started: Instant,
+    pub(crate) timer: Option<TimerKey>,
+    /// Bytes arrived for the request in flight (so it is not sent again).
+    pub(crate) got_bytes: bool,
+    /// Bytes the codec left unconsumed (they decide how an end of stream reads).
+    pub(crate) leftover: bool,
+    pub(crate) tls: Option<Box<ClientConnection>>,
+    /// Decrypted bytes not consumed yet (TLS only).
+    pub(crate) plain: Vec<u8>,
+}
+
+/// One upstream's pool on this shard.
+pub(crate) struct Pool {
+    pub(crate) spec: Arc<Spec>,
+    pub(crate) idle: Vec<usize>,
+    pub(crate) open: usize,
+    pub(crate) connecting: usize,
+    pub(crate) queue: VecDeque<Job>,
+    pub(crate) stats: UpstreamStats,
+}
+
+/// Every pool of one shard, and their connections.
+#[derive(Default)]
+pub(crate) struct Pools {
+    pub(crate) pools: Vec<Pool>,
+    pub(crate) links: Slab<Link>,
+    next_fetch: u32,
+    /// Upstream connections whose reading is paused while a server connection's output
+    /// drains: (server connection, upstream connection).
+    pub(crate) paused: Vec<(ConnToken, ConnToken)>,
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pools")
+            .field("upstreams", &self.pools.len())
+            .field("connections", &self.links.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pools {
+    /// Starts a request for exchange `seq` of server connection `conn`.
+    pub(crate) fn fetch(
+        &mut self,
+        up: &Upstream,
+        req: &UpstreamRequest<'_>,
+        conn: ConnToken,
+        seq: u32,
+        draining: bool,
+        ops: &mut dyn Ops,
+    ) -> Result<Fetch, UpstreamError> {
+        let p = self.pool_for(up);
+        if draining {
+            return Err(UpstreamError::ShuttingDown);
+        }
+        let pool = &mut self.pools[p];
+        if pool.idle.is_empty()
+            && pool.open >= pool.spec.max_conns
+            && pool.queue.len() >= pool.spec.max_queued
+        {
+            pool.stats.queue_full += 1;
+            return Err(UpstreamError::QueueFull);
+        }
+        let job = prepare(&pool.spec, req, conn, seq, Fetch(self.next_fetch))?;
+        self.next_fetch = self.next_fetch.wrapping_add(1);
+        let fetch = job.route.fetch;
+        self.pools[p].queue.push_back(job);
+        self.pump(p, ops);
+        Ok(fetch)
+    }
+
+    /// The pool serving `up`, made on first use.
+    fn pool_for(&mut self, up: &Upstream) -> usize {
+        let spec = up.spec();
+        if let Some(i) = self.pools.iter().position(|p| p.spec.id == spec.id) {
+            return i;
+        }
+        self.pools.push(Pool {
+            spec: spec.clone(),
+            idle: Vec::new(),
+            open: 0,
+            connecting: 0,
+            queue: VecDeque::new(),
+            stats: UpstreamStats::default(),
+        });
+        self.pools.len() - 1
+    }
+
+    /// Serves waiting requests: idle connections first, then new connections while
+    /// fewer are being opened than requests wait.
+    pub(crate) fn pump(&mut self, p: usize, ops: &mut dyn Ops) {
+        loop {
+            let pool = &mut self.pools[p];
+            if pool.queue.is_empty() {
+                return;
+            }
+            if let Some(l) = pool.idle.pop() {
+                let Some(job) = pool.queue.pop_front() else {
+                    return;
+                };
+                let link = &mut self.links[l];
+                link.state = LinkState::Assigned(job);
+                if let Some(token) = link.token {
+                    ops.post_dispatch(token);
+                }
+                continue;
+            }
+            if pool.connecting >= pool.queue.len() || pool.open >= pool.spec.max_conns {
+                return;
+            }
+            let now = ops.now();
+            let l = self.links.insert(Link {
+                pool: p,
+                token: None,
+                codec: ClientCodec::new(pool.spec.limits.clone()),
+                state: LinkState::Connecting,
+                used: false,
+                started: now,
+                timer: None,
+                got_bytes: false,
+                leftover: false,
+                tls: None,
+                plain: Vec::new(),
+            });
+            pool.open += 1;
+            pool.connecting += 1;
+            pool.stats.connects += 1;
+            ops.connect(
+                pool.spec.addr,
+                UPSTREAM_TAG | l as u64,
+                pool.spec.connect_timeout,
+            );
+        }
+    }
+
+    /// A connect this shard started for a pool failed: one waiting request hears of it
+    /// (if more wait than connects remain under way). False if `tag` is not a pool's.
+    pub(crate) fn connect_failed(
+        &mut self,
+        tag: u64,
+        error: &std::io::Error,
+        ops: &mut dyn Ops,
+    ) -> bool {
+        let Some(l) = link_of_tag(tag) else {
+            return false;
+        };
+        if !matches!(
+            self.links.get(l).map(|k| &k.state),
+            Some(LinkState::Connecting)
+        ) {
+            return false;
+        }
+        let link = self.links.remove(l);
+        let pool = &mut self.pools[link.pool];
+        pool.open -= 1;
+        pool.connecting -= 1;
+        pool.stats.connect_failures += 1;
+        if pool.queue.len() > pool.connecting {
+            if let Some(job) = pool.queue.pop_front() {
+                let e = if error.kind() == std::io::ErrorKind::TimedOut {
+                    UpstreamError::ConnectTimeout
+                } else {
+                    UpstreamError::Connect(error.raw_os_error().unwrap_or(libc_eio()))
+                };
+                self.finish(link.pool, job.route, Err(e), ops);
+            }
+        }
+        true
+    }
+
+    /// Tells a request's exchange how it ended (when it failed before its response
+    /// started, or only the end is left to say), and counts it.
+    pub(crate) fn finish(
+        &mut self,
+        p: usize,
+        route: Route,
+        end: Result<(), UpstreamError>,
+        ops: &mut dyn Ops,
+    ) {
+        let stats = &mut self.pools[p].stats;
+        match &end {
+            Ok(()) => stats.completed += 1,
+            Err(UpstreamError::Timeout) => stats.timeouts += 1,
+            Err(_) => stats.failures += 1,
+        }
+        let mut reply = Reply::new(route.fetch, route.seq);
+        reply.end = Some(end);
+        ops.post_reply(route.conn, reply);
+    }
+
+    /// A request that failed on a connection: sent again on another one if it is
+    /// idempotent, was sent on a reused connection (which the upstream may have closed
+    /// just as it was sent), nothing of its response arrived and it was not sent again
+    /// before; otherwise its exchange hears `e`.
+    pub(crate) fn fail_job(
+        &mut self,
+        p: usize,
+        mut job: Job,
+        got_bytes: bool,
+        e: UpstreamError,
+        ops: &mut dyn Ops,
+    ) {
+        if job.idempotent && job.reused && !job.retried && !got_bytes {
+            job.retried = true;
+            self.pools[p].stats.retries += 1;
+            self.pools[p].queue.push_front(job);
+            self.pump(p, ops);
+            return;
+        }
+        self.finish(p, job.route, Err(e), ops);
+    }
+
+    /// One shard's counters for `up`, with the gauges filled in.
+    pub(crate) fn stats(&self, up: &Upstream) -> Option<UpstreamStats> {
+        let pool = self.pools.iter().find(|p| p.spec.id == up.spec().id)?;
+        let mut s = pool.stats.clone();
+        s.idle = pool.idle.len() as u64;
+        s.open = pool.open as u64;
+        s.queued = pool.queue.len() as u64;
+        Some(s)
+    }
+
+    /// Every pool's counters, with its upstream's address.
+    pub(crate) fn all_stats(&self) -> impl Iterator<Item = (SocketAddr, UpstreamStats)> + '_ {
+        self.pools.iter().map(|pool| {
+            let mut s = pool.stats.clone();
+            s.idle = pool.idle.len() as u64;
+            s.open = pool.open as u64;
+            s.queued = pool.queue.len() as u64;
+            (pool.spec.addr, s)
+        })
+    }
+}
+
+/// The index of the connection a connect tag names, if it is a pool's.
+pub(crate) fn link_of_tag(tag: u64) -> Option<usize> {
+    (tag & !0xffff_ffff == UPSTREAM_TAG).then_some((tag & 0xffff_ffff) as usize)
+}
+
+/// EIO, for a connect error the OS gave without an errno (never, in practice).
+fn libc_eio() -> i32 {
+    5
+}
+
+/// Fields (with `Host`) that fit in the stack array `prepare` uses.
+const FEW_FIELDS: usize = 16;
+
+/// Encodes `req` for `spec`'s upstream, `Host` added unless it names one.
+fn prepare(
+    spec: &Spec,
+    req: &UpstreamRequest<'_>,
+    conn: ConnToken,
+    seq: u32,
+    fetch: Fetch,
+) -> Result<Job, UpstreamError> {
+    let has_host = req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("host"));
+    let mut bytes = Vec::with_capacity(128 + req.body.len());
+    let sent = if has_host {
+        let head = RequestHead {
+            method: req.method,
+            target: req.target,
+            headers: req.headers,
+        };
+        client::prepare(&head, req.body, &mut bytes)
+    } else if req.headers.len() < FEW_FIELDS {
+        // `Host` first, then the caller's: on the stack for the usual handful.
+        let mut few = [("", ""); FEW_FIELDS];
+        few[0] = ("Host", spec.host.as_str());
+        few[1..=req.headers.len()].copy_from_slice(req.headers);
+        let head = RequestHead {
+            method: req.method,
+            target: req.target,
+            headers: &few[..=req.headers.len()],
+        };
+        client::prepare(&head, req.body, &mut bytes)
+    } else {
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 1);
+        fields.push(("Host", &spec.host));
+        fields.extend_from_slice(req.headers);
+        let head = RequestHead {
+            method: req.method,
+            target: req.target,
+            headers: &fields,
+        };
+        client::prepare(&head, req.body, &mut bytes)
+    }
+    .map_err(UpstreamError::InvalidRequest)?;
+    Ok(Job {
+        route: Route { conn, seq, fetch },
+        bytes,
+        sent,
+        idempotent: req.is_idempotent(),
+        retried: false,
+        reused: false,
+    })
+}

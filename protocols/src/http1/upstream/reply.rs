@@ -1,0 +1,65 @@
+//! What travels from an upstream connection to the exchange that asked: the part of a
+//! response that arrived in one read, copied out of the receive buffer (the exchange
+//! runs in its own connection's callback, after this one's buffer is gone).
+
+use super::{Fetch, UpstreamError, UpstreamEvent};
+use crate::http1::client::{HeadInfo, ResponseHead, Span};
+
+/// A piece of a response for exchange `seq` of the server connection it is posted to.
+pub(crate) struct Reply {
+    pub(crate) fetch: Fetch,
+    pub(crate) seq: u32,
+    /// The head's parsed form; its bytes are `buf[..head_len]`.
+    pub(crate) head: Option<(HeadInfo, Vec<Span>)>,
+    pub(crate) head_len: usize,
+    /// The head's bytes, then body bytes.
+    pub(crate) buf: Vec<u8>,
+    /// How the response ended, if it did in this piece.
+    pub(crate) end: Option<Result<(), UpstreamError>>,
+}
+
+impl Reply {
+    pub(crate) fn new(fetch: Fetch, seq: u32) -> Self {
+        Reply {
+            fetch,
+            seq,
+            head: None,
+            head_len: 0,
+            buf: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// Records a head (the first thing a reply holds, if it holds one).
+    pub(crate) fn set_head(&mut self, head: &ResponseHead<'_>, bytes: &[u8]) {
+        let (info, spans) = head.parts();
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+        self.head_len = bytes.len();
+        self.head = Some((info, spans.to_vec()));
+    }
+
+    /// Whether there is anything to tell.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none() && self.buf.len() == self.head_len && self.end.is_none()
+    }
+
+    /// The events this reply holds, in order, each given to `f`.
+    pub(crate) fn events(&self, mut f: impl FnMut(UpstreamEvent<'_>)) {
+        if let Some((info, spans)) = &self.head {
+            let bytes = self.buf.get(..self.head_len).unwrap_or_default();
+            f(UpstreamEvent::Head(ResponseHead::rebuild(
+                *info, bytes, spans,
+            )));
+        }
+        let body = self.buf.get(self.head_len..).unwrap_or_default();
+        if !body.is_empty() {
+            f(UpstreamEvent::Body(body));
+        }
+        match &self.end {
+            Some(Ok(())) => f(UpstreamEvent::End),
+            Some(Err(e)) => f(UpstreamEvent::Failed(e.clone())),
+            None => {}
+        }
+    }
+}
