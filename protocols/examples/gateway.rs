@@ -19,7 +19,8 @@ impl App for Gateway {
     type Task = ();
 
     fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<()> {
-        match ex.fetch(&self.backend, UpstreamRequest::get(req.target())) {
+        let call = UpstreamRequest::new(req.method(), req.target()).body(req.body());
+        match ex.fetch(&self.backend, call) {
             Ok(_) => Some(()),
             Err(e) => {
                 ex.respond(Response::text(e.status(), "backend unavailable\n"));

@@ -22,6 +22,9 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
   close-idle       like ok, but a connection idle for --idle-close-ms (default 200) after a
                    response is closed (a FIN, no reset)
   one-shot         like ok, with `Connection: close`, and closes after each response
+  drop-second      like ok for a connection's first request; its second request is read
+                   and the connection closed without an answer (a FIN): the race of a
+                   pooled connection the server closes just as the client reuses it
 
 The answering modes (ok, chunked, slow, close-idle, one-shot) also answer `GET /__stats`
 with `{"connections": N, "requests": M}`: N connections ever accepted (the one asking
@@ -46,8 +49,8 @@ MAX_HEAD = 64 * 1024
 DRAIN_S = 1.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
-         "mid-body-close", "slow", "close-idle", "one-shot")
-ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot")
+         "mid-body-close", "slow", "close-idle", "one-shot", "drop-second")
+ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second")
 
 
 class Closed(Exception):
@@ -247,6 +250,7 @@ def serve(sock, args, stats):
     mode = args.mode
     reader = Reader(sock)
     first = True
+    first_request = True
     while True:
         if mode == "close-idle" and not first:
             if not reader.wait_readable(args.idle_close_ms / 1000):
@@ -261,6 +265,10 @@ def serve(sock, args, stats):
             graceful_close(sock)
             return
 
+        if mode == "drop-second" and not first_request:
+            graceful_close(sock)
+            return
+        first_request = False
         if mode in ANSWERING:
             if mode == "slow":
                 time.sleep(args.delay_ms / 1000)
