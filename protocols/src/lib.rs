@@ -16,3 +16,20 @@ pub mod websocket;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/EMBEDDING.md")]
 struct EmbeddingDoc;
+
+#[cfg(test)]
+mod embedding_tests {
+    /// The gateway docs/EMBEDDING.md shows is the example CI builds and
+    /// `tests/gateway.rs` runs, line for line (its `//!` header aside).
+    #[test]
+    fn the_gateway_in_embedding_md_is_the_example() {
+        let md = include_str!("../../docs/EMBEDDING.md");
+        let example = include_str!("../examples/gateway.rs");
+        let code: Vec<&str> = example.lines().filter(|l| !l.starts_with("//!")).collect();
+        let code = code.join("\n");
+        assert!(
+            md.contains(code.trim()),
+            "docs/EMBEDDING.md's gateway differs from protocols/examples/gateway.rs"
+        );
+    }
+}
