@@ -111,6 +111,7 @@ pub fn run(args: &HttpArgs) -> ExitCode {
         builder,
         &args.tls,
         TlsOptions::http1(),
+        None,
         move |_shard| Http::new(BenchApp::new(shards), limits.clone()),
     )
 }

@@ -158,6 +158,7 @@ pub fn run(args: &WsArgs) -> ExitCode {
         builder,
         &args.tls,
         TlsOptions::http1(),
+        None,
         move |_shard| {
             let landing = Landing {
                 shards,
