@@ -59,9 +59,11 @@ pub fn spawn<H: Handler>(listener: TcpListener, calls: CallHandle) {
         .name("metrics".into())
         .spawn(move || {
             for conn in listener.incoming() {
-                // A failed accept (a reset before it was taken) costs that client only.
-                if let Ok(conn) = conn {
-                    serve::<H>(conn, &calls);
+                match conn {
+                    Ok(conn) => serve::<H>(conn, &calls),
+                    // A failed accept costs that client only; a lasting one (out of
+                    // descriptors) is retried at a walk, never in a spin.
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
