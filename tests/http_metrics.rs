@@ -52,6 +52,14 @@ fn busy_server() -> (ServerProc, Vec<TcpStream>) {
     (server, conns)
 }
 
+/// GET /stats on `s`: the JSON body of a 200.
+fn stats(s: &mut TcpStream) -> String {
+    let r = get(s, "/stats");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    String::from_utf8(r.body).unwrap()
+}
+
 /// The value of `"name":N` in the first object of `json` after `after`.
 fn value(json: &str, after: &str, name: &str) -> u64 {
     let rest = json
@@ -68,10 +76,7 @@ fn value(json: &str, after: &str, name: &str) -> u64 {
 #[test]
 fn stats_has_every_shards_counters_and_their_totals() {
     let (server, mut conns) = busy_server();
-    let r = get(&mut conns[0], "/stats");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let json = String::from_utf8(r.body).unwrap();
+    let json = stats(&mut conns[0]);
     let sums = totals_are_sums(
         &json,
         &[
@@ -280,10 +285,7 @@ fn busy_ws_server() -> (ServerProc, Vec<TcpStream>) {
 fn ws_stats_and_metrics_have_every_shards_counters() {
     let (server, _conns) = busy_ws_server();
     let mut c = connect(&server);
-    let r = get(&mut c, "/stats");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    let json = String::from_utf8(r.body).unwrap();
+    let json = stats(&mut c);
     let sums = totals_are_sums(
         &json,
         &[
@@ -315,6 +317,13 @@ fn ws_stats_and_metrics_have_every_shards_counters() {
 }
 
 // ---- echo and udp-echo: --metrics-listen --------------------------------------------
+
+/// `ringmaster <mode>` on two shards, with a metrics listener.
+fn start_with_metrics(mode: &str) -> ServerProc {
+    let args = ["--listen", "127.0.0.1:0", "--shards", "2"];
+    let metrics = ["--metrics-listen", "127.0.0.1:0"];
+    ServerProc::start(&[&[mode][..], &args, &metrics].concat())
+}
 
 /// The address of the server's `metrics listening on` line (waited for, at most 10 s).
 fn metrics_addr(server: &ServerProc) -> SocketAddr {
@@ -382,15 +391,7 @@ fn check_metrics_listener(server: &ServerProc, counter: &str, spread: &str, want
 
 #[test]
 fn echo_serves_every_shards_counters_on_its_metrics_listener() {
-    let server = ServerProc::start(&[
-        "echo",
-        "--listen",
-        "127.0.0.1:0",
-        "--shards",
-        "2",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let server = start_with_metrics("echo");
     let payload = [b'e'; 100];
     let mut conns = Vec::new();
     for _ in 0..CONNS {
@@ -410,15 +411,7 @@ fn echo_serves_every_shards_counters_on_its_metrics_listener() {
 
 #[test]
 fn udp_echo_serves_every_shards_counters_on_its_metrics_listener() {
-    let server = ServerProc::start(&[
-        "udp-echo",
-        "--listen",
-        "127.0.0.1:0",
-        "--shards",
-        "2",
-        "--metrics-listen",
-        "127.0.0.1:0",
-    ]);
+    let server = start_with_metrics("udp-echo");
     const EACH: usize = 5;
     for _ in 0..CONNS {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
