@@ -188,8 +188,8 @@ impl Handler for Bench {
     fn on_close(&mut self, _c: (), _why: Close) {}
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
         match event {
-            // Shard 1 is up too by the first turn after Start: a call queued before it
-            // runs waits in its mailbox, never lost. Warm the path with one call first.
+            // A call made before shard 1 runs its first turn waits in its mailbox, never
+            // lost (the server starts only once every shard is ready anyway).
             ShardEvent::Start if self.id == 0 => self.start_phase(0, shard),
             ShardEvent::CallDone { tag, done } => {
                 if let Err(e) = Called::<u64>::new().result(done) {
