@@ -1,6 +1,6 @@
 //! Flags every server shares, and the one way every server starts, reports and stops.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -105,7 +105,7 @@ pub struct ServerArgs {
 pub struct CpuList(pub Vec<usize>);
 
 /// An address, or a host name with a port resolved to its first address.
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse() {
         return Ok(a);
     }
@@ -195,8 +195,15 @@ pub fn fail(err: &ringmaster_runtime::Error) -> ExitCode {
 }
 
 /// Builds, starts, announces and runs a server until it is shut down, then prints one
-/// summary line per shard. `mode` names the server in the startup line.
-pub fn run_server<H, F>(mode: &str, builder: ServerBuilder, factory: F) -> ExitCode
+/// summary line per shard. `mode` names the server in the startup line. With a
+/// `metrics` listener (`--metrics-listen`), `/stats` and `/metrics` are served on it
+/// from a thread of its own once the shards run.
+pub fn run_server<H, F>(
+    mode: &str,
+    builder: ServerBuilder,
+    metrics: Option<TcpListener>,
+    factory: F,
+) -> ExitCode
 where
     H: Handler,
     F: Fn(usize) -> H + Send + Sync + 'static,
@@ -214,6 +221,9 @@ where
         running.local_addr(),
         running.features()
     );
+    if let Some(listener) = metrics {
+        crate::metrics_listen::spawn::<H>(listener, running.call_handle());
+    }
     match running.wait() {
         Ok(report) => {
             for (i, c) in report.shards.iter().enumerate() {

@@ -31,12 +31,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use ringmaster_protocols::http1::{App, Exchange, FieldSet, Http, Limits, Request, Response};
-use ringmaster_runtime::{CallDone, CallError, Called, OffloadDone, OffloadError, Offloaded};
+use ringmaster_runtime::{CallDone, OffloadDone, OffloadError, Offloaded};
 
 use ringmaster_protocols::tls::TlsOptions;
 
 use crate::cli::ServerArgs;
-use crate::metrics::{self, Latency, Snapshot};
+use crate::metrics::{self, Gather, Latency};
 use crate::tls::{run_maybe_tls, TlsArgs};
 
 /// Flags of `ringmaster http`: the common server flags plus one per HTTP limit.
@@ -111,6 +111,7 @@ pub fn run(args: &HttpArgs) -> ExitCode {
         builder,
         &args.tls,
         TlsOptions::http1(),
+        None,
         move |_shard| Http::new(BenchApp::new(shards), limits.clone()),
     )
 }
@@ -124,7 +125,6 @@ const MAX_DELAY_MS: u64 = 60_000;
 
 const TEXT: &[(&str, &str)] = &[("Content-Type", "text/plain")];
 const JSON: &[(&str, &str)] = &[("Content-Type", "application/json")];
-const PROMETHEUS: &[(&str, &str)] = &[("Content-Type", "text/plain; version=0.0.4")];
 /// [`TEXT`] and [`JSON`] checked and encoded once, for the benchmark routes.
 static TEXT_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(TEXT));
 static JSON_SET: LazyLock<FieldSet> = LazyLock::new(|| FieldSet::new(JSON));
@@ -186,12 +186,8 @@ pub enum Work {
     Bytes { left: u64 },
     /// `/compute/N`: the job is on the offload pool; `job` reads its hash back.
     Compute { n: u64, job: Offloaded<u64> },
-    /// `/stats` or `/metrics`: one snapshot per shard, `left` still to come.
-    Gather {
-        prometheus: bool,
-        parts: Vec<Snapshot>,
-        left: usize,
-    },
+    /// `/stats` or `/metrics`: one snapshot per shard asked for.
+    Gather(Gather),
 }
 
 impl BenchApp {
@@ -205,28 +201,13 @@ impl BenchApp {
 
     /// `/stats`, `/metrics`: asks every shard (this one included) for its snapshot.
     fn gather(&mut self, prometheus: bool, ex: &mut Exchange<'_>) -> Option<Work> {
-        for shard in 0..self.shards {
-            let asked = ex.call(shard, |app: &mut BenchApp, on| {
+        Gather::start(ex, self.shards, prometheus, |ex, shard| {
+            ex.call(shard, |app: &mut BenchApp, on| {
                 metrics::snapshot(&app.latency, on)
-            });
-            if let Err(e) = asked {
-                // Snapshots already asked for come back to a finished exchange: dropped.
-                busy(ex, e);
-                return None;
-            }
-        }
-        Some(Work::Gather {
-            prometheus,
-            parts: Vec::with_capacity(self.shards),
-            left: self.shards,
+            })
         })
+        .map(Work::Gather)
     }
-}
-
-/// 503 for a cross-shard call refused (a full mailbox) or failed.
-fn busy(ex: &mut Exchange<'_>, e: CallError) {
-    let body = format!("Service Unavailable: {e}, retry\n");
-    ex.respond(Response::new(503).fields(BUSY).body(body.as_bytes()));
 }
 
 impl App for BenchApp {
@@ -271,29 +252,8 @@ impl App for BenchApp {
     }
 
     fn on_call_done(&mut self, task: &mut Task, done: CallDone, ex: &mut Exchange<'_>) {
-        if let Work::Gather {
-            prometheus,
-            parts,
-            left,
-        } = &mut task.work
-        {
-            match Called::<Snapshot>::new().result(done) {
-                Ok(snapshot) => {
-                    parts.push(snapshot);
-                    *left -= 1;
-                    if *left == 0 {
-                        parts.sort_by_key(|p| p.shard);
-                        if *prometheus {
-                            let body = metrics::prometheus(parts);
-                            ex.respond(Response::new(200).fields(PROMETHEUS).body(body.as_bytes()));
-                        } else {
-                            let body = metrics::json(parts);
-                            ex.respond(Response::new(200).fields(JSON).body(body.as_bytes()));
-                        }
-                    }
-                }
-                Err(e) => busy(ex, e),
-            }
+        if let Work::Gather(gather) = &mut task.work {
+            gather.on_done(done, ex);
         }
         self.finished(task, ex);
     }
@@ -323,8 +283,9 @@ impl BenchApp {
             "/echo" if req.method() == "POST" => {
                 ex.respond(Response::new(200).fields(OCTETS).body(req.body()));
             }
-            "/stats" if get => return self.gather(false, ex),
-            "/metrics" if get => return self.gather(true, ex),
+            "/stats" | "/metrics" if get => {
+                return self.gather(metrics::route(path) == Some(true), ex);
+            }
             // OPTIONS * asks about the server as a whole (RFC 9110 9.3.7).
             "*" if req.method() == "OPTIONS" => {
                 ex.respond(Response::new(200).fields(ALLOW_ANY).body(b""));

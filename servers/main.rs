@@ -8,6 +8,7 @@ mod cli;
 mod echo;
 mod http;
 mod metrics;
+mod metrics_listen;
 mod tls;
 mod udp_echo;
 mod ws;

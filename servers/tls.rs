@@ -8,6 +8,7 @@
 //! exactly it (`curl --cacert FILE`). Any problem with the
 //! files is one line naming the file and what is wrong, and exit status 1.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -172,12 +173,14 @@ fn civil_date(secs: u64) -> (i32, u8, u8) {
 
 /// Runs a server, under TLS if the flags ask for it: `factory` makes the plaintext
 /// protocol, wrapped in [`Tls`] per shard when TLS is on. `opts` says what TLS offers
-/// (ALPN: [`TlsOptions::http1`] for HTTP and WebSocket).
+/// (ALPN: [`TlsOptions::http1`] for HTTP and WebSocket); `metrics` is
+/// [`run_server`]'s.
 pub fn run_maybe_tls<H, F>(
     mode: &str,
     builder: ServerBuilder,
     tls: &TlsArgs,
     opts: TlsOptions,
+    metrics: Option<TcpListener>,
     factory: F,
 ) -> ExitCode
 where
@@ -186,7 +189,7 @@ where
 {
     match tls.load(opts) {
         Err(code) => code,
-        Ok(None) => run_server(mode, builder, factory),
+        Ok(None) => run_server(mode, builder, metrics, factory),
         Ok(Some(loaded)) => {
             let mode = match &loaded.self_signed {
                 Some(p) => format!(
@@ -196,7 +199,7 @@ where
                 None => format!("{mode} over TLS"),
             };
             let config = loaded.config;
-            run_server(&mode, builder, move |shard| {
+            run_server(&mode, builder, metrics, move |shard| {
                 Tls::new(factory(shard), config.clone())
             })
         }

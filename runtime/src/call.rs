@@ -19,8 +19,9 @@ pub enum CallError {
     /// No shard has that index.
     #[error("there is no shard {0}")]
     NoShard(usize),
-    /// The target shard's handler is not of the type the call names.
-    #[error("the target shard's handler is not a {0}")]
+    /// The target shard's handler is not of the type the call names, nor does it wrap
+    /// one that is ([`Handler::find`](crate::Handler::find)).
+    #[error("the target shard has no handler of type {0}")]
     WrongHandler(&'static str),
     /// The target shard's mailbox holds its most calls (`mailbox_calls`): answer "busy"
     /// (e.g. HTTP 503) and let the client retry. Never a block.

@@ -2,7 +2,7 @@
 //! timers, the dirty list, mailboxes, the offload queue and the UDP send table. It sits
 //! below the handler API and the loop, which both build on it.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::job::{try_submit, Job, OffloadError, Work};
-use crate::mailbox::{Broadcast, CallRequest, Mailboxes, ShardMsg};
+use crate::mailbox::{Broadcast, CallRequest, Mailboxes, ReplyPath, ShardMsg};
 use crate::timer::{TimerKey, TimerWheel};
 use crate::token::ConnToken;
 use crate::udp::UdpSends;
@@ -176,26 +176,24 @@ impl ShardCtx {
         }
     }
 
-    /// Queues a cross-shard call (`work` is an `io::CallWork` for a handler of type
-    /// `handler`): refused at once for a shard that does not exist, a handler of
-    /// another type, a full mailbox or a stopped shard.
+    /// Queues a cross-shard call (`work` is an `io::CallWork`): refused at once for a
+    /// shard that does not exist, a full mailbox or a stopped shard. A handler type the
+    /// target has nowhere is found out there, and answered as the call's outcome.
     pub(crate) fn call(
         &mut self,
         shard: usize,
-        handler: (TypeId, &'static str),
         to: ReplyTo,
         work: Box<dyn Any + Send>,
     ) -> Result<(), CallError> {
         let Some(target) = self.mailboxes.get(shard) else {
             return Err(CallError::NoShard(shard));
         };
-        if target.handler != handler.0 {
-            return Err(CallError::WrongHandler(handler.1));
-        }
         let req = CallRequest {
             work: Some(work),
-            reply: self.mailboxes[self.id].clone(),
-            to,
+            reply: ReplyPath::Shard {
+                mailbox: self.mailboxes[self.id].clone(),
+                to,
+            },
         };
         let sent = target.send_call(req);
         if sent.is_err() {

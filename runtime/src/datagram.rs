@@ -1,6 +1,7 @@
 //! [`DatagramHandler`]: the shape of a protocol that speaks only UDP, and
 //! [`Datagrams`], which runs one as a shard's [`Handler`].
 
+use std::any::{Any, TypeId};
 use std::net::SocketAddr;
 
 use crate::close::Close;
@@ -34,5 +35,10 @@ impl<D: DatagramHandler> Handler for Datagrams<D> {
         if let ShardEvent::Datagram { peer, payload } = event {
             self.0.on_datagram(peer, payload, shard);
         }
+    }
+
+    // A call may name the datagram protocol itself.
+    fn find(&mut self, ty: TypeId) -> Option<&mut dyn Any> {
+        (ty == TypeId::of::<D>()).then_some(&mut self.0 as &mut dyn Any)
     }
 }

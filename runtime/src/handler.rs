@@ -13,6 +13,7 @@
 //! changes and passes the rest on with one catch-all arm, so an event added to the
 //! runtime later reaches the inner protocol without the wrapper being touched.
 
+use std::any::{Any, TypeId};
 use std::net::SocketAddr;
 
 use crate::call::{CallDone, Notification, Posted};
@@ -75,6 +76,39 @@ pub trait Handler: 'static {
     /// Something happened to the shard rather than to one connection. Default: nothing.
     /// A wrapping protocol passes these straight to its inner protocol.
     fn on_shard(&mut self, _event: ShardEvent<'_>, _shard: &mut ShardIo<'_>) {}
+
+    /// The handler of type `ty` nested inside this one, if there is one: what a
+    /// cross-shard call ([`Io::call`], [`ShardIo::call`]) that names a wrapped handler
+    /// reaches. The shard tries its handler itself first, then this. A wrapping protocol
+    /// (TLS around HTTP) answers with [`find_in`] on each handler it wraps, so the
+    /// search goes down any depth of wrappers; the default (a protocol that wraps none)
+    /// finds nothing.
+    fn find(&mut self, _ty: TypeId) -> Option<&mut dyn Any> {
+        None
+    }
+}
+
+/// `handler` itself if it is of type `ty`, else what its [`Handler::find`] finds: the
+/// one line a wrapping protocol's `find` needs for each handler it wraps.
+pub fn find_in<P: Handler>(handler: &mut P, ty: TypeId) -> Option<&mut dyn Any> {
+    if ty == TypeId::of::<P>() {
+        Some(handler)
+    } else {
+        handler.find(ty)
+    }
+}
+
+/// A handler as a cross-shard call's work sees it: something to search by type (the
+/// handler trait itself is not object-safe, its `Conn` type differs per protocol).
+pub(crate) trait FindHandler {
+    /// [`find_in`] on this handler.
+    fn find_handler(&mut self, ty: TypeId) -> Option<&mut dyn Any>;
+}
+
+impl<H: Handler> FindHandler for H {
+    fn find_handler(&mut self, ty: TypeId) -> Option<&mut dyn Any> {
+        find_in(self, ty)
+    }
 }
 
 /// What can happen to a connection besides data arriving ([`Handler::on_event`]).

@@ -10,6 +10,7 @@ use crate::close::{Close, Origin};
 use crate::conn::ConnIo;
 use crate::counters::Counters;
 use crate::ctx::{ConnAction, ConnectRequest, ShardCtx};
+use crate::handler::FindHandler;
 use crate::job::{OffloadError, Offloaded};
 use crate::mailbox::Broadcast;
 use crate::notifier::Notifier;
@@ -20,22 +21,29 @@ use crate::token::ConnToken;
 /// A cross-shard call's work as it travels (type-erased in the mailbox, which sits
 /// below this layer): run on the target shard with its handler and its `ShardIo`.
 pub(crate) type CallWork = Box<
-    dyn FnOnce(&mut dyn Any, &mut ShardIo<'_>) -> Result<Box<dyn Any + Send>, CallError> + Send,
+    dyn FnOnce(&mut dyn FindHandler, &mut ShardIo<'_>) -> Result<Box<dyn Any + Send>, CallError>
+        + Send,
 >;
 
 /// Wraps a typed call closure as a [`CallWork`], boxed again as the mailbox carries it.
-fn call_work<H, R, F>(f: F) -> Box<dyn Any + Send>
+/// On the target it runs with the handler of type `H`: the shard's handler itself, or
+/// one nested in it ([`Handler::find`](crate::Handler::find)); found nowhere, the call
+/// answers [`CallError::WrongHandler`].
+pub(crate) fn call_work<H, R, F>(f: F) -> Box<dyn Any + Send>
 where
     H: 'static,
     R: Send + 'static,
     F: FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
 {
-    let work: CallWork = Box::new(move |handler: &mut dyn Any, shard: &mut ShardIo<'_>| {
-        match handler.downcast_mut::<H>() {
+    let work: CallWork = Box::new(
+        move |handler: &mut dyn FindHandler, shard: &mut ShardIo<'_>| match handler
+            .find_handler(TypeId::of::<H>())
+            .and_then(|h| h.downcast_mut::<H>())
+        {
             Some(h) => Ok(Box::new(f(h, shard)) as Box<dyn Any + Send>),
             None => Err(CallError::WrongHandler(std::any::type_name::<H>())),
-        }
-    });
+        },
+    );
     Box::new(work)
 }
 
@@ -158,22 +166,23 @@ impl ShardIo<'_> {
         None
     }
 
-    /// Runs `f` on shard `shard` with that shard's handler (of type `H`, the handler
-    /// type the server was started with) and its `ShardIo`, on that shard's thread; its
-    /// value comes back here as [`ShardEvent::CallDone`](crate::ShardEvent::CallDone)
-    /// with `tag`, read through the returned handle. Refused at once (never blocking)
-    /// for a shard index out of range, another handler type, a full mailbox (see
-    /// `mailbox_calls`; counted as `calls_rejected`) or a stopped shard. A panic in `f`
-    /// is a panic of the target shard, as for any handler callback.
+    /// Runs `f` on shard `shard` with that shard's handler of type `H` (the handler
+    /// type the server was started with, or one nested in it: see
+    /// [`Handler::find`](crate::Handler::find)) and its `ShardIo`, on that shard's
+    /// thread; its value comes back here as
+    /// [`ShardEvent::CallDone`](crate::ShardEvent::CallDone) with `tag`, read through
+    /// the returned handle. Refused at once (never blocking) for a shard index out of
+    /// range, a full mailbox (see `mailbox_calls`; counted as `calls_rejected`) or a
+    /// stopped shard; a handler type found nowhere on the target comes back as
+    /// [`CallError::WrongHandler`]. A panic in `f` is a panic of the target shard, as
+    /// for any handler callback.
     pub fn call<H: 'static, R: Send + 'static>(
         &mut self,
         shard: usize,
         tag: u64,
         f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
     ) -> Result<Called<R>, CallError> {
-        let handler = (TypeId::of::<H>(), std::any::type_name::<H>());
-        self.shard
-            .call(shard, handler, ReplyTo::Shard(tag), call_work(f))?;
+        self.shard.call(shard, ReplyTo::Shard(tag), call_work(f))?;
         Ok(Called::new())
     }
 
@@ -284,24 +293,25 @@ impl<'a> Io<'a> {
         Notifier::new(mailbox, self.conn.token, id)
     }
 
-    /// Runs `f` on shard `shard` with that shard's handler (of type `H`, the handler
-    /// type the server was started with) and its `ShardIo`, on that shard's thread (this
-    /// shard included, on a later turn); its value comes back to this connection as
-    /// [`Event::CallDone`](crate::Event::CallDone), read through the returned handle.
-    /// Not delivered if this connection has closed by then (counted as
-    /// `call_replies_dropped`). Refused at once (never blocking) for a shard index out
-    /// of range, another handler type, a full mailbox (see `mailbox_calls`; counted as
-    /// `calls_rejected`) or a stopped shard; a target that stops with the call still
-    /// queued answers [`CallError::ShardGone`]. A panic in `f` is a panic of the target
-    /// shard, as for any handler callback.
+    /// Runs `f` on shard `shard` with that shard's handler of type `H` (the handler
+    /// type the server was started with, or one nested in it, e.g. the `Http<A>` inside
+    /// a `Tls<Http<A>>`: see [`Handler::find`](crate::Handler::find)) and its
+    /// `ShardIo`, on that shard's thread (this shard included, on a later turn); its
+    /// value comes back to this connection as [`Event::CallDone`](crate::Event::CallDone),
+    /// read through the returned handle. Not delivered if this connection has closed by
+    /// then (counted as `call_replies_dropped`). Refused at once (never blocking) for a
+    /// shard index out of range, a full mailbox (see `mailbox_calls`; counted as
+    /// `calls_rejected`) or a stopped shard; a handler type found nowhere on the target
+    /// answers [`CallError::WrongHandler`], and a target that stops with the call still
+    /// queued [`CallError::ShardGone`], both as the call's outcome. A panic in `f` is a
+    /// panic of the target shard, as for any handler callback.
     pub fn call<H: 'static, R: Send + 'static>(
         &mut self,
         shard: usize,
         f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
     ) -> Result<Called<R>, CallError> {
-        let handler = (TypeId::of::<H>(), std::any::type_name::<H>());
         let to = ReplyTo::Conn(self.conn.token);
-        self.shard.call(shard, handler, to, call_work(f))?;
+        self.shard.call(shard, to, call_work(f))?;
         Ok(Called::new())
     }
 

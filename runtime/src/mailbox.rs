@@ -11,7 +11,7 @@
 //! peer shard can produce without bound, are bounded by a count of calls queued
 //! (`mailbox_calls`): past it a call is refused at once, never blocked on.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,9 +54,15 @@ pub(crate) enum ShardMsg {
 /// tells the caller so (`CallError::ShardGone`): nothing waits for ever.
 pub(crate) struct CallRequest {
     pub work: Option<Box<dyn Any + Send>>,
-    /// The calling shard's inbox.
-    pub reply: Mailbox,
-    pub to: ReplyTo,
+    pub reply: ReplyPath,
+}
+
+/// Where a call's outcome goes.
+pub(crate) enum ReplyPath {
+    /// To the calling shard's inbox, for one of its connections or its handler.
+    Shard { mailbox: Mailbox, to: ReplyTo },
+    /// To a thread outside the shards, waiting on the channel's other end.
+    Thread(Sender<CallDone>),
 }
 
 impl CallRequest {
@@ -65,9 +71,16 @@ impl CallRequest {
         self.work.take()
     }
 
-    /// Sends `done` back to the caller.
+    /// Sends `done` back to the caller (a caller that has gone hears nothing).
     pub(crate) fn reply(&self, done: CallDone) {
-        self.reply.send(ShardMsg::CallDone { to: self.to, done });
+        match &self.reply {
+            ReplyPath::Shard { mailbox, to } => {
+                mailbox.send(ShardMsg::CallDone { to: *to, done });
+            }
+            ReplyPath::Thread(tx) => {
+                let _ = tx.send(done);
+            }
+        }
     }
 }
 
@@ -88,8 +101,6 @@ pub(crate) struct Mailbox {
     pub calls_queued: Arc<AtomicUsize>,
     /// Most calls queued at once.
     pub call_bound: usize,
-    /// The type of the shard's handler, which calls name.
-    pub handler: TypeId,
 }
 
 impl Mailbox {
@@ -146,7 +157,6 @@ mod tests {
             wake: Arc::new(fd::eventfd().expect("eventfd")),
             calls_queued: Default::default(),
             call_bound: bound,
-            handler: TypeId::of::<()>(),
         };
         (mb, rx)
     }
@@ -154,8 +164,10 @@ mod tests {
     fn request(reply: &Mailbox) -> CallRequest {
         CallRequest {
             work: Some(Box::new(0u8)),
-            reply: reply.clone(),
-            to: ReplyTo::Shard(9),
+            reply: ReplyPath::Shard {
+                mailbox: reply.clone(),
+                to: ReplyTo::Shard(9),
+            },
         }
     }
 

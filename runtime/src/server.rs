@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{bounded, unbounded, Receiver};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::call::{CallDone, CallError, Called};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::Error;
 use crate::features::{Features, ShardFeatures};
 use crate::handler::Handler;
-use crate::mailbox::{Mailbox, Mailboxes, ShardMsg};
+use crate::io::{call_work, ShardIo};
+use crate::mailbox::{CallRequest, Mailbox, Mailboxes, ReplyPath, ShardMsg};
 use crate::offload::OffloadPool;
 use crate::shard::{Shard, ShardParts};
 use crate::sys::fd;
@@ -49,6 +51,74 @@ impl ShutdownHandle {
 impl fmt::Debug for ShutdownHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ShutdownHandle({} shards)", self.shards.len())
+    }
+}
+
+/// A handle through which a thread outside the shards (a metrics endpoint, an admin
+/// thread) runs cross-shard calls, as [`Io::call`](crate::Io::call) does from a
+/// connection: the closure runs on the target shard's thread with the handler it names
+/// (the server's handler type, or one nested in it: [`Handler::find`]) and that
+/// shard's [`ShardIo`]; its value comes back on a channel of this call's own, read with
+/// [`PendingCall::wait`]. Cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct CallHandle {
+    shards: Mailboxes,
+}
+
+impl CallHandle {
+    /// How many shards the server runs (the calls' `shard` ranges over `0..shards()`).
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Runs `f` on shard `shard` with its handler of type `H`. Refused at once, never
+    /// blocking, for a shard index out of range, a full mailbox (`mailbox_calls`) or a
+    /// stopped shard; a handler type found nowhere on the target answers
+    /// [`CallError::WrongHandler`] through the returned [`PendingCall`], as does a
+    /// target that stops with the call still queued ([`CallError::ShardGone`]). A panic
+    /// in `f` is a panic of the target shard, as for any handler callback.
+    pub fn call<H: 'static, R: Send + 'static>(
+        &self,
+        shard: usize,
+        f: impl FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+    ) -> Result<PendingCall<R>, CallError> {
+        let target = self.shards.get(shard).ok_or(CallError::NoShard(shard))?;
+        let (tx, rx) = bounded(1);
+        target.send_call(CallRequest {
+            work: Some(call_work(f)),
+            reply: ReplyPath::Thread(tx),
+        })?;
+        Ok(PendingCall {
+            rx,
+            called: Called::new(),
+        })
+    }
+}
+
+impl fmt::Debug for CallHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallHandle({} shards)", self.shards.len())
+    }
+}
+
+/// A call made through a [`CallHandle`], its outcome still to come.
+pub struct PendingCall<R> {
+    rx: Receiver<CallDone>,
+    called: Called<R>,
+}
+
+impl<R: 'static> PendingCall<R> {
+    /// Waits at most `timeout` for the call's outcome: `None` if none came by then (the
+    /// call may still run later; its value is then dropped).
+    pub fn wait(self, timeout: Duration) -> Option<Result<R, CallError>> {
+        let done = self.rx.recv_timeout(timeout).ok()?;
+        Some(self.called.result(done))
+    }
+}
+
+impl<R> fmt::Debug for PendingCall<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PendingCall<{}>", std::any::type_name::<R>())
     }
 }
 
@@ -137,7 +207,6 @@ impl Server {
                 wake,
                 calls_queued: Default::default(),
                 call_bound: self.config.mailbox_calls,
-                handler: std::any::TypeId::of::<H>(),
             });
             receivers.push(rx);
         }
@@ -286,6 +355,13 @@ impl Running {
     /// A handle to shut the server down from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.handle.clone()
+    }
+
+    /// A handle to run cross-shard calls from a thread outside the shards.
+    pub fn call_handle(&self) -> CallHandle {
+        CallHandle {
+            shards: self.handle.shards.clone(),
+        }
     }
 
     /// Waits until every shard has stopped. If one panics, the others are shut down

@@ -206,6 +206,17 @@ struct Kv {
     started: Started,
 }
 
+/// A call's `String` comes back as a line, a failure as `FAILED <why>`.
+fn write_call_outcome(event: Event<'_>, io: &mut Io<'_>) {
+    match event {
+        Event::CallDone(done) => match Called::<String>::new().result(done) {
+            Ok(v) => io.write(format!("{v}\n").as_bytes()),
+            Err(e) => io.write(format!("FAILED {e}\n").as_bytes()),
+        },
+        other => other.default_action(io),
+    }
+}
+
 fn owner(key: &str, shards: usize) -> usize {
     // FNV-1a: the same on every shard and every run.
     let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -267,13 +278,11 @@ impl Handler for Kv {
                     continue;
                 }
                 ["bad"] => {
+                    // Refused at once; a handler type the target has nowhere is found
+                    // out there, and comes back as the call's outcome.
                     let no_shard = io.call::<Kv, String>(99, |_, _| String::new());
-                    let wrong = io.call::<Notify, String>(0, |_, _| String::new());
-                    io.write(
-                        format!("{:?} {:?}\n", no_shard.unwrap_err(), wrong.unwrap_err())
-                            .as_bytes(),
-                    );
-                    continue;
+                    io.write(format!("{:?}\n", no_shard.unwrap_err()).as_bytes());
+                    io.call::<Notify, String>(0, |_, _| String::new())
                 }
                 _ => {
                     io.write(b"ERR\n");
@@ -286,13 +295,7 @@ impl Handler for Kv {
         }
     }
     fn on_event(&mut self, _c: &mut (), event: Event<'_>, io: &mut Io<'_>) {
-        match event {
-            Event::CallDone(done) => match Called::<String>::new().result(done) {
-                Ok(v) => io.write(format!("{v}\n").as_bytes()),
-                Err(e) => io.write(format!("FAILED {e}\n").as_bytes()),
-            },
-            other => other.default_action(io),
-        }
+        write_call_outcome(event, io);
     }
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
         match event {
@@ -352,9 +355,10 @@ fn a_sharded_kv_store_shows_every_key_to_every_connection() {
     let mut s = started.lock().unwrap().clone();
     s.sort();
     assert_eq!(s, vec![(0, "1 1".to_string()), (1, "0 0".to_string())]);
+    assert_eq!(ask(&mut conns[0], "bad\n"), "NoShard(99)\n");
     assert_eq!(
-        ask(&mut conns[0], "bad\n"),
-        "NoShard(99) WrongHandler(\"composition::Notify\")\n"
+        line(&mut conns[0]),
+        "FAILED the target shard has no handler of type composition::Notify\n"
     );
     drop(conns);
     let report = stop(running);
@@ -401,6 +405,113 @@ fn a_call_reply_for_a_closed_connection_is_counted_and_dropped() {
     drop(c);
     let report = stop(running);
     assert_eq!(total(&report, |c| c.call_replies_dropped), 5);
+}
+
+// ---- calls to a handler nested in a wrapper ------------------------------------
+
+/// A wrapper (as TLS wraps HTTP): passes everything to its inner handler and lets calls
+/// find it.
+struct Wrap<P>(P);
+
+impl<P: Handler> Handler for Wrap<P> {
+    type Conn = P::Conn;
+    fn on_open(&mut self, peer: SocketAddr, io: &mut Io<'_>) -> P::Conn {
+        self.0.on_open(peer, io)
+    }
+    fn on_data(&mut self, c: &mut P::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
+        self.0.on_data(c, input, io);
+    }
+    fn on_event(&mut self, c: &mut P::Conn, event: Event<'_>, io: &mut Io<'_>) {
+        self.0.on_event(c, event, io);
+    }
+    fn on_close(&mut self, c: P::Conn, why: Close) {
+        self.0.on_close(c, why);
+    }
+    fn find(&mut self, ty: std::any::TypeId) -> Option<&mut dyn std::any::Any> {
+        ringmaster_runtime::find_in(&mut self.0, ty)
+    }
+}
+
+/// Counts "bump" lines on the shard that owns the count (shard 1), whichever shard the
+/// connection is on; "outer" calls the wrapper itself, "nowhere" a type not there.
+struct Tally {
+    id: usize,
+    count: u64,
+}
+
+impl Handler for Tally {
+    type Conn = ();
+    fn on_open(&mut self, _peer: SocketAddr, _io: &mut Io<'_>) {}
+    fn on_data(&mut self, _c: &mut (), input: &mut Input<'_>, io: &mut Io<'_>) {
+        let text = String::from_utf8_lossy(input.bytes()).to_string();
+        input.consume_all();
+        for cmd in text.lines() {
+            let sent = match cmd {
+                "bump" => io.call::<Tally, String>(1, |t, s| {
+                    assert_eq!((t.id, s.shard_id()), (1, 1));
+                    t.count += 1;
+                    format!("count {}", t.count)
+                }),
+                "outer" => io
+                    .call::<Wrap<Wrap<Tally>>, String>(1, |w, _| format!("outer {}", w.0 .0.count)),
+                "nowhere" => io.call::<Kv, String>(1, |_, _| String::new()),
+                _ => {
+                    io.write(b"ERR\n");
+                    continue;
+                }
+            };
+            if let Err(e) = sent {
+                io.write(format!("BUSY {e}\n").as_bytes());
+            }
+        }
+    }
+    fn on_event(&mut self, _c: &mut (), event: Event<'_>, io: &mut Io<'_>) {
+        write_call_outcome(event, io);
+    }
+    fn on_close(&mut self, _c: (), _why: Close) {}
+}
+
+#[test]
+fn a_call_reaches_a_handler_nested_in_wrappers_from_a_shard_or_any_thread() {
+    let (running, addr) = start(2, 4096, |id| Wrap(Wrap(Tally { id, count: 0 })));
+    let mut conns: Vec<_> = (0..8).map(|_| connect(addr)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(ask(c, "bump\n"), format!("count {}\n", i + 1));
+    }
+    assert_eq!(ask(&mut conns[0], "outer\n"), "outer 8\n");
+    assert_eq!(
+        ask(&mut conns[0], "nowhere\n"),
+        "FAILED the target shard has no handler of type composition::Kv\n"
+    );
+    // From a thread outside the shards, through the same search.
+    let calls = running.call_handle();
+    assert_eq!(calls.shards(), 2);
+    let wait = Duration::from_secs(10);
+    let pending = calls
+        .call::<Tally, (usize, u64)>(1, |t, s| (s.shard_id(), t.count))
+        .unwrap();
+    assert_eq!(pending.wait(wait), Some(Ok((1, 8))));
+    let pending = calls
+        .call::<Wrap<Tally>, usize>(0, |_, s| s.shard_id())
+        .unwrap();
+    assert_eq!(pending.wait(wait), Some(Ok(0)));
+    let pending = calls.call::<Kv, ()>(0, |_, _| ()).unwrap();
+    assert_eq!(
+        pending.wait(wait),
+        Some(Err(CallError::WrongHandler("composition::Kv")))
+    );
+    assert_eq!(
+        calls.call::<Tally, ()>(2, |_, _| ()).unwrap_err(),
+        CallError::NoShard(2)
+    );
+    drop(conns);
+    let report = stop(running);
+    // Refused after the stop: the shards are gone.
+    assert_eq!(
+        calls.call::<Tally, ()>(0, |_, _| ()).unwrap_err(),
+        CallError::ShardGone
+    );
+    assert!(total(&report, |c| c.calls_served) >= 12, "{report:?}");
 }
 
 // ---- connections by token ----------------------------------------------------------

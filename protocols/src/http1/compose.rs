@@ -8,14 +8,12 @@
 //! ([`TargetShard`]). It sends nothing itself and never blocks.
 
 use std::any::Any;
-use std::sync::{Arc, Mutex};
 
 use ringmaster_runtime::{CallError, Counters, Io, ShardIo};
 
 use super::app::App;
 use super::handler::Http;
 use super::limits::HttpCounters;
-use crate::tls::Tls;
 
 /// A cross-shard call's value, labelled with the exchange that made the call.
 pub(crate) struct RoutedCall {
@@ -64,7 +62,7 @@ impl<'b> TargetShard<'_, 'b> {
 
 impl<A: App> Http<A> {
     /// Runs a call's closure on this shard, against this shard's application.
-    fn run_call<R, F>(&mut self, f: F, shard: &mut ShardIo<'_>) -> R
+    pub(crate) fn run_call<R, F>(&mut self, f: F, shard: &mut ShardIo<'_>) -> R
     where
         F: FnOnce(&mut A, &mut TargetShard<'_, '_>) -> R,
     {
@@ -74,52 +72,24 @@ impl<A: App> Http<A> {
     }
 }
 
-/// Starts a call of `f` on shard `shard` for exchange `seq`, whichever way the server
-/// runs [`Http`]: the runtime checks the handler type the server was started with, so
-/// the call is tried as `Http<A>` and, refused as the wrong type, as `Tls<Http<A>>`.
-/// The closure waits in a shared cell so that the refused first try leaves it for the
-/// second (a refused call is dropped unrun, at once).
-pub(crate) fn start_call<A, R, F>(
+/// Starts a call of `f` on shard `shard` for exchange `seq`, with the target shard's
+/// handler of type `T`: the server's handler, or one nested in it (the runtime searches
+/// wrappers with `Handler::find`, so `Http<A>` is found plain, under `Tls` or inside
+/// `HttpWs`). The value comes back labelled with `seq`.
+pub(crate) fn start_call<T, R, F>(
     io: &mut Io<'_>,
     shard: usize,
     seq: u32,
     f: F,
 ) -> Result<(), CallError>
 where
-    A: App,
+    T: 'static,
     R: Send + 'static,
-    F: FnOnce(&mut A, &mut TargetShard<'_, '_>) -> R + Send + 'static,
+    F: FnOnce(&mut T, &mut ShardIo<'_>) -> R + Send + 'static,
 {
-    let cell = Arc::new(Mutex::new(Some(f)));
-    let take = |cell: &Mutex<Option<F>>| cell.lock().ok().and_then(|mut f| f.take());
-    let plain = cell.clone();
-    let sent = io.call::<Http<A>, RoutedCall>(shard, move |http, io| {
-        let value = take(&plain).map(|f| Box::new(http.run_call(f, io)) as Box<dyn Any + Send>);
-        routed(seq, value)
-    });
-    match sent {
-        Err(first @ CallError::WrongHandler(_)) => io
-            .call::<Tls<Http<A>>, RoutedCall>(shard, move |tls, io| {
-                let http = tls.inner_mut();
-                let value =
-                    take(&cell).map(|f| Box::new(http.run_call(f, io)) as Box<dyn Any + Send>);
-                routed(seq, value)
-            })
-            .map(|_| ())
-            .map_err(|e| match e {
-                // Neither: name the plain type, the one the application thinks of.
-                CallError::WrongHandler(_) => first,
-                e => e,
-            }),
-        other => other.map(|_| ()),
-    }
-}
-
-/// Labels a call's value; a closure already taken (never: each runs once) leaves `()`,
-/// which the application's handle reads as a wrong type rather than a wrong value.
-fn routed(seq: u32, value: Option<Box<dyn Any + Send>>) -> RoutedCall {
-    RoutedCall {
+    io.call::<T, RoutedCall>(shard, move |target, shard| RoutedCall {
         seq,
-        value: value.unwrap_or_else(|| Box::new(())),
-    }
+        value: Box::new(f(target, shard)),
+    })
+    .map(|_| ())
 }

@@ -12,7 +12,9 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{CallError, Called, Counters, Notifier, OffloadError, Offloaded, Segment};
+use ringmaster_runtime::{
+    CallError, Called, Counters, Notifier, OffloadError, Offloaded, Segment, ShardIo,
+};
 
 use super::app::{App, Body, Response};
 use super::compose::{start_call, TargetShard};
@@ -370,21 +372,38 @@ impl<'x> Exchange<'x> {
     /// `Retry-After`, as for a full offload queue. Also refused at once for a shard
     /// index out of range ([`CallError::NoShard`], also what a driver without the
     /// runtime answers) or a stopped shard. Works the same whether the server runs
-    /// [`Http`](super::Http) plain or under [`Tls`](crate::tls::Tls); under
-    /// [`HttpWs`](crate::websocket::HttpWs), whose handler type names the WebSocket
-    /// application too, it is refused with [`CallError::WrongHandler`].
+    /// [`Http`](super::Http) plain, under [`Tls`](crate::tls::Tls) or inside
+    /// [`HttpWs`](crate::websocket::HttpWs): the runtime finds the `Http<A>` inside
+    /// whatever wraps it.
     pub fn call<A, R, F>(&mut self, shard: usize, f: F) -> Result<Called<R>, CallError>
     where
         A: App,
         R: Send + 'static,
         F: FnOnce(&mut A, &mut TargetShard<'_, '_>) -> R + Send + 'static,
     {
+        self.call_handler(shard, move |http: &mut super::Http<A>, on| {
+            http.run_call(f, on)
+        })
+    }
+
+    /// Like [`Exchange::call`], but `f` gets the target shard's protocol handler of
+    /// type `H` (the server's handler, or one nested in it, e.g. the
+    /// [`HttpWs`](crate::websocket::HttpWs) inside a `Tls<HttpWs<..>>`) and the
+    /// runtime's [`ShardIo`] there: for state outside the application, such as a
+    /// WebSocket side's counters. A type the target has nowhere comes back to
+    /// [`App::on_call_done`] as [`CallError::WrongHandler`].
+    pub fn call_handler<H, R, F>(&mut self, shard: usize, f: F) -> Result<Called<R>, CallError>
+    where
+        H: 'static,
+        R: Send + 'static,
+        F: FnOnce(&mut H, &mut ShardIo<'_>) -> R + Send + 'static,
+    {
         let seq = self.state.seq;
         let mut work = Some(f);
         let mut sent = Err(CallError::NoShard(shard));
         self.port.with_io(&mut |io| {
             if let Some(f) = work.take() {
-                sent = start_call::<A, R, F>(io, shard, seq, f);
+                sent = start_call::<H, R, F>(io, shard, seq, f);
             }
         });
         match sent {

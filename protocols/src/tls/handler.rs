@@ -8,10 +8,13 @@
 //! inner handler left unconsumed. It must never let a TLS error escape as a panic: every
 //! failure writes the alert rustls queued, flushes it and closes, counted.
 
+use std::any::{Any, TypeId};
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 
-use ringmaster_runtime::{Close, Event, Handler, Input, Io, ShardEvent, ShardIo, TimerKey};
+use ringmaster_runtime::{
+    find_in, Close, Event, Handler, Input, Io, ShardEvent, ShardIo, TimerKey,
+};
 use rustls::ServerConnection;
 
 use super::config::TlsConfig;
@@ -394,6 +397,11 @@ impl<P: Handler> Handler for Tls<P> {
     // Shard-level events name no connection and carry no TLS: straight through.
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
         self.inner.on_shard(event, shard);
+    }
+
+    // A cross-shard call naming the inner protocol (or one inside it) reaches it.
+    fn find(&mut self, ty: TypeId) -> Option<&mut dyn Any> {
+        find_in(&mut self.inner, ty)
     }
 }
 

@@ -79,6 +79,23 @@ pub struct WsCounters {
     pub slow_consumers: u64,
 }
 
+impl WsCounters {
+    /// Every counter with its name, for reports (e.g. the `/stats` route).
+    pub fn fields(&self) -> [(&'static str, u64); 9] {
+        [
+            ("opened", self.opened),
+            ("handshakes_refused", self.handshakes_refused),
+            ("messages_in", self.messages_in),
+            ("protocol_errors", self.protocol_errors),
+            ("invalid_utf8", self.invalid_utf8),
+            ("too_big", self.too_big),
+            ("idle_pings", self.idle_pings),
+            ("idle_closed", self.idle_closed),
+            ("slow_consumers", self.slow_consumers),
+        ]
+    }
+}
+
 /// A WebSocket application: one value per shard, called on that shard's thread.
 pub trait WsApp: 'static {
     /// What the application keeps per connection.

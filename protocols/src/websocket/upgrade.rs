@@ -18,9 +18,10 @@
 //! connection for each WebSocket, so nothing real is lost. (With a public
 //! `HttpConn::is_idle` from the HTTP layer, later requests could upgrade too.)
 
+use std::any::{Any, TypeId};
 use std::net::SocketAddr;
 
-use ringmaster_runtime::{Close, Event, Handler, Input, Io, ShardEvent, ShardIo};
+use ringmaster_runtime::{find_in, Close, Event, Handler, Input, Io, ShardEvent, ShardIo};
 
 use super::handler::{Ws, WsApp, WsConn};
 use super::handshake;
@@ -197,5 +198,14 @@ impl<H: App, W: WsApp> Handler for HttpWs<H, W> {
     // Shard events belong to the HTTP application (the WebSocket side has none).
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
         self.http.on_shard(event, shard);
+    }
+
+    // A cross-shard call naming the HTTP side (as `Exchange::call` does), a handler
+    // inside it, or the WebSocket side reaches it.
+    fn find(&mut self, ty: TypeId) -> Option<&mut dyn Any> {
+        if ty == TypeId::of::<Ws<W>>() {
+            return Some(&mut self.ws);
+        }
+        find_in(&mut self.http, ty)
     }
 }

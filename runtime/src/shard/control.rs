@@ -72,7 +72,8 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    /// A cross-shard call: run it with this shard's handler, send its value back.
+    /// A cross-shard call: run it with the handler it names (this shard's handler, or
+    /// one nested in it: `Handler::find`), send its value back.
     fn on_call(&mut self, mut req: CallRequest) {
         self.ctx.mailboxes[self.ctx.id].call_taken();
         let Some(work) = req.take_work() else {
@@ -86,6 +87,7 @@ impl<H: Handler> Shard<H> {
                 };
                 work(&mut self.handler, &mut shard)
             }
+            // Never: every call's work is a `CallWork`.
             Err(_) => Err(CallError::WrongHandler(std::any::type_name::<H>())),
         };
         req.reply(CallDone::new(value));
