@@ -48,6 +48,13 @@ pub struct HttpArgs {
     #[command(flatten)]
     pub tls: TlsArgs,
 
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The HTTP/1.1 limits, one flag each (shared by every server that speaks HTTP).
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
     /// Longest request line in bytes; a longer one gets 414
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_request_line)]
     pub max_request_line: usize,
@@ -79,7 +86,7 @@ pub struct HttpArgs {
     pub max_pipelined: usize,
 }
 
-impl HttpArgs {
+impl LimitArgs {
     /// The protocol limits these flags describe.
     pub fn limits(&self) -> Limits {
         let secs = |s: f64| {
@@ -103,7 +110,7 @@ impl HttpArgs {
 
 /// Runs the HTTP server until SIGINT/SIGTERM.
 pub fn run(args: &HttpArgs) -> ExitCode {
-    let limits = args.limits();
+    let limits = args.limits.limits();
     let builder = args.server.builder();
     let shards = builder.config().shards;
     run_maybe_tls(

@@ -9,6 +9,7 @@ mod echo;
 mod http;
 mod metrics;
 mod metrics_listen;
+mod proxy;
 mod tls;
 mod udp_echo;
 mod ws;
@@ -36,6 +37,8 @@ enum Command {
     UdpEcho(udp_echo::UdpEchoArgs),
     /// WebSocket server (RFC 6455, via HTTP/1.1 upgrade): echoes every message, or with --broadcast sends it to every connection on every shard
     Ws(ws::WsArgs),
+    /// Reverse proxy and load balancer: HTTP/1.1 (default) or TCP (--mode tcp) in front of --upstream servers
+    Proxy(proxy::ProxyArgs),
     /// Load generator: drives a server and reports rate, latency percentiles and the server's CPU per request
     Load(ringmaster_bench::LoadArgs),
 }
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Http(args) => http::run(args),
         Command::UdpEcho(args) => udp_echo::run(args),
         Command::Ws(args) => ws::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::Load(args) => ringmaster_bench::run(args),
     }
 }

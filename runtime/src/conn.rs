@@ -68,6 +68,8 @@ pub(crate) struct ConnIo {
     pub eof_pending: bool,
     /// The handler closed saying the peer will send nothing more: no lingering.
     pub no_linger: bool,
+    /// Where the handler's `Io::shutdown_write` stands.
+    pub half: HalfClose,
     pub recv_armed: bool,
     /// The receive is being ended (cancelled, or its socket shut down).
     pub recv_cancelling: bool,
@@ -76,7 +78,7 @@ pub(crate) struct ConnIo {
     /// Waiting for the buffer ring to refill (ENOBUFS).
     pub parked: bool,
     /// Submissions whose final completion has not arrived yet.
-    pub inflight: u32,
+    pub inflight: u16,
     /// Last time bytes moved either way (for the idle timeout).
     pub last_active: Instant,
     pub idle_timer: Option<TimerKey>,
@@ -87,6 +89,17 @@ pub(crate) struct ConnIo {
     /// descriptor's peer address: lent to the kernel (boxed, so it stays put while the
     /// slab may move the slot) until that operation's completion.
     pub addr: Option<Lent<Box<socket2::SockAddr>>>,
+}
+
+/// A connection's half-close (`Io::shutdown_write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HalfClose {
+    /// Not asked for.
+    No,
+    /// Asked for: the write side is shut once the queue is empty.
+    Asked,
+    /// The write side is shut.
+    Done,
 }
 
 impl ConnIo {
@@ -109,6 +122,7 @@ impl ConnIo {
             peer_eof: false,
             eof_pending: false,
             no_linger: false,
+            half: HalfClose::No,
             recv_armed: false,
             recv_cancelling: false,
             input_pending: false,
@@ -201,8 +215,8 @@ mod tests {
                 "addr",
                 size_of::<Option<crate::sys::lend::Lent<Box<socket2::SockAddr>>>>(),
             ),
-            ("inflight", size_of::<u32>()),
-            ("phase and 15 flags", size_of::<super::Phase>() + 15),
+            ("inflight", size_of::<u16>()),
+            ("phase, half and 15 flags", size_of::<super::Phase>() + 16),
         ];
         let total = size_of::<super::ConnIo>();
         for (name, bytes) in fields {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::call::{CallError, Called, ReplyTo};
 use crate::close::{Close, Origin};
 use crate::conn::ConnIo;
+use crate::conn::HalfClose;
 use crate::counters::Counters;
 use crate::ctx::{ConnAction, ConnectRequest, ShardCtx};
 use crate::handler::FindHandler;
@@ -446,6 +447,18 @@ impl<'a> Io<'a> {
     /// after this is discarded.
     pub fn close(&mut self) {
         self.conn.close_after_flush(Close::Local);
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Ends this side's output once what is queued is sent (TCP half-close: the peer
+    /// reads an end of stream), while reading goes on: for a relay passing on one
+    /// side's end of input to the other. Nothing may be written after it (it would be
+    /// dropped by the kernel with an error that resets the connection). Close as usual
+    /// once the peer's end of input has come too.
+    pub fn shutdown_write(&mut self) {
+        if self.conn.half == HalfClose::No {
+            self.conn.half = HalfClose::Asked;
+        }
         self.shard.mark_dirty(self.conn);
     }
 

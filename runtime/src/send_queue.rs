@@ -275,10 +275,16 @@ impl SendQueue {
         self.segments.push_back(Queued::Copied(buf));
     }
 
-    /// Queues an owned buffer.
+    /// Queues an owned buffer. A small one that goes out plainly joins the end of the
+    /// queue (one copy), as for [`push_bytes`](Self::push_bytes): a segment of its own
+    /// would cost a send of its own (a 13-byte body after its head: two sends).
     pub(crate) fn push_owned(&mut self, buf: Vec<u8>, zc: bool) {
         self.settle();
         if buf.is_empty() {
+            return;
+        }
+        if !zc && buf.len() <= COALESCE_MAX {
+            self.tail_for(buf.len()).extend_from_slice(&buf);
             return;
         }
         self.backlog += buf.len();
@@ -591,14 +597,28 @@ mod tests {
     fn order_is_kept_across_owned_and_copied_segments() {
         let mut q = SendQueue::default();
         q.write(b"a");
-        q.push_owned(vec![b'b'; 10], false);
+        q.push_owned(vec![b'b'; 2 * COALESCE_MAX], false);
         q.write(b"c");
         let mut lens = vec![];
         while let Some(s) = start(&mut q) {
             lens.push(s.len);
             done(&mut q, s.zc, s.len as usize);
         }
-        assert_eq!(lens, vec![1, 10, 1]);
+        assert_eq!(lens, vec![1, 2 * COALESCE_MAX as u32, 1]);
+    }
+
+    #[test]
+    fn a_small_owned_buffer_joins_the_queue_and_leaves_in_the_same_send() {
+        let mut q = SendQueue::default();
+        q.write(b"head");
+        q.push_owned(vec![b'b'; 10], false);
+        q.write(b"c");
+        assert_eq!(q.backlog(), 15);
+        let s = start(&mut q).unwrap();
+        assert_eq!(s.len, 15);
+        done(&mut q, s.zc, 15);
+        assert!(q.start_next().is_none());
+        assert_eq!(q.backlog(), 0);
     }
 
     #[test]

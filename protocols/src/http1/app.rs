@@ -111,7 +111,7 @@ pub trait App: 'static {
     ///
     /// The default relays the response: its status and `Content-Type`, then its body
     /// as it arrives (with `Content-Length` when the upstream gave one); a failure
-    /// before the head is answered with [`UpstreamError::status`] (502, 503 or 504),
+    /// before the head is answered with [`UpstreamError::status`](super::UpstreamError::status) (502, 503 or 504),
     /// after it the response is cut short (the client sees the truncation). An
     /// application that transforms responses implements this.
     fn on_upstream(

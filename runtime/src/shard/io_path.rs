@@ -10,6 +10,7 @@ use io_uring::cqueue;
 use socket2::SockRef;
 
 use super::*;
+use crate::conn::HalfClose;
 use crate::sys::sock::Sock;
 
 impl<H: Handler> Shard<H> {
@@ -275,6 +276,13 @@ impl<H: Handler> Shard<H> {
                 next.submit(ring, target, pack(kind, token));
                 slot.io.inflight += 1;
             }
+            if slot.io.half == HalfClose::Asked
+                && slot.io.phase == Phase::Open
+                && slot.io.send.is_empty()
+            {
+                slot.io.half = HalfClose::Done;
+                shut_write_side(ctx, ring, slot);
+            }
             if slot.io.phase == Phase::Flushing && slot.io.send.is_empty() {
                 // Unread input would turn a close's FIN into a reset that can destroy
                 // output the peer has not read: linger then. The last receive says
@@ -439,6 +447,26 @@ pub(super) fn start_linger<H: Handler>(
     ctx.timers
         .insert(ctx.now, LINGER, TimerEvent::Linger(slot.io.token));
     ctx.mark_dirty(&mut slot.io);
+}
+
+/// Shuts the write side of an open connection (`Io::shutdown_write`), its queue empty.
+fn shut_write_side<C>(ctx: &mut ShardCtx, ring: &mut Ring, slot: &mut ConnSlot<C>) {
+    match &slot.io.sock {
+        Some(Sock::Plain(fd)) => {
+            let shut = SockRef::from(fd).shutdown(std::net::Shutdown::Write);
+            ctx.counters.close_errors += u64::from(shut.is_err());
+        }
+        Some(sock @ Sock::Direct(_)) => {
+            // On an io-wq worker: counted in flight, so the socket outlives it.
+            ring.shutdown(
+                sock.target(),
+                libc::SHUT_WR,
+                pack(OpKind::Shutdown, slot.io.token),
+            );
+            slot.io.inflight += 1;
+        }
+        None => {}
+    }
 }
 
 /// Closes a connection: tells the handler, drops unsent output, ends what is in flight.

@@ -1,0 +1,487 @@
+//! `ringmaster proxy`: an HTTP reverse proxy and load balancer (`--mode http`, the
+//! default) or a TCP proxy (`--mode tcp`), in front of one or more `--upstream`s.
+//!
+//! HTTP mode is an [`App`] on the upstream pool of `http1::upstream`: every request is
+//! re-framed from the proxy's own parse (one request in, one request out: a smuggling
+//! attempt is answered 400 by the server's parser and never reaches an upstream), its
+//! hop-by-hop fields removed and `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added
+//! (`headers`), sent to the upstream the balancer picks (`balance`), and the response
+//! streamed back with its own hop-by-hop fields removed. Failures: an upstream that
+//! cannot be reached is replaced by the next for idempotent methods while nothing of
+//! the response went out, else 502; no response head within `--upstream-timeout` 504; a
+//! malformed response 502; a body cut short closes the client connection.
+//!
+//! Parts: `headers` (what changes in the fields), `balance` (which upstream, and
+//! passive health), `tcp` (the L4 mode).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
+use ringmaster_protocols::http1::{
+    App, Exchange, Fetch, Http, Request, Response, Upstream, UpstreamError, UpstreamEvent,
+    UpstreamRequest,
+};
+use ringmaster_protocols::tls::TlsOptions;
+
+use crate::cli::{parse_listen, ServerArgs};
+use crate::http::LimitArgs;
+use crate::tls::{run_maybe_tls, TlsArgs};
+
+mod balance;
+mod headers;
+mod tcp;
+
+use balance::{Balancer, Policy, MAX_UPSTREAMS};
+
+/// What the proxy speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// HTTP/1.1 reverse proxy: requests balanced one by one.
+    Http,
+    /// TCP (L4): bytes pass both ways, balanced per connection.
+    Tcp,
+}
+
+/// Flags of `ringmaster proxy`.
+#[derive(Args, Debug, Clone)]
+pub struct ProxyArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// An upstream to proxy to, HOST:PORT (repeat for several, at most 64)
+    #[arg(long = "upstream", value_name = "HOST:PORT", required = true, value_parser = parse_listen)]
+    pub upstreams: Vec<SocketAddr>,
+
+    /// http: an HTTP/1.1 reverse proxy; tcp: bytes both ways (L4)
+    #[arg(long, value_enum, default_value_t = Mode::Http)]
+    pub mode: Mode,
+
+    /// How an upstream is chosen for each request (http) or connection (tcp)
+    #[arg(long, value_enum, default_value_t = Policy::RoundRobin)]
+    pub balance: Policy,
+
+    /// Failures in a row after which an upstream is skipped for --fail-timeout
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_fails: u32,
+
+    /// Seconds a failing upstream is skipped
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub fail_timeout: f64,
+
+    /// Seconds an upstream has to send a response head before the client gets 504
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub upstream_timeout: f64,
+
+    /// Seconds a connect to an upstream may take
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub connect_timeout: f64,
+
+    /// Idle keep-alive connections kept per upstream and shard
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub upstream_idle: usize,
+
+    /// Speak TLS to the upstreams (trusting the platform's CAs unless --upstream-ca or --upstream-insecure)
+    #[arg(long)]
+    pub upstream_tls: bool,
+
+    /// Trust the CA certificates in this PEM file for the upstreams' certificates
+    #[arg(long, value_name = "FILE", requires = "upstream_tls")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Do not check the upstreams' certificates (a test bed only)
+    #[arg(long, requires = "upstream_tls", conflicts_with = "upstream_ca")]
+    pub upstream_insecure: bool,
+
+    /// The name the upstreams' certificates must carry, also sent as SNI [default: the upstream's IP address]
+    #[arg(long, value_name = "NAME", requires = "upstream_tls")]
+    pub upstream_name: Option<String>,
+
+    /// Answer GET /.ringmaster/stats with the per-upstream counters (HTTP mode)
+    #[arg(long)]
+    pub stats: bool,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.001, 1e6)
+    } else {
+        1e6
+    })
+}
+
+/// Runs the proxy until SIGINT/SIGTERM.
+pub fn run(args: &ProxyArgs) -> ExitCode {
+    if args.upstreams.len() > MAX_UPSTREAMS {
+        eprintln!(
+            "ringmaster: at most {MAX_UPSTREAMS} --upstream addresses (got {}); put a second proxy tier in front of more",
+            args.upstreams.len()
+        );
+        return ExitCode::from(2);
+    }
+    let builder = args.server.builder();
+    let fail_timeout = secs(args.fail_timeout);
+    if args.mode == Mode::Tcp {
+        let ups = args.upstreams.clone();
+        let (policy, fails, connect) = (args.balance, args.max_fails, secs(args.connect_timeout));
+        return run_maybe_tls(
+            "proxy (tcp)",
+            builder,
+            &args.tls,
+            TlsOptions::default(),
+            None,
+            move |shard| {
+                let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
+                tcp::TcpProxy::new(ups.clone(), bal, connect)
+            },
+        );
+    }
+    let ups = match upstreams(args) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("ringmaster: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let limits = args.limits.limits();
+    let proto = if args.tls.tls_cert.is_some() || args.tls.tls_self_signed {
+        "https"
+    } else {
+        "http"
+    };
+    let (policy, fails, stats) = (args.balance, args.max_fails, args.stats);
+    run_maybe_tls(
+        "proxy",
+        builder,
+        &args.tls,
+        TlsOptions::http1(),
+        None,
+        move |shard| {
+            let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
+            Http::new(Proxy::new(ups.clone(), bal, proto, stats), limits.clone())
+        },
+    )
+}
+
+/// The upstream handles the flags describe.
+fn upstreams(args: &ProxyArgs) -> Result<Vec<Upstream>, String> {
+    args.upstreams
+        .iter()
+        .map(|&addr| {
+            let mut b = Upstream::builder(addr)
+                .response_timeout(secs(args.upstream_timeout))
+                .connect_timeout(secs(args.connect_timeout))
+                .max_idle(args.upstream_idle);
+            if args.upstream_tls {
+                let name = args
+                    .upstream_name
+                    .clone()
+                    .unwrap_or_else(|| addr.ip().to_string());
+                let tls = if args.upstream_insecure {
+                    UpstreamTls::without_verification(&name)
+                } else if let Some(ca) = &args.upstream_ca {
+                    UpstreamTls::with_ca_file(ca, &name)
+                } else {
+                    UpstreamTls::with_platform_roots(&name)
+                };
+                b = b.tls(tls.map_err(|e| format!("--upstream-tls: {e}"))?);
+            }
+            Ok(b.build())
+        })
+        .collect()
+}
+
+/// What the proxy counts per upstream on one shard, beside the pool's counters.
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    /// Requests given to this upstream.
+    requests: u64,
+    /// Requests sent to it after another upstream failed them.
+    retries: u64,
+    /// Failures that count against its health.
+    failures: u64,
+    /// 502s and 504s answered for it.
+    sent_502: u64,
+    sent_504: u64,
+}
+
+/// The HTTP proxy, one per shard.
+pub struct Proxy {
+    ups: Vec<Upstream>,
+    bal: Balancer,
+    counts: Vec<Counts>,
+    proto: &'static str,
+    stats: bool,
+    /// The `X-Forwarded-For` value being built (kept to reuse its allocation).
+    scratch: String,
+}
+
+/// A request kept whole, to be sent to another upstream if the first cannot be reached.
+struct Again {
+    method: String,
+    target: String,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// One proxied request.
+pub struct Task {
+    up: usize,
+    tried: u64,
+    again: Option<Box<Again>>,
+}
+
+impl Proxy {
+    fn new(ups: Vec<Upstream>, bal: Balancer, proto: &'static str, stats: bool) -> Self {
+        let counts = vec![Counts::default(); ups.len()];
+        Proxy {
+            ups,
+            bal,
+            counts,
+            proto,
+            stats,
+            scratch: String::new(),
+        }
+    }
+
+    /// Sends `call` to the balancer's pick (not one of `tried`); the task, or the status
+    /// the client gets.
+    fn send(
+        &mut self,
+        call: UpstreamRequest<'_>,
+        client: Option<IpAddr>,
+        tried: u64,
+        ex: &mut Exchange<'_>,
+    ) -> Result<(usize, u64), u16> {
+        let mut tried = tried;
+        loop {
+            let Some(i) = self.bal.pick(client, tried, ex.now()) else {
+                return Err(502);
+            };
+            tried |= 1 << i;
+            self.counts[i].requests += 1;
+            match ex.fetch(&self.ups[i], call) {
+                Ok(_) => {
+                    self.bal.standing[i].inflight += 1;
+                    return Ok((i, tried));
+                }
+                // This upstream's queue is full: another may have room.
+                Err(UpstreamError::QueueFull) => continue,
+                Err(e) => return Err(e.status()),
+            }
+        }
+    }
+
+    fn stats_json(&self, ex: &Exchange<'_>) -> String {
+        let now = ex.now();
+        let mut out = String::from("{\"upstreams\":[");
+        for (i, up) in self.ups.iter().enumerate() {
+            let s = ex.upstream_stats(up).unwrap_or_default();
+            let st = &self.bal.standing[i];
+            let c = &self.counts[i];
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!(
+                "{{\"addr\":\"{}\",\"up\":{},\"inflight\":{},\"marked_down\":{},\"requests\":{},\"retries\":{},\"failures\":{},\"sent_502\":{},\"sent_504\":{},\"pool\":{}}}",
+                up.addr(),
+                st.down_until.is_none_or(|t| now >= t),
+                st.inflight,
+                st.marked_down,
+                c.requests,
+                c.retries,
+                c.failures,
+                c.sent_502,
+                c.sent_504,
+                pool_json(&s)
+            ));
+        }
+        out.push_str("]}\n");
+        out
+    }
+
+    fn count_status(&mut self, up: usize, status: u16) {
+        if let Some(c) = self.counts.get_mut(up) {
+            match status {
+                502 => c.sent_502 += 1,
+                504 => c.sent_504 += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn pool_json(s: &UpstreamStats) -> String {
+    let fields: Vec<String> = s
+        .fields()
+        .iter()
+        .map(|(k, v)| format!("\"{k}\":{v}"))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// Failures that say the upstream is unwell (not the client's doing, not a full queue).
+fn counts_against(e: &UpstreamError) -> bool {
+    !matches!(
+        e,
+        UpstreamError::QueueFull | UpstreamError::ShuttingDown | UpstreamError::InvalidRequest(_)
+    )
+}
+
+/// Failures after which the request may go to another upstream: nothing of it was
+/// processed there (it could not be reached, or closed before a response).
+fn may_go_elsewhere(e: &UpstreamError) -> bool {
+    matches!(
+        e,
+        UpstreamError::Connect(_) | UpstreamError::ConnectTimeout | UpstreamError::Closed
+    )
+}
+
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    )
+}
+
+impl App for Proxy {
+    type Task = Task;
+
+    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Task> {
+        if self.stats && req.path() == "/.ringmaster/stats" {
+            let body = self.stats_json(ex);
+            ex.respond(Response::text(200, &body).fields(&[("Content-Type", "application/json")]));
+            return None;
+        }
+        let client = ex.peer().map(|a| a.ip());
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let fields =
+            match headers::request_fields(|| req.headers(), client, self.proto, &mut scratch) {
+                Ok(f) => f,
+                Err(_) => {
+                    ex.respond(Response::text(
+                        400,
+                        "Bad Request: a field value is not text\n",
+                    ));
+                    return None;
+                }
+            };
+        let call = UpstreamRequest::new(req.method(), req.target())
+            .headers(&fields)
+            .body(req.body());
+        let again = (idempotent(req.method()) && self.ups.len() > 1).then(|| {
+            Box::new(Again {
+                method: req.method().to_owned(),
+                target: req.target().to_owned(),
+                fields: fields
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                body: req.body().to_vec(),
+            })
+        });
+        let sent = self.send(call, client, 0, ex);
+        drop(fields);
+        self.scratch = scratch;
+        match sent {
+            Ok((up, tried)) => Some(Task { up, tried, again }),
+            Err(status) => {
+                ex.respond(Response::text(status, "upstream unavailable\n"));
+                None
+            }
+        }
+    }
+
+    fn on_upstream(
+        &mut self,
+        task: &mut Task,
+        _: Fetch,
+        ev: UpstreamEvent<'_>,
+        ex: &mut Exchange<'_>,
+    ) {
+        match ev {
+            UpstreamEvent::Head(head) => {
+                self.bal.succeeded(task.up);
+                let all = head.headers();
+                let mut fields = match headers::end_to_end(|| all.iter()) {
+                    Ok(f) => f,
+                    // A value that is not text cannot be passed on: the fields that are.
+                    Err(_) => headers::end_to_end(|| {
+                        all.iter().filter(|(_, v)| std::str::from_utf8(v).is_ok())
+                    })
+                    .unwrap_or_default(),
+                };
+                fields.push(("Via", headers::VIA));
+                let len = head
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+                let chunked = head.headers().get("transfer-encoding").is_some();
+                match len {
+                    Some(n) if !chunked => ex.start_sized(head.status(), &fields, n),
+                    _ if head.framing() == ringmaster_protocols::http1::encode::Framing::None => {
+                        ex.respond(Response::new(head.status()).fields(&fields));
+                    }
+                    _ => ex.start_stream(head.status(), &fields),
+                }
+            }
+            UpstreamEvent::Body(b) => ex.send_chunk(b),
+            UpstreamEvent::End => {
+                self.bal.standing[task.up].inflight -= 1;
+                if !ex.is_done() {
+                    ex.finish();
+                }
+            }
+            UpstreamEvent::Failed(e) => {
+                let now = ex.now();
+                self.bal.standing[task.up].inflight -= 1;
+                if counts_against(&e) {
+                    self.counts[task.up].failures += 1;
+                    self.bal.failed(task.up, now);
+                }
+                if !ex.is_started() && may_go_elsewhere(&e) {
+                    if let Some(again) = task.again.take() {
+                        let fields: Vec<(&str, &str)> = again
+                            .fields
+                            .iter()
+                            .map(|(n, v)| (n.as_str(), v.as_str()))
+                            .collect();
+                        let call = UpstreamRequest::new(&again.method, &again.target)
+                            .headers(&fields)
+                            .body(&again.body);
+                        let client = ex.peer().map(|a| a.ip());
+                        if let Ok((up, tried)) = self.send(call, client, task.tried, ex) {
+                            self.counts[up].retries += 1;
+                            task.up = up;
+                            task.tried = tried;
+                            drop(fields);
+                            task.again = Some(again);
+                            return;
+                        }
+                    }
+                }
+                if ex.is_started() {
+                    ex.abort();
+                } else {
+                    self.count_status(task.up, e.status());
+                    ex.respond(Response::text(e.status(), "upstream failed\n"));
+                }
+            }
+        }
+    }
+
+    fn on_cancel(&mut self, task: Task) {
+        if let Some(s) = self.bal.standing.get_mut(task.up) {
+            s.inflight = s.inflight.saturating_sub(1);
+        }
+    }
+}

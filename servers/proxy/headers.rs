@@ -1,0 +1,176 @@
+//! What a proxy changes in the fields it passes on (RFC 9110 §7.6): hop-by-hop fields
+//! removed both ways (`Connection` and every field it names, `Keep-Alive`, `TE`,
+//! `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Connection`), `Via` added,
+//! `X-Forwarded-For` appended to and `X-Forwarded-Proto` set on requests. Framing
+//! fields (`Content-Length`, `Transfer-Encoding`) never pass: each side's framing is
+//! written afresh from the proxy's own parse, so what the upstream sees is one
+//! well-framed request whatever the client sent.
+
+/// The `Via` value this proxy adds (RFC 9110 §7.6.3).
+pub const VIA: &str = "1.1 ringmaster";
+
+/// Fields that are always hop-by-hop, beside those `Connection` names.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+];
+
+/// The field names a `Connection` field value lists (its options), lower-cased.
+fn connection_options<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',') {
+                let t = String::from_utf8_lossy(token).trim().to_ascii_lowercase();
+                if !t.is_empty() {
+                    out.push(t);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a field stays on this hop only.
+fn hop_by_hop(name: &str, named: &[String]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || named.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// Why a request cannot be forwarded as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A field value that is not text the upstream request could carry (obs-text).
+    NotText,
+}
+
+/// The end-to-end fields of a message, as `&str` pairs borrowed from it, without its
+/// hop-by-hop and framing fields; `None` when a value is not UTF-8 text.
+pub fn end_to_end<'a, I>(fields: impl Fn() -> I) -> Result<Vec<(&'a str, &'a str)>, Refused>
+where
+    I: Iterator<Item = (&'a str, &'a [u8])>,
+{
+    let named = connection_options(fields());
+    let mut out = Vec::with_capacity(16);
+    for (name, value) in fields() {
+        if hop_by_hop(name, &named) {
+            continue;
+        }
+        let v = std::str::from_utf8(value).map_err(|_| Refused::NotText)?;
+        out.push((name, v));
+    }
+    Ok(out)
+}
+
+/// The request fields for the upstream: the end-to-end ones (`Host` unchanged), an
+/// `Expect` dropped (the body is already here), `X-Forwarded-For` with `client`
+/// appended, `X-Forwarded-Proto` set to `proto`, and `Via`. `scratch` holds the new
+/// `X-Forwarded-For` value.
+pub fn request_fields<'a, I>(
+    fields: impl Fn() -> I,
+    client: Option<std::net::IpAddr>,
+    proto: &'a str,
+    scratch: &'a mut String,
+) -> Result<Vec<(&'a str, &'a str)>, Refused>
+where
+    I: Iterator<Item = (&'a str, &'a [u8])>,
+{
+    let mut out = end_to_end(fields)?;
+    scratch.clear();
+    for (n, v) in &out {
+        if n.eq_ignore_ascii_case("x-forwarded-for") {
+            if !scratch.is_empty() {
+                scratch.push_str(", ");
+            }
+            scratch.push_str(v.trim());
+        }
+    }
+    if let Some(ip) = client {
+        if !scratch.is_empty() {
+            scratch.push_str(", ");
+        }
+        scratch.push_str(&ip.to_string());
+    }
+    out.retain(|(n, _)| {
+        !n.eq_ignore_ascii_case("x-forwarded-for")
+            && !n.eq_ignore_ascii_case("x-forwarded-proto")
+            && !n.eq_ignore_ascii_case("expect")
+    });
+    if !scratch.is_empty() {
+        out.push(("X-Forwarded-For", scratch.as_str()));
+    }
+    out.push(("X-Forwarded-Proto", proto));
+    out.push(("Via", VIA));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Pairs<'a> = std::iter::Map<
+        std::slice::Iter<'a, (&'a str, &'a str)>,
+        fn(&(&'a str, &'a str)) -> (&'a str, &'a [u8]),
+    >;
+
+    fn f<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn() -> Pairs<'a> {
+        move || list.iter().map(|(n, v)| (*n, v.as_bytes()))
+    }
+
+    #[test]
+    fn hop_by_hop_and_named_fields_are_removed() {
+        let list = [
+            ("Host", "example.com"),
+            ("Connection", "keep-alive, X-Secret"),
+            ("X-Secret", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Trailer", "X-T"),
+            ("Transfer-Encoding", "chunked"),
+            ("Content-Length", "5"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Accept", "*/*"),
+        ];
+        let out = end_to_end(f(&list)).unwrap();
+        assert_eq!(out, [("Host", "example.com"), ("Accept", "*/*")]);
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_and_proto_and_via_set() {
+        let list = [
+            ("Host", "h"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2 "),
+            ("X-Forwarded-Proto", "gopher"),
+            ("Expect", "100-continue"),
+        ];
+        let mut s = String::new();
+        let ip = Some("127.0.0.1".parse().unwrap());
+        let out = request_fields(f(&list), ip, "https", &mut s).unwrap();
+        assert_eq!(
+            out,
+            [
+                ("Host", "h"),
+                ("X-Forwarded-For", "10.0.0.1, 10.0.0.2, 127.0.0.1"),
+                ("X-Forwarded-Proto", "https"),
+                ("Via", VIA),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_that_is_not_text_is_refused() {
+        let fields = [("X-Bin", &b"\xff\xfe"[..])];
+        assert_eq!(
+            end_to_end(|| fields.iter().map(|(n, v)| (*n, *v))),
+            Err(Refused::NotText)
+        );
+    }
+}
