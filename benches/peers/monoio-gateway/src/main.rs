@@ -337,14 +337,17 @@ fn dechunk(state: &mut Chunk, input: &[u8], out: &mut Vec<u8>) -> io::Result<usi
     }
 }
 
+/// How streaming a body went.
+struct Streamed {
+    /// The whole response reached the client.
+    client_ok: bool,
+    /// The backend's body ended cleanly with nothing after it: `be` can serve another request.
+    backend_ok: bool,
+}
+
 /// Streams the backend's body to the client after `out` (which holds the response head).
-/// Ok(true): the body ended cleanly and `be` can serve another request.
-async fn stream_body(
-    client: &mut TcpStream,
-    be: &mut Backend,
-    framing: Framing,
-    mut out: Vec<u8>,
-) -> (io::Result<bool>, Vec<u8>) {
+async fn stream_body(client: &mut TcpStream, be: &mut Backend, framing: Framing, mut out: Vec<u8>) -> (Streamed, Vec<u8>) {
+    let failed = |backend_ok| Streamed { client_ok: false, backend_ok };
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
@@ -368,7 +371,7 @@ async fn stream_body(
                     be.buf.drain(..n);
                     matches!(chunk, Chunk::Done)
                 }
-                Err(e) => return (Err(e), out),
+                Err(_) => return (failed(false), out),
             },
             Framing::Close => {
                 push_chunk(&mut out, &be.buf);
@@ -380,23 +383,23 @@ async fn stream_body(
             let (res, o) = client.write_all(out).await;
             out = o;
             out.clear();
-            if let Err(e) = res {
-                return (Err(e), out);
+            if res.is_err() {
+                // The client has gone; the backend connection is still good if its answer is complete.
+                return (failed(done && be.buf.is_empty()), out);
             }
         }
         if done {
-            return (Ok(be.buf.is_empty()), out);
+            return (Streamed { client_ok: true, backend_ok: be.buf.is_empty() }, out);
         }
         let (res, buf) = read_more(&mut be.stream, std::mem::take(&mut be.buf)).await;
         be.buf = buf;
         match res {
             Ok(0) if matches!(framing, Framing::Close) => {
                 let (res, o) = client.write_all(b"0\r\n\r\n".to_vec()).await;
-                return (res.map(|_| false), o);
+                return (Streamed { client_ok: res.is_ok(), backend_ok: false }, o);
             }
-            Ok(0) => return (Err(io::ErrorKind::UnexpectedEof.into()), out),
+            Ok(0) | Err(_) => return (failed(false), out),
             Ok(_) => {}
-            Err(e) => return (Err(e), out),
         }
     }
 }
@@ -418,17 +421,12 @@ async fn forward(gw: &Gateway, client: &mut TcpStream, path: &str, mut out: Vec<
         }
     };
     response_head(&mut out, gw, &head);
-    let (res, o) = stream_body(client, &mut be, head.framing, out).await;
-    match res {
-        Ok(reusable) => {
-            if reusable && head.keep_alive {
-                gw.pool.borrow_mut().push(be);
-            }
-            (true, o)
-        }
-        // Part of the response may have left: the client connection cannot go on.
-        Err(_) => (false, o),
+    let (streamed, o) = stream_body(client, &mut be, head.framing, out).await;
+    if streamed.backend_ok && head.keep_alive {
+        gw.pool.borrow_mut().push(be);
     }
+    // A response cut short (by either side) ends the client connection.
+    (streamed.client_ok, o)
 }
 
 /// A request head at the start of `buf`: its target, its length and whether the client
