@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::uri::Authority;
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
@@ -23,11 +24,13 @@ use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 const USAGE: &str = "usage: axum-gateway --listen ADDR --backend HOST:PORT";
+/// How long the backend may take to send its response head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 struct Gateway {
     client: Client<HttpConnector, Body>,
-    backend: String,
+    backend: Authority,
 }
 
 async fn proxy(State(gw): State<Gateway>, uri: Uri) -> Response {
@@ -35,13 +38,14 @@ async fn proxy(State(gw): State<Gateway>, uri: Uri) -> Response {
     let request = Request::get(format!("http://{}{path}", gw.backend))
         .body(Body::empty())
         .expect("a valid request");
-    let response = match tokio::time::timeout(Duration::from_secs(5), gw.client.request(request)).await {
+    let response = match tokio::time::timeout(HEAD_TIMEOUT, gw.client.request(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(_)) => return StatusCode::BAD_GATEWAY.into_response(),
         Err(_) => return StatusCode::GATEWAY_TIMEOUT.into_response(),
     };
     let (parts, body) = response.into_parts();
-    let body = body.map_frame(|frame| frame.map_data(|data| Bytes::from(data.to_ascii_uppercase())));
+    let body =
+        body.map_frame(|frame| frame.map_data(|data| Bytes::from(data.to_ascii_uppercase())));
     let mut out = Response::builder().status(parts.status);
     for name in [header::CONTENT_TYPE, header::CONTENT_LENGTH] {
         if let Some(value) = parts.headers.get(&name) {
@@ -61,16 +65,22 @@ fn parse_args() -> Result<(String, String), String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    Ok((listen.ok_or("--listen ADDR is required")?, backend.ok_or("--backend HOST:PORT is required")?))
+    Ok((
+        listen.ok_or("--listen ADDR is required")?,
+        backend.ok_or("--backend HOST:PORT is required")?,
+    ))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (listen, backend) = parse_args().map_err(|e| format!("{e}\n{USAGE}"))?;
+    let backend: Authority = backend.parse()?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).build(connector);
-    let app = Router::new().fallback(proxy).with_state(Gateway { client, backend });
+    let app = Router::new()
+        .fallback(proxy)
+        .with_state(Gateway { client, backend });
     let listener = TcpListener::bind(&listen).await?;
     eprintln!("axum-gateway listening on {}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {

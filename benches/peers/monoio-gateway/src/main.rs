@@ -155,14 +155,21 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<(Head, usize)>> {
         if h.name.eq_ignore_ascii_case("content-type") {
             head.content_type = Some(h.value.to_vec());
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            let len = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse().ok());
+            let len = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
             if !matches!(head.framing, Framing::Chunked) {
                 head.framing = Framing::Length(len.ok_or_else(|| bad("bad Content-Length"))?);
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Only `chunked` (last) is understood; anything else ends at close.
-            let chunked = h.value.len() >= 7 && h.value[h.value.len() - 7..].eq_ignore_ascii_case(b"chunked");
-            head.framing = if chunked { Framing::Chunked } else { Framing::Close };
+            let chunked =
+                h.value.len() >= 7 && h.value[h.value.len() - 7..].eq_ignore_ascii_case(b"chunked");
+            head.framing = if chunked {
+                Framing::Chunked
+            } else {
+                Framing::Close
+            };
         } else if h.name.eq_ignore_ascii_case("connection") {
             let v = h.value.to_ascii_lowercase();
             if v.windows(5).any(|w| w == b"close") {
@@ -230,8 +237,13 @@ async fn fetch_head(gw: &Gateway, path: &str) -> io::Result<(Backend, Head)> {
     }
     let stream = TcpStream::connect(gw.backend).await?;
     let _ = stream.set_nodelay(true);
-    let mut be = Backend { stream, buf: Vec::with_capacity(BUF) };
-    let head = exchange(&mut be, backend_request(gw, path)).await.map_err(|(e, _)| e)?;
+    let mut be = Backend {
+        stream,
+        buf: Vec::with_capacity(BUF),
+    };
+    let head = exchange(&mut be, backend_request(gw, path))
+        .await
+        .map_err(|(e, _)| e)?;
     Ok((be, head))
 }
 
@@ -255,7 +267,9 @@ fn response_head(out: &mut Vec<u8>, gw: &Gateway, head: &Head) {
     match head.framing {
         Framing::None => {}
         Framing::Length(n) => out.extend_from_slice(format!("\r\nContent-Length: {n}").as_bytes()),
-        Framing::Chunked | Framing::Close => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
+        Framing::Chunked | Framing::Close => {
+            out.extend_from_slice(b"\r\nTransfer-Encoding: chunked")
+        }
     }
     out.extend_from_slice(b"\r\n\r\n");
 }
@@ -300,12 +314,19 @@ fn dechunk(state: &mut Chunk, input: &[u8], out: &mut Vec<u8>) -> io::Result<usi
     loop {
         match *state {
             Chunk::Size => {
-                let Some((l, next)) = line(input, pos)? else { return Ok(pos) };
+                let Some((l, next)) = line(input, pos)? else {
+                    return Ok(pos);
+                };
                 let hex = l.split(|&b| b == b';').next().unwrap_or(b"");
                 let hex = std::str::from_utf8(hex).map_err(|_| bad("bad chunk size"))?;
-                let size = usize::from_str_radix(hex.trim(), 16).map_err(|_| bad("bad chunk size"))?;
+                let size =
+                    usize::from_str_radix(hex.trim(), 16).map_err(|_| bad("bad chunk size"))?;
                 pos = next;
-                *state = if size == 0 { Chunk::Trailer } else { Chunk::Data(size) };
+                *state = if size == 0 {
+                    Chunk::Trailer
+                } else {
+                    Chunk::Data(size)
+                };
             }
             Chunk::Data(left) => {
                 let n = left.min(input.len() - pos);
@@ -314,10 +335,16 @@ fn dechunk(state: &mut Chunk, input: &[u8], out: &mut Vec<u8>) -> io::Result<usi
                 }
                 push_chunk(out, &input[pos..pos + n]);
                 pos += n;
-                *state = if n == left { Chunk::DataEnd } else { Chunk::Data(left - n) };
+                *state = if n == left {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left - n)
+                };
             }
             Chunk::DataEnd => {
-                let Some((l, next)) = line(input, pos)? else { return Ok(pos) };
+                let Some((l, next)) = line(input, pos)? else {
+                    return Ok(pos);
+                };
                 if !l.is_empty() {
                     return Err(bad("no CRLF after chunk data"));
                 }
@@ -325,7 +352,9 @@ fn dechunk(state: &mut Chunk, input: &[u8], out: &mut Vec<u8>) -> io::Result<usi
                 *state = Chunk::Size;
             }
             Chunk::Trailer => {
-                let Some((l, next)) = line(input, pos)? else { return Ok(pos) };
+                let Some((l, next)) = line(input, pos)? else {
+                    return Ok(pos);
+                };
                 pos = next;
                 if l.is_empty() {
                     out.extend_from_slice(b"0\r\n\r\n");
@@ -346,8 +375,16 @@ struct Streamed {
 }
 
 /// Streams the backend's body to the client after `out` (which holds the response head).
-async fn stream_body(client: &mut TcpStream, be: &mut Backend, framing: Framing, mut out: Vec<u8>) -> (Streamed, Vec<u8>) {
-    let failed = |backend_ok| Streamed { client_ok: false, backend_ok };
+async fn stream_body(
+    client: &mut TcpStream,
+    be: &mut Backend,
+    framing: Framing,
+    mut out: Vec<u8>,
+) -> (Streamed, Vec<u8>) {
+    let failed = |backend_ok| Streamed {
+        client_ok: false,
+        backend_ok,
+    };
     let mut left = match framing {
         Framing::Length(n) => n,
         _ => 0,
@@ -389,14 +426,26 @@ async fn stream_body(client: &mut TcpStream, be: &mut Backend, framing: Framing,
             }
         }
         if done {
-            return (Streamed { client_ok: true, backend_ok: be.buf.is_empty() }, out);
+            return (
+                Streamed {
+                    client_ok: true,
+                    backend_ok: be.buf.is_empty(),
+                },
+                out,
+            );
         }
         let (res, buf) = read_more(&mut be.stream, std::mem::take(&mut be.buf)).await;
         be.buf = buf;
         match res {
             Ok(0) if matches!(framing, Framing::Close) => {
                 let (res, o) = client.write_all(b"0\r\n\r\n".to_vec()).await;
-                return (Streamed { client_ok: res.is_ok(), backend_ok: false }, o);
+                return (
+                    Streamed {
+                        client_ok: res.is_ok(),
+                        backend_ok: false,
+                    },
+                    o,
+                );
             }
             Ok(0) | Err(_) => return (failed(false), out),
             Ok(_) => {}
@@ -405,7 +454,12 @@ async fn stream_body(client: &mut TcpStream, be: &mut Backend, framing: Framing,
 }
 
 /// Answers one client request for `path`. Ok(true): the client connection can go on.
-async fn forward(gw: &Gateway, client: &mut TcpStream, path: &str, mut out: Vec<u8>) -> (bool, Vec<u8>) {
+async fn forward(
+    gw: &Gateway,
+    client: &mut TcpStream,
+    path: &str,
+    mut out: Vec<u8>,
+) -> (bool, Vec<u8>) {
     out.clear();
     let (mut be, head) = match monoio::time::timeout(HEAD_TIMEOUT, fetch_head(gw, path)).await {
         Ok(Ok(x)) => x,
