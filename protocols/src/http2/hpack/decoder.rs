@@ -53,6 +53,15 @@ impl Decoder {
         }
     }
 
+    /// A decoder whose table limit starts at `table_size` instead of the default: for a
+    /// peer known to have had our SETTINGS before its first header block.
+    pub fn with_table_size(table_size: usize, max_header_list_size: usize) -> Self {
+        let mut d = Decoder::new(max_header_list_size);
+        d.table.set_max_size(table_size);
+        d.max_table_size = table_size;
+        d
+    }
+
     /// Puts into force the SETTINGS_HEADER_TABLE_SIZE we advertised, once the peer has
     /// acknowledged it. A lower value than before obliges the peer to shrink its table
     /// with a size update at the start of its next block (section 4.2).
@@ -76,6 +85,12 @@ impl Decoder {
     /// How many entries the dynamic table holds.
     pub fn table_len(&self) -> usize {
         self.table.len()
+    }
+
+    /// The dynamic table's entries, newest first.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.table.iter().map(|(_, e)| (e.name().to_vec(), e.value().to_vec())).collect()
     }
 
     /// Decodes one complete header block (all CONTINUATION fragments joined), calling

@@ -140,6 +140,12 @@ impl Encoder {
         literal(out, 0x10, 4, name_index, name, value);
     }
 
+    /// The dynamic table's entries, newest first.
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.table.iter().map(|(_, e)| (e.name().to_vec(), e.value().to_vec())).collect()
+    }
+
     /// The dynamic table's current size (section 4.1).
     pub fn table_size(&self) -> usize {
         self.table.size()
