@@ -26,7 +26,9 @@ pub fn decode(buf: &[u8], max_frame_size: u32) -> Result<Option<(Frame<'_>, usiz
     if h.length > max_frame_size {
         // Section 4.2: a frame over the limit. Always a connection error here: the
         // payload is not read, so the stream's state (and HPACK's) cannot be kept.
-        return Err(FrameError::frame_size("frame larger than SETTINGS_MAX_FRAME_SIZE"));
+        return Err(FrameError::frame_size(
+            "frame larger than SETTINGS_MAX_FRAME_SIZE",
+        ));
     }
     let total = FRAME_HEADER_LEN + h.length as usize;
     let Some(payload) = buf.get(FRAME_HEADER_LEN..total) else {
@@ -83,13 +85,26 @@ fn decode_payload(h: FrameHeader, p: &[u8], total: usize) -> Result<Frame<'_>, F
             }
             let Ok(fields) = <&[u8; 5]>::try_from(p) else {
                 // Section 6.3: a stream error, the only size error that is one.
-                return Err(stream_err(sid, ErrorCode::FrameSizeError, "PRIORITY not 5 bytes", total));
+                return Err(stream_err(
+                    sid,
+                    ErrorCode::FrameSizeError,
+                    "PRIORITY not 5 bytes",
+                    total,
+                ));
             };
             let priority = priority(fields);
             if priority.dependency == sid {
-                return Err(stream_err(sid, ErrorCode::ProtocolError, "PRIORITY depends on its own stream", total));
+                return Err(stream_err(
+                    sid,
+                    ErrorCode::ProtocolError,
+                    "PRIORITY depends on its own stream",
+                    total,
+                ));
             }
-            Ok(Frame::Priority { stream_id: sid, priority })
+            Ok(Frame::Priority {
+                stream_id: sid,
+                priority,
+            })
         }
         kind::RST_STREAM => {
             if sid == 0 {
@@ -112,7 +127,9 @@ fn decode_payload(h: FrameHeader, p: &[u8], total: usize) -> Result<Frame<'_>, F
                 return Err(FrameError::frame_size("SETTINGS ACK with a payload"));
             }
             if p.len() % 6 != 0 {
-                return Err(FrameError::frame_size("SETTINGS length not a multiple of 6"));
+                return Err(FrameError::frame_size(
+                    "SETTINGS length not a multiple of 6",
+                ));
             }
             SettingsFrame::parse(ack, p).map(Frame::Settings)
         }
@@ -217,7 +234,12 @@ fn priority(f: &[u8; 5]) -> Priority {
     }
 }
 
-fn stream_err(stream_id: u32, code: ErrorCode, reason: &'static str, frame_len: usize) -> FrameError {
+fn stream_err(
+    stream_id: u32,
+    code: ErrorCode,
+    reason: &'static str,
+    frame_len: usize,
+) -> FrameError {
     FrameError::Stream {
         stream_id,
         code,

@@ -54,7 +54,11 @@ pub fn encode_headers(
     encode_frame_header(out, first.len(), kind::HEADERS, f, stream_id);
     out.extend_from_slice(first);
     while let Some(chunk) = rest.next() {
-        let f = if rest.peek().is_none() { flags::END_HEADERS } else { 0 };
+        let f = if rest.peek().is_none() {
+            flags::END_HEADERS
+        } else {
+            0
+        };
         encode_frame_header(out, chunk.len(), kind::CONTINUATION, f, stream_id);
         out.extend_from_slice(chunk);
     }

@@ -50,7 +50,11 @@ impl Setting {
             id::ENABLE_PUSH => match value {
                 0 => Setting::EnablePush(false),
                 1 => Setting::EnablePush(true),
-                _ => return Err(FrameError::protocol("SETTINGS_ENABLE_PUSH other than 0 or 1")),
+                _ => {
+                    return Err(FrameError::protocol(
+                        "SETTINGS_ENABLE_PUSH other than 0 or 1",
+                    ))
+                }
             },
             id::MAX_CONCURRENT_STREAMS => Setting::MaxConcurrentStreams(value),
             id::INITIAL_WINDOW_SIZE if value > MAX_WINDOW_SIZE => {
@@ -60,7 +64,9 @@ impl Setting {
                 ))
             }
             id::INITIAL_WINDOW_SIZE => Setting::InitialWindowSize(value),
-            id::MAX_FRAME_SIZE if !(DEFAULT_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&value) => {
+            id::MAX_FRAME_SIZE
+                if !(DEFAULT_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&value) =>
+            {
                 return Err(FrameError::protocol(
                     "SETTINGS_MAX_FRAME_SIZE outside 2^14..2^24-1",
                 ))

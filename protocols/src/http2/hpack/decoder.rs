@@ -90,7 +90,10 @@ impl Decoder {
     /// The dynamic table's entries, newest first.
     #[cfg(test)]
     pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.table.iter().map(|(_, e)| (e.name().to_vec(), e.value().to_vec())).collect()
+        self.table
+            .iter()
+            .map(|(_, e)| (e.name().to_vec(), e.value().to_vec()))
+            .collect()
     }
 
     /// Decodes one complete header block (all CONTINUATION fragments joined), calling
@@ -227,7 +230,11 @@ fn literal_name<'a>(
 
 /// A string literal (section 5.2): borrowed from the block when plain, decoded into
 /// `buf` when Huffman coded.
-fn string<'a>(block: &'a [u8], pos: &mut usize, buf: &'a mut Vec<u8>) -> Result<&'a [u8], HpackError> {
+fn string<'a>(
+    block: &'a [u8],
+    pos: &mut usize,
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], HpackError> {
     let huffman = block.get(*pos).ok_or(HpackError::Truncated)? & 0x80 != 0;
     let len = integer::decode(block, pos, 7)?;
     let end = pos.checked_add(len).ok_or(HpackError::Truncated)?;

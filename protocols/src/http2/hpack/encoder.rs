@@ -143,7 +143,10 @@ impl Encoder {
     /// The dynamic table's entries, newest first.
     #[cfg(test)]
     pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        self.table.iter().map(|(_, e)| (e.name().to_vec(), e.value().to_vec())).collect()
+        self.table
+            .iter()
+            .map(|(_, e)| (e.name().to_vec(), e.value().to_vec()))
+            .collect()
     }
 
     /// The dynamic table's current size (section 4.1).

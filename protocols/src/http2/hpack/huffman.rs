@@ -205,7 +205,10 @@ fn slow(t: &Canonical, acc: u64, nbits: u32) -> Option<(u16, u32)> {
 
 /// The length of the Huffman encoding of `src`, in bytes.
 pub(crate) fn encoded_len(src: &[u8]) -> usize {
-    let bits: usize = src.iter().map(|&b| usize::from(CODES[usize::from(b)].1)).sum();
+    let bits: usize = src
+        .iter()
+        .map(|&b| usize::from(CODES[usize::from(b)].1))
+        .sum();
     bits.div_ceil(8)
 }
 
@@ -248,7 +251,9 @@ mod tests {
     /// RFC 7541 C.4.1: "www.example.com".
     #[test]
     fn appendix_c4_string() {
-        let enc = [0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff];
+        let enc = [
+            0xf1, 0xe3, 0xc2, 0xe5, 0xf2, 0x3a, 0x6b, 0xa0, 0xab, 0x90, 0xf4, 0xff,
+        ];
         let mut out = Vec::new();
         decode(&enc, &mut out).unwrap();
         assert_eq!(out, b"www.example.com");
@@ -280,9 +285,15 @@ mod tests {
         // 'a' then 3 zero bits: padding not ones.
         assert_eq!(decode(&[0x18], &mut out), Err(HpackError::InvalidHuffman));
         // A full byte of ones after a symbol: padding of 11 bits.
-        assert_eq!(decode(&[0x1f, 0xff], &mut out), Err(HpackError::InvalidHuffman));
+        assert_eq!(
+            decode(&[0x1f, 0xff], &mut out),
+            Err(HpackError::InvalidHuffman)
+        );
         // EOS itself: 30 ones, then two more padding ones.
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff], &mut out), Err(HpackError::InvalidHuffman));
+        assert_eq!(
+            decode(&[0xff, 0xff, 0xff, 0xff], &mut out),
+            Err(HpackError::InvalidHuffman)
+        );
         // Nothing at all is the empty string; a lone byte of ones is 8 bits of padding.
         out.clear();
         assert!(decode(&[], &mut out).is_ok());

@@ -82,7 +82,11 @@ mod tests {
     fn huge_and_truncated_integers_fail_cleanly() {
         let mut pos = 0;
         assert_eq!(
-            decode(&[0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01], &mut pos, 5),
+            decode(
+                &[0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
+                &mut pos,
+                5
+            ),
             Err(HpackError::IntegerOverflow)
         );
         // Five continuation bytes but a value above u32::MAX.
@@ -92,7 +96,10 @@ mod tests {
             Err(HpackError::IntegerOverflow)
         );
         let mut pos = 0;
-        assert_eq!(decode(&[0x1f, 0x9a], &mut pos, 5), Err(HpackError::Truncated));
+        assert_eq!(
+            decode(&[0x1f, 0x9a], &mut pos, 5),
+            Err(HpackError::Truncated)
+        );
         let mut pos = 0;
         assert_eq!(decode(&[], &mut pos, 5), Err(HpackError::Truncated));
         // u32::MAX itself round-trips.

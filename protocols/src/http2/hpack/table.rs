@@ -251,6 +251,9 @@ impl DynamicTable {
 
     /// Entries, newest first, with their combined index.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Entry)> {
-        self.entries.iter().enumerate().map(|(i, e)| (i + STATIC_LEN + 1, e))
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i + STATIC_LEN + 1, e))
     }
 }

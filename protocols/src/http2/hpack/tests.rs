@@ -36,7 +36,11 @@ struct Step<'a> {
 
 fn run(d: &mut Decoder, steps: &[Step<'_>]) {
     for (i, s) in steps.iter().enumerate() {
-        assert_eq!(decode_all(d, &hex(s.block)).unwrap(), fields(s.fields), "step {i}");
+        assert_eq!(
+            decode_all(d, &hex(s.block)).unwrap(),
+            fields(s.fields),
+            "step {i}"
+        );
         assert_eq!(d.entries(), fields(s.table), "step {i}");
         assert_eq!(d.table_size(), s.size, "step {i}");
     }
@@ -121,7 +125,10 @@ const REQ3: &[(&str, &str)] = &[
     ("custom-key", "custom-value"),
 ];
 const REQ_T1: &[(&str, &str)] = &[(":authority", "www.example.com")];
-const REQ_T2: &[(&str, &str)] = &[("cache-control", "no-cache"), (":authority", "www.example.com")];
+const REQ_T2: &[(&str, &str)] = &[
+    ("cache-control", "no-cache"),
+    (":authority", "www.example.com"),
+];
 const REQ_T3: &[(&str, &str)] = &[
     ("custom-key", "custom-value"),
     ("cache-control", "no-cache"),
@@ -181,7 +188,10 @@ fn c4_encoder_reproduces_the_blocks() {
     let mut e = Encoder::new(4096);
     for (req, block) in [REQ1, REQ2, REQ3].iter().zip(C4) {
         let mut out = Vec::new();
-        e.encode(req.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut out);
+        e.encode(
+            req.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut out,
+        );
         assert_eq!(out, hex(block));
     }
     assert_eq!(e.entries(), fields(REQ_T3));
@@ -206,7 +216,10 @@ const RESP3: &[(&str, &str)] = &[
     ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
     ("location", "https://www.example.com"),
     ("content-encoding", "gzip"),
-    ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+    (
+        "set-cookie",
+        "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+    ),
 ];
 const RESP_T1: &[(&str, &str)] = &[
     ("location", "https://www.example.com"),
@@ -221,7 +234,10 @@ const RESP_T2: &[(&str, &str)] = &[
     ("cache-control", "private"),
 ];
 const RESP_T3: &[(&str, &str)] = &[
-    ("set-cookie", "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1"),
+    (
+        "set-cookie",
+        "foo=ASDJKHQKBZXOQWEOPIUAXQWEOIU; max-age=3600; version=1",
+    ),
     ("content-encoding", "gzip"),
     ("date", "Mon, 21 Oct 2013 20:13:22 GMT"),
 ];
@@ -262,7 +278,10 @@ fn c5_responses_without_huffman() {
          5541 5851 5745 4f49 553b 206d 6178 2d61 6765 3d33 3630 303b 2076 6572 7369 6f6e
          3d31",
     ];
-    run(&mut Decoder::with_table_size(256, 1 << 16), &response_steps(blocks));
+    run(
+        &mut Decoder::with_table_size(256, 1 << 16),
+        &response_steps(blocks),
+    );
 }
 
 /// C.6: the same responses, Huffman coded.
@@ -276,7 +295,10 @@ fn c6_responses_with_huffman() {
          77ad 94e7 821d d7f2 e6c7 b335 dfdf cd5b 3960 d5af 2708 7f36 72c1 ab27 0fb5 291f
          9587 3160 65c0 03ed 4ee5 b106 3d50 07",
     ];
-    run(&mut Decoder::with_table_size(256, 1 << 16), &response_steps(blocks));
+    run(
+        &mut Decoder::with_table_size(256, 1 << 16),
+        &response_steps(blocks),
+    );
 }
 
 /// C.5/C.6 through our encoder with a 256-byte cap: what it sends (its own policy) the
@@ -287,7 +309,10 @@ fn responses_round_trip_with_a_small_table() {
     let mut d = Decoder::new(1 << 16);
     for resp in [RESP1, RESP2, RESP3] {
         let mut out = Vec::new();
-        e.encode(resp.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut out);
+        e.encode(
+            resp.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut out,
+        );
         assert_eq!(decode_all(&mut d, &out).unwrap(), fields(resp));
         assert_eq!(d.entries(), e.entries());
     }
@@ -307,7 +332,10 @@ fn size_update_above_the_limit_is_an_error() {
     decode_all(&mut d, &hex(C3[0])).unwrap();
     assert_eq!(d.table_size(), 57);
     // Size update to 0 empties the table, then indexed :method GET.
-    assert_eq!(decode_all(&mut d, &[0x20, 0x82]).unwrap(), fields(&[(":method", "GET")]));
+    assert_eq!(
+        decode_all(&mut d, &[0x20, 0x82]).unwrap(),
+        fields(&[(":method", "GET")])
+    );
     assert_eq!(d.table_size(), 0);
 }
 
@@ -322,7 +350,10 @@ fn size_update_placement() {
     );
     let mut d = Decoder::new(1 << 16);
     d.set_max_table_size(100);
-    assert_eq!(decode_all(&mut d, &[0x82]), Err(HpackError::MisplacedSizeUpdate));
+    assert_eq!(
+        decode_all(&mut d, &[0x82]),
+        Err(HpackError::MisplacedSizeUpdate)
+    );
     let mut d = Decoder::new(1 << 16);
     d.set_max_table_size(100);
     // Two updates in a row are allowed (section 4.2): to 0, then to 100 (0x3f 0x45).
@@ -362,7 +393,11 @@ fn huge_integers_fail_cleanly() {
         let mut block = vec![first];
         block.extend_from_slice(&huge[1..]);
         let mut d = Decoder::new(1 << 16);
-        assert_eq!(decode_all(&mut d, &block), Err(HpackError::IntegerOverflow), "{first:#x}");
+        assert_eq!(
+            decode_all(&mut d, &block),
+            Err(HpackError::IntegerOverflow),
+            "{first:#x}"
+        );
     }
     // A literal whose string length is huge.
     let mut d = Decoder::new(1 << 16);
@@ -376,9 +411,18 @@ fn huge_integers_fail_cleanly() {
 #[test]
 fn invalid_indices() {
     let mut d = Decoder::new(1 << 16);
-    assert_eq!(decode_all(&mut d, &[0x80]), Err(HpackError::InvalidIndex(0)));
-    assert_eq!(decode_all(&mut d, &[0xbe]), Err(HpackError::InvalidIndex(62)));
-    assert_eq!(decode_all(&mut d, &[0x7e, 0x00]), Err(HpackError::InvalidIndex(62)));
+    assert_eq!(
+        decode_all(&mut d, &[0x80]),
+        Err(HpackError::InvalidIndex(0))
+    );
+    assert_eq!(
+        decode_all(&mut d, &[0xbe]),
+        Err(HpackError::InvalidIndex(62))
+    );
+    assert_eq!(
+        decode_all(&mut d, &[0x7e, 0x00]),
+        Err(HpackError::InvalidIndex(62))
+    );
     assert_eq!(decode_all(&mut d, &[0x40]), Err(HpackError::Truncated));
 }
 
@@ -395,7 +439,9 @@ fn header_list_limit_stops_cleanly_and_keeps_sync() {
     assert_eq!(n, 4);
     // Over the limit, and a literal with indexing after the overflow point.
     block.push(0x82);
-    block.extend_from_slice(&hex("400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572"));
+    block.extend_from_slice(&hex(
+        "400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572",
+    ));
     let mut n = 0;
     let err = d.decode(&block, |_| n += 1).unwrap_err();
     assert_eq!(err, HpackError::HeaderListTooLarge { limit: 170 });
@@ -422,7 +468,10 @@ fn hpack_bomb_is_bounded() {
     let bomb = vec![0xbe; 100_000];
     let mut delivered = 0usize;
     let err = d.decode(&bomb, |f| delivered += f.name.len() + f.value.len() + 32);
-    assert_eq!(err, Err(HpackError::HeaderListTooLarge { limit: 16 * 1024 }));
+    assert_eq!(
+        err,
+        Err(HpackError::HeaderListTooLarge { limit: 16 * 1024 })
+    );
     assert!(delivered <= 16 * 1024);
 }
 
@@ -443,13 +492,21 @@ fn encoder_policy() {
     let mut second = Vec::new();
     e.encode(resp.iter().copied(), &mut second);
     assert_eq!(second[0], 0x88, ":status 200 is static index 8");
-    assert_eq!(&second[1..3], &[0xbf, 0xbe], "content-type and server are dynamic entries");
-    assert_eq!(second[3], 0x0f, "content-length literal without indexing, name index 28");
+    assert_eq!(
+        &second[1..3],
+        &[0xbf, 0xbe],
+        "content-type and server are dynamic entries"
+    );
+    assert_eq!(
+        second[3], 0x0f,
+        "content-length literal without indexing, name index 28"
+    );
     assert_eq!(e.entries().len(), 2);
     let mut d = Decoder::new(1 << 16);
     let mut got = Vec::new();
     for block in [&first, &second] {
-        d.decode(block, |f| got.push((f.name.to_vec(), f.sensitive))).unwrap();
+        d.decode(block, |f| got.push((f.name.to_vec(), f.sensitive)))
+            .unwrap();
     }
     assert_eq!(got[4], (b"set-cookie".to_vec(), true));
     assert_eq!(got[9], (b"set-cookie".to_vec(), true));
