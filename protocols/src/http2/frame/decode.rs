@@ -126,7 +126,8 @@ fn decode_payload(h: FrameHeader, p: &[u8], total: usize) -> Result<Frame<'_>, F
             if ack && !p.is_empty() {
                 return Err(FrameError::frame_size("SETTINGS ACK with a payload"));
             }
-            if p.len() % 6 != 0 {
+            // (`usize::is_multiple_of` is newer than the workspace's rust-version.)
+            if !p.chunks_exact(6).remainder().is_empty() {
                 return Err(FrameError::frame_size(
                     "SETTINGS length not a multiple of 6",
                 ));
