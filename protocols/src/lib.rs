@@ -7,6 +7,7 @@
 
 pub mod echo;
 pub mod http1;
+pub mod http2;
 pub mod tls;
 pub mod udp_echo;
 pub mod websocket;

@@ -1,0 +1,22 @@
+//! HTTP/2 (RFC 9113), the sans-IO layers under the connection state machine.
+//!
+//! - [`frame`]: the frame codec: every frame type of section 6 decoded in place from a
+//!   byte slice with the checks one frame allows, and encoders for what a server sends;
+//! - [`hpack`]: header compression (RFC 7541): a decoder with a bounded dynamic table and
+//!   a bounded decoded list, and an encoder that indexes repeated response fields;
+//! - [`error`]: the error codes of section 7 and whether an error ends a stream or the
+//!   connection;
+//! - [`preface`]: the client connection preface (section 3.4).
+//!
+//! Nothing here keeps per-connection state beyond the HPACK tables, and nothing touches
+//! a socket. The connection (stream states, flow control, SETTINGS acknowledgement,
+//! header blocks spread over CONTINUATION frames) sits on top.
+
+pub mod error;
+pub mod frame;
+pub mod hpack;
+pub mod preface;
+
+pub use error::{ErrorCode, FrameError};
+pub use frame::{decode, Frame};
+pub use preface::{check_preface, PrefaceCheck, PREFACE};
