@@ -22,6 +22,8 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
   close-idle       like ok, but a connection idle for --idle-close-ms (default 200) after a
                    response is closed (a FIN, no reset)
   one-shot         like ok, with `Connection: close`, and closes after each response
+  echo-head        like ok, but the body is the request exactly as received: its head (up to
+                   the blank line), CRLF CRLF, then its decoded body
   drop-second      like ok for a connection's first request; its second request is read
                    and the connection closed without an answer (a FIN): the race of a
                    pooled connection the server closes just as the client reuses it
@@ -49,8 +51,10 @@ MAX_HEAD = 64 * 1024
 DRAIN_S = 1.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
-         "mid-body-close", "slow", "close-idle", "one-shot", "drop-second")
-ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second")
+         "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head")
+ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head")
+# --tag: every answer carries `X-Backend: TAG` (which backend answered, behind a balancer).
+TAG = b""
 
 
 class Closed(Exception):
@@ -129,6 +133,8 @@ class Request:
         self.target = target
         self.version = version
         self.headers = headers  # lower-cased name -> list of values (bytes)
+        self.raw_head = b""
+        self.body = b""
 
     def header(self, name):
         values = self.headers.get(name, [])
@@ -162,7 +168,8 @@ def read_request(reader, sock, send_continue):
             raise BadRequest("bad header line")
         headers.setdefault(name.lower(), []).append(value.strip())
     req = Request(parts[0], parts[1], parts[2], headers)
-
+    req.raw_head = head
+    req.body = b""
     te = req.header(b"transfer-encoding")
     cl = req.headers.get(b"content-length")
     if te is not None and cl is not None:
@@ -172,15 +179,16 @@ def read_request(reader, sock, send_continue):
     if te is not None:
         if te.strip().lower() != b"chunked":
             raise BadRequest("unsupported Transfer-Encoding")
-        read_chunked(reader)
+        req.body = read_chunked(reader)
     elif cl is not None:
         if len(set(cl)) != 1 or not cl[0].isdigit():
             raise BadRequest("bad Content-Length")
-        reader.exact(int(cl[0]))
+        req.body = reader.exact(int(cl[0]))
     return req
 
 
 def read_chunked(reader):
+    body = b""
     while True:
         size_line = reader.until(b"\r\n", 4096)
         size = size_line.split(b";", 1)[0].strip()
@@ -191,8 +199,8 @@ def read_chunked(reader):
         if n == 0:
             while reader.until(b"\r\n", MAX_HEAD) != b"":  # trailers
                 pass
-            return
-        reader.exact(n)
+            return body
+        body += reader.exact(n)
         if reader.exact(2) != b"\r\n":
             raise BadRequest("chunk not followed by CRLF")
 
@@ -224,9 +232,14 @@ def answer(sock, req, mode, stats, close):
     """Sends one response in an answering mode."""
     if req.method == b"GET" and req.target == b"/__stats":
         ctype, body, counted = b"application/json", stats.json().encode() + b"\n", False
+    elif mode == "echo-head":
+        # What arrived, exactly: the head as received, a blank line, the body.
+        ctype, body, counted = b"text/plain", req.raw_head + b"\r\n\r\n" + req.body, True
     else:
         ctype, body, counted = b"text/plain", b"hello from " + req.target + b"\n", True
     head = b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\n"
+    if TAG:
+        head += b"X-Backend: " + TAG + b"\r\n"
     if close:
         head += b"Connection: close\r\n"
     elif req.version == b"HTTP/1.0":
@@ -328,7 +341,10 @@ def main():
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 0))
     p.add_argument("--delay-ms", type=int, default=2000)
     p.add_argument("--idle-close-ms", type=int, default=200)
+    p.add_argument("--tag", default="", help="answer with `X-Backend: TAG`")
     args = p.parse_args()
+    global TAG
+    TAG = args.tag.encode()
 
     def stop(signum, frame):
         os._exit(0)  # threads may be blocked in recv(); nothing to flush or clean up

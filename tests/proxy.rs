@@ -1,0 +1,352 @@
+//! `ringmaster proxy` end to end: the real binary between real clients (raw sockets,
+//! curl, Python h11) on 127.0.0.1 and real upstreams (`ringmaster http`, `ringmaster
+//! echo`, and the misbehaving backends of `tests/py/bad_backend.py`). Checked: the
+//! fields the upstream receives (hop-by-hop removed, `Via`, `X-Forwarded-*`, CRLF only,
+//! one well-framed request), smuggling attempts stopped at the proxy, pipelined order
+//! across upstreams, the retry rules, 502/504 and truncation, balancing, TCP mode with
+//! half-close, and the proxy's descriptors back at their start after each case. Every
+//! loop is bounded in count and time.
+
+mod common;
+mod http_support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ServerProc;
+use http_support::{read_responses, Resp};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+fn backend(mode: &str, extra: &[&str]) -> ServerProc {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_backend.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .args(["--mode", mode])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3 bad_backend.py");
+    ServerProc::adopt(child)
+}
+
+fn proxy(upstreams: &[SocketAddr], extra: &[&str]) -> ServerProc {
+    let mut args: Vec<String> = ["proxy", "--listen", "127.0.0.1:0", "--shards", "1"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for u in upstreams {
+        args.push("--upstream".into());
+        args.push(u.to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ServerProc::start(&refs)
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+fn roundtrip(addr: SocketAddr, raw: &[u8], count: usize) -> (Vec<Resp>, bool) {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    read_responses(&mut s, count, LIMIT)
+}
+
+fn get(s: &mut TcpStream, path: &str) -> Resp {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: front.example\r\n\r\n").as_bytes())
+        .unwrap();
+    let (mut r, _) = read_responses(s, 1, LIMIT);
+    assert_eq!(r.len(), 1, "GET {path}: no response");
+    r.remove(0)
+}
+
+/// A port nothing listens on.
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn fds_return(px: &ServerProc, start: usize) {
+    let now = px.wait_fds_at_most(start, LIMIT);
+    assert_eq!(now, start, "proxy descriptors after the case");
+}
+
+/// The backend's `/__stats` request count.
+fn answered(addr: SocketAddr) -> u64 {
+    let mut s = connect(addr);
+    let r = get(&mut s, "/__stats");
+    let text = String::from_utf8(r.body).unwrap();
+    let at = text.find("\"requests\"").unwrap();
+    text[at..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_upstream_gets_one_well_framed_request_with_hop_by_hop_fields_removed() {
+    let mut be = backend("echo-head", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    let raw = b"POST /form?q=1 HTTP/1.1\r\n\
+Host: front.example\r\n\
+Connection: keep-alive, X-Drop\r\n\
+X-Drop: secret\r\n\
+Keep-Alive: timeout=5\r\n\
+TE: trailers\r\n\
+Proxy-Connection: keep-alive\r\n\
+Upgrade: h2c\r\n\
+X-Forwarded-For: 10.0.0.1\r\n\
+X-Forwarded-Proto: gopher\r\n\
+X-Keep: yes\r\n\
+Transfer-Encoding: chunked\r\n\
+\r\n\
+5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let (r, _) = roundtrip(px.addr, raw, 1);
+    assert_eq!(r[0].status, 200);
+    assert_eq!(r[0].header("via"), Some("1.1 ringmaster"));
+    let seen = String::from_utf8(r[0].body.clone()).unwrap();
+    let (head, body) = seen.split_once("\r\n\r\n").unwrap();
+    assert_eq!(body, "hello world", "the body, re-framed");
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(lines[0], "POST /form?q=1 HTTP/1.1");
+    let has = |name: &str| {
+        lines
+            .iter()
+            .skip(1)
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+            .map(|l| l.split_once(':').unwrap().1.trim().to_string())
+    };
+    assert_eq!(has("host").as_deref(), Some("front.example"), "Host unchanged");
+    for gone in ["x-drop", "keep-alive", "te", "proxy-connection", "upgrade", "transfer-encoding", "connection"] {
+        assert_eq!(has(gone), None, "{gone} is hop-by-hop: {head}");
+    }
+    assert_eq!(has("content-length").as_deref(), Some("11"));
+    assert_eq!(has("x-keep").as_deref(), Some("yes"));
+    assert_eq!(has("x-forwarded-for").as_deref(), Some("10.0.0.1, 127.0.0.1"));
+    assert_eq!(has("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(has("via").as_deref(), Some("1.1 ringmaster"));
+    assert!(!seen.replace("\r\n", "").contains('\n'), "CRLF only upstream");
+    px.stop();
+    be.stop();
+    let _ = start;
+}
+
+#[test]
+fn smuggling_attempts_are_answered_400_at_the_proxy_and_never_reach_an_upstream() {
+    let mut be = backend("ok", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let attempts: [&[u8]; 4] = [
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+    ];
+    for raw in attempts {
+        let (r, closed) = roundtrip(px.addr, raw, 1);
+        assert_eq!(r.len(), 1, "{:?}", String::from_utf8_lossy(raw));
+        assert_eq!(r[0].status, 400, "{:?}", String::from_utf8_lossy(raw));
+        let _ = closed;
+    }
+    assert_eq!(answered(be.addr), 0, "nothing reached the upstream");
+    px.stop();
+    be.stop();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_across_upstreams() {
+    let a = backend("ok", &["--tag", "a"]);
+    let b = backend("slow", &["--tag", "b", "--delay-ms", "300"]);
+    let mut px = proxy(&[a.addr, b.addr], &[]);
+    let start = px.fd_count();
+    let mut raw = Vec::new();
+    for i in 0..6 {
+        raw.extend_from_slice(format!("GET /p{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+    let (rs, _) = roundtrip(px.addr, &raw, 6);
+    assert_eq!(rs.len(), 6);
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.body, format!("hello from /p{i}\n").as_bytes(), "response {i} in order");
+    }
+    let tags: Vec<_> = rs.iter().map(|r| r.header("x-backend").unwrap_or("").to_string()).collect();
+    assert!(tags.contains(&"a".to_string()) && tags.contains(&"b".to_string()), "{tags:?}");
+    drop((a, b));
+    fds_return(&px, start);
+    px.stop();
+}
+
+#[test]
+fn an_unreachable_upstream_is_retried_elsewhere_for_idempotent_methods_only() {
+    let be = backend("ok", &["--tag", "ok"]);
+    let dead = closed_port();
+    // Round-robin over [dead, ok]; a high --max-fails keeps the dead one in turn.
+    let mut px = proxy(&[dead, be.addr], &["--max-fails", "100"]);
+    let mut c = connect(px.addr);
+    for i in 0..4 {
+        let r = get(&mut c, &format!("/g{i}"));
+        assert_eq!(r.status, 200, "GET {i} is sent elsewhere");
+    }
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        c.write_all(format!("POST /p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx").as_bytes())
+            .unwrap();
+        let (r, _) = read_responses(&mut c, 1, LIMIT);
+        statuses.push(r[0].status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 502, 502], "a POST is never sent to a second upstream");
+    px.stop();
+}
+
+#[test]
+fn stalled_malformed_and_cut_short_upstreams() {
+    // No response head within --upstream-timeout: 504.
+    let stall = backend("stall", &[]);
+    let mut px = proxy(&[stall.addr], &["--upstream-timeout", "0.5"]);
+    let start = px.fd_count();
+    let mut c = connect(px.addr);
+    assert_eq!(get(&mut c, "/s").status, 504);
+    drop(c);
+    drop(stall);
+    fds_return(&px, start);
+    px.stop();
+
+    // A malformed response head: 502.
+    let bad = backend("malformed", &[]);
+    let mut px = proxy(&[bad.addr], &[]);
+    let mut c = connect(px.addr);
+    assert_eq!(get(&mut c, "/m").status, 502);
+    px.stop();
+
+    // A body cut short: the client connection closes, the body never looks complete.
+    let cut = backend("mid-body-close", &[]);
+    let mut px = proxy(&[cut.addr], &[]);
+    let mut c = connect(px.addr);
+    c.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + LIMIT;
+    let mut buf = [0u8; 4096];
+    let mut closed = false;
+    while Instant::now() < deadline {
+        match c.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed);
+    let text = String::from_utf8_lossy(&got);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-length: 1000"), "{head}");
+    assert!(body.len() < 1000);
+    px.stop();
+}
+
+#[test]
+fn hash_balancing_is_sticky_per_client_address() {
+    let a = backend("ok", &["--tag", "a"]);
+    let b = backend("ok", &["--tag", "b"]);
+    let mut px = proxy(&[a.addr, b.addr], &["--balance", "hash"]);
+    let mut tags = Vec::new();
+    for i in 0..6 {
+        let mut c = connect(px.addr);
+        tags.push(get(&mut c, &format!("/h{i}")).header("x-backend").unwrap().to_string());
+    }
+    assert!(tags.iter().all(|t| *t == tags[0]), "{tags:?}");
+    px.stop();
+}
+
+#[test]
+fn curl_and_h11_through_the_proxy_to_ringmaster_http() {
+    let mut be = ServerProc::start(&["http", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let mut px = proxy(&[be.addr], &[]);
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .arg(format!("http://{}/plaintext", px.addr))
+        .arg(format!("http://{}/json", px.addr))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Hello, World!{\"message\":\"Hello, World!\"}"
+    );
+    // A 1 MiB body through the proxy, every byte counted by curl.
+    let st = Command::new("curl")
+        .args(["-s", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
+        .arg(format!("http://{}/bytes/1048576", px.addr))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&st.stdout), "200 1048576");
+    // h11, strict about framing, through the proxy: several exchanges on one
+    // connection, chunked request bodies, then `Connection: close`.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h11_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(px.addr.to_string())
+        .output()
+        .expect("python3 h11_client.py");
+    assert!(
+        out.status.success(),
+        "h11 through the proxy: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    px.stop();
+    be.stop();
+}
+
+#[test]
+fn tcp_mode_passes_bytes_both_ways_and_half_close_through() {
+    let mut echo = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let mut px = proxy(&[echo.addr], &["--mode", "tcp"]);
+    let start = px.fd_count();
+    for _ in 0..3 {
+        let mut c = connect(px.addr);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        c.write_all(&data).unwrap();
+        // Our FIN travels on; the echo still comes back whole, then the end.
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + LIMIT;
+        let mut buf = [0u8; 65536];
+        while Instant::now() < deadline {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        assert_eq!(got.len(), data.len());
+        assert!(got == data, "every byte, in order");
+    }
+    fds_return(&px, start);
+    px.stop();
+    echo.stop();
+
+    // An upstream that cannot be reached: the client connection closes at once.
+    let mut px = proxy(&[closed_port()], &["--mode", "tcp"]);
+    let mut c = connect(px.addr);
+    c.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut b = [0u8; 16];
+    let n = c.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0, "closed, nothing sent");
+    px.stop();
+}
