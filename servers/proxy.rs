@@ -11,28 +11,29 @@
 //! the response went out, else 502; no response head within `--upstream-timeout` 504; a
 //! malformed response 502; a body cut short closes the client connection.
 //!
-//! Parts: `headers` (what changes in the fields), `balance` (which upstream, and
+//! Parts: `http1::upstream::forward` (what changes in the fields), `balance` (which upstream, and
 //! passive health), `tcp` (the L4 mode).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use ringmaster_protocols::http1::upstream::forward as headers;
 use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
 use ringmaster_protocols::http1::{
     App, Exchange, Fetch, Http, Request, Response, Upstream, UpstreamError, UpstreamEvent,
     UpstreamRequest,
 };
 use ringmaster_protocols::tls::TlsOptions;
+use ringmaster_runtime::{CallDone, Called};
 
 use crate::cli::{parse_listen, ServerArgs};
 use crate::http::LimitArgs;
 use crate::tls::{run_maybe_tls, TlsArgs};
 
 mod balance;
-mod headers;
 mod tcp;
 
 use balance::{Balancer, Policy, MAX_UPSTREAMS};
@@ -159,6 +160,7 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         "http"
     };
     let (policy, fails, stats) = (args.balance, args.max_fails, args.stats);
+    let shards = builder.config().shards;
     run_maybe_tls(
         "proxy",
         builder,
@@ -167,7 +169,8 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         None,
         move |shard| {
             let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
-            Http::new(Proxy::new(ups.clone(), bal, proto, stats), limits.clone())
+            let app = Proxy::new(shards, ups.clone(), bal, proto, stats);
+            Http::new(app, limits.clone())
         },
     )
 }
@@ -216,6 +219,7 @@ struct Counts {
 
 /// The HTTP proxy, one per shard.
 pub struct Proxy {
+    shards: usize,
     ups: Vec<Upstream>,
     bal: Balancer,
     counts: Vec<Counts>,
@@ -234,16 +238,31 @@ struct Again {
 }
 
 /// One proxied request.
-pub struct Task {
+pub struct Forward {
     up: usize,
     tried: u64,
     again: Option<Box<Again>>,
 }
 
+/// What an exchange of the proxy waits for.
+pub enum Task {
+    /// A request forwarded upstream.
+    Forward(Forward),
+    /// `/.ringmaster/stats`: each shard's part, until every shard has answered.
+    Stats { parts: Vec<String>, left: usize },
+}
+
 impl Proxy {
-    fn new(ups: Vec<Upstream>, bal: Balancer, proto: &'static str, stats: bool) -> Self {
+    fn new(
+        shards: usize,
+        ups: Vec<Upstream>,
+        bal: Balancer,
+        proto: &'static str,
+        stats: bool,
+    ) -> Self {
         let counts = vec![Counts::default(); ups.len()];
         Proxy {
+            shards,
             ups,
             bal,
             counts,
@@ -281,11 +300,21 @@ impl Proxy {
         }
     }
 
-    fn stats_json(&self, ex: &Exchange<'_>) -> String {
-        let now = ex.now();
-        let mut out = String::from("{\"upstreams\":[");
+    /// This shard's part of `/.ringmaster/stats`: each upstream's standing, the
+    /// proxy's counts and the pool's counters (`pool`, by upstream address).
+    fn shard_json(
+        &self,
+        shard: usize,
+        pool: &[(SocketAddr, UpstreamStats)],
+        now: Instant,
+    ) -> String {
+        let mut out = format!("{{\"shard\":{shard},\"upstreams\":[");
         for (i, up) in self.ups.iter().enumerate() {
-            let s = ex.upstream_stats(up).unwrap_or_default();
+            let s = pool
+                .iter()
+                .find(|(a, _)| *a == up.addr())
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
             let st = &self.bal.standing[i];
             let c = &self.counts[i];
             if i > 0 {
@@ -305,8 +334,28 @@ impl Proxy {
                 pool_json(&s)
             ));
         }
-        out.push_str("]}\n");
+        out.push_str("]}");
         out
+    }
+
+    /// Asks every shard for its part of `/.ringmaster/stats`.
+    fn gather(&mut self, ex: &mut Exchange<'_>) -> Option<Task> {
+        for shard in 0..self.shards {
+            let asked = ex.call_handler::<Http<Proxy>, String, _>(shard, |http, io| {
+                let pool: Vec<_> = http.upstream_stats().collect();
+                http.app().shard_json(io.shard_id(), &pool, io.now())
+            });
+            if asked.is_err() {
+                ex.respond(
+                    Response::text(503, "busy, try again\n").fields(&[("Retry-After", "1")]),
+                );
+                return None;
+            }
+        }
+        Some(Task::Stats {
+            parts: Vec::with_capacity(self.shards),
+            left: self.shards,
+        })
     }
 
     fn count_status(&mut self, up: usize, status: u16) {
@@ -358,9 +407,7 @@ impl App for Proxy {
 
     fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Task> {
         if self.stats && req.path() == "/.ringmaster/stats" {
-            let body = self.stats_json(ex);
-            ex.respond(Response::text(200, &body).fields(&[("Content-Type", "application/json")]));
-            return None;
+            return self.gather(ex);
         }
         let client = ex.peer().map(|a| a.ip());
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -393,7 +440,7 @@ impl App for Proxy {
         drop(fields);
         self.scratch = scratch;
         match sent {
-            Ok((up, tried)) => Some(Task { up, tried, again }),
+            Ok((up, tried)) => Some(Task::Forward(Forward { up, tried, again })),
             Err(status) => {
                 ex.respond(Response::text(status, "upstream unavailable\n"));
                 None
@@ -408,6 +455,9 @@ impl App for Proxy {
         ev: UpstreamEvent<'_>,
         ex: &mut Exchange<'_>,
     ) {
+        let Task::Forward(task) = task else {
+            return;
+        };
         match ev {
             UpstreamEvent::Head(head) => {
                 self.bal.succeeded(task.up);
@@ -479,9 +529,50 @@ impl App for Proxy {
         }
     }
 
+    fn on_call_done(&mut self, task: &mut Task, done: CallDone, ex: &mut Exchange<'_>) {
+        let Task::Stats { parts, left } = task else {
+            return;
+        };
+        match Called::<String>::new().result(done) {
+            Ok(part) => {
+                parts.push(part);
+                *left -= 1;
+                if *left == 0 {
+                    parts.sort();
+                    let body = format!("{{\"shards\":[{}]}}\n", parts.join(","));
+                    let fields = [("Content-Type", "application/json")];
+                    ex.respond(Response::new(200).fields(&fields).body(body.as_bytes()));
+                }
+            }
+            Err(e) => {
+                let text = format!("stats unavailable: {e}\n");
+                ex.respond(Response::text(503, &text).fields(&[("Retry-After", "1")]));
+            }
+        }
+    }
+
     fn on_cancel(&mut self, task: Task) {
-        if let Some(s) = self.bal.standing.get_mut(task.up) {
-            s.inflight = s.inflight.saturating_sub(1);
+        if let Task::Forward(task) = task {
+            if let Some(s) = self.bal.standing.get_mut(task.up) {
+                s.inflight = s.inflight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// At exit, each shard says what its proxy did per upstream (the shutdown summary).
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for (up, c) in self.ups.iter().zip(&self.counts) {
+            eprintln!(
+                "ringmaster: proxy upstream {}: requests={} retries={} failures={} sent_502={} sent_504={}",
+                up.addr(),
+                c.requests,
+                c.retries,
+                c.failures,
+                c.sent_502,
+                c.sent_504
+            );
         }
     }
 }

@@ -17,9 +17,11 @@
 //!
 //! Parts: `spec` (what an application configures), `error`, `reply` (what travels from
 //! an upstream connection to its exchange), `pool` (choosing, queueing and opening
-//! connections), `link` (one upstream connection's bytes).
+//! connections), `link` (one upstream connection's bytes), `forward` (what a proxy
+//! changes in the fields it passes on).
 
 mod error;
+pub mod forward;
 mod link;
 mod pool;
 mod reply;
@@ -80,6 +82,14 @@ impl<'a> UpstreamRequest<'a> {
     pub fn body(mut self, body: &'a [u8]) -> Self {
         self.body = body;
         self
+    }
+
+    /// The bytes this request goes upstream as (what [`Exchange::fetch`](
+    /// super::Exchange::fetch) sends), with `host` as its `Host` unless it names one:
+    /// one request, framed by `Content-Length` from the body, CRLF line ends only.
+    /// Refused, with nothing written, as `fetch` refuses it.
+    pub fn encode(&self, host: &str, out: &mut Vec<u8>) -> Result<(), UpstreamError> {
+        pool::encode(self, host, out).map(|_| ())
     }
 
     /// Whether the method is idempotent (RFC 9110 9.2.2): only such a request is sent

@@ -365,41 +365,8 @@ fn prepare(
     seq: u32,
     fetch: Fetch,
 ) -> Result<Job, UpstreamError> {
-    let has_host = req
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("host"));
     let mut bytes = Vec::with_capacity(128 + req.body.len());
-    let sent = if has_host {
-        let head = RequestHead {
-            method: req.method,
-            target: req.target,
-            headers: req.headers,
-        };
-        client::prepare(&head, req.body, &mut bytes)
-    } else if req.headers.len() < FEW_FIELDS {
-        // `Host` first, then the caller's: on the stack for the usual handful.
-        let mut few = [("", ""); FEW_FIELDS];
-        few[0] = ("Host", spec.host.as_str());
-        few[1..=req.headers.len()].copy_from_slice(req.headers);
-        let head = RequestHead {
-            method: req.method,
-            target: req.target,
-            headers: &few[..=req.headers.len()],
-        };
-        client::prepare(&head, req.body, &mut bytes)
-    } else {
-        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 1);
-        fields.push(("Host", &spec.host));
-        fields.extend_from_slice(req.headers);
-        let head = RequestHead {
-            method: req.method,
-            target: req.target,
-            headers: &fields,
-        };
-        client::prepare(&head, req.body, &mut bytes)
-    }
-    .map_err(UpstreamError::InvalidRequest)?;
+    let sent = encode(req, &spec.host, &mut bytes)?;
     Ok(Job {
         route: Route { conn, seq, fetch },
         bytes,
@@ -408,4 +375,46 @@ fn prepare(
         retried: false,
         reused: false,
     })
+}
+
+/// Appends `req` whole to `out` (see [`UpstreamRequest::encode`]).
+pub(crate) fn encode(
+    req: &UpstreamRequest<'_>,
+    host: &str,
+    out: &mut Vec<u8>,
+) -> Result<Sent, UpstreamError> {
+    let has_host = req
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("host"));
+    if has_host {
+        let head = RequestHead {
+            method: req.method,
+            target: req.target,
+            headers: req.headers,
+        };
+        client::prepare(&head, req.body, out)
+    } else if req.headers.len() < FEW_FIELDS {
+        // `Host` first, then the caller's: on the stack for the usual handful.
+        let mut few = [("", ""); FEW_FIELDS];
+        few[0] = ("Host", host);
+        few[1..=req.headers.len()].copy_from_slice(req.headers);
+        let head = RequestHead {
+            method: req.method,
+            target: req.target,
+            headers: &few[..=req.headers.len()],
+        };
+        client::prepare(&head, req.body, out)
+    } else {
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 1);
+        fields.push(("Host", host));
+        fields.extend_from_slice(req.headers);
+        let head = RequestHead {
+            method: req.method,
+            target: req.target,
+            headers: &fields,
+        };
+        client::prepare(&head, req.body, out)
+    }
+    .map_err(UpstreamError::InvalidRequest)
 }
