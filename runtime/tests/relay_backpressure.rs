@@ -1,4 +1,4 @@
-//! Backpressure between linked connections (`Io::link`): 256 MiB relayed from a fast
+//! Backpressure between linked connections (`Io::link`): 1 GiB relayed from a fast
 //! writer through the server to a slow reader keep the server's memory bounded. Its own
 //! test binary, so the process's RSS is this test's alone.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ringmaster_runtime::{Close, ConnToken, Event, Handler, Input, Io, Server};
 
-const TOTAL: usize = 256 << 20;
+const TOTAL: usize = 1 << 30;
 const LIMIT: usize = 1 << 20;
 
 /// Pairs the first two connections and links them; what one sends goes to the other.
