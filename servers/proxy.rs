@@ -395,6 +395,20 @@ fn may_go_elsewhere(e: &UpstreamError) -> bool {
     )
 }
 
+/// The protocol a request asks to switch to: its `Upgrade` value, when its
+/// `Connection` field names `upgrade` (RFC 9110 §7.8).
+fn requested_upgrade<'a>(req: &Request<'a>) -> Option<&'a str> {
+    let named = req
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    if !named {
+        return None;
+    }
+    std::str::from_utf8(req.header("upgrade")?).ok()
+}
+
 fn idempotent(method: &str) -> bool {
     matches!(
         method,
@@ -422,6 +436,14 @@ impl App for Proxy {
                     return None;
                 }
             };
+        // An upgrade the client asked for (`Connection: upgrade` naming it) goes on to
+        // the upstream: WebSocket and any other protocol pass through once it says 101.
+        let upgrade = requested_upgrade(req);
+        let mut fields = fields;
+        if let Some(proto) = upgrade {
+            fields.push(("Connection", "Upgrade"));
+            fields.push(("Upgrade", proto));
+        }
         let call = UpstreamRequest::new(req.method(), req.target())
             .headers(&fields)
             .body(req.body());
@@ -459,6 +481,18 @@ impl App for Proxy {
             return;
         };
         match ev {
+            UpstreamEvent::Head(head) if head.status() == 101 => {
+                self.bal.succeeded(task.up);
+                // The handshake's fields pass whole (hop-by-hop ones included: they are
+                // the handshake), and `Via`; the tunnel follows.
+                let all = head.headers();
+                let mut fields: Vec<(&str, &str)> = all
+                    .iter()
+                    .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                    .collect();
+                fields.push(("Via", headers::VIA));
+                ex.switch_protocols(&fields);
+            }
             UpstreamEvent::Head(head) => {
                 self.bal.succeeded(task.up);
                 let all = head.headers();

@@ -464,3 +464,38 @@ fn stats_gather_every_shard_and_the_shutdown_summary_names_each_upstream() {
     assert_eq!(summary.len(), 2, "one line per shard: {summary:?}");
     assert!(summary.iter().all(|l| l.contains(&be.addr.to_string())));
 }
+
+#[test]
+fn websocket_passes_through_the_proxy() {
+    // Python websockets' echo suite (sizes up to the limit, fragments, ping/pong, close
+    // codes, invalid UTF-8, an unmasked frame, an oversize message) against `ringmaster
+    // ws`, through the proxy: the 101 is relayed, then the bytes tunnel both ways.
+    const LIMIT: &str = "1048576";
+    let mut ws = ServerProc::start(&[
+        "ws",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--max-message",
+        LIMIT,
+    ]);
+    let mut px = proxy(&[ws.addr], &[]);
+    let start = px.fd_count();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/ws_client.py");
+    let out = Command::new("timeout")
+        .args(["120", "python3", script, "echo"])
+        .arg(px.addr.to_string())
+        .arg(LIMIT)
+        .output()
+        .expect("python3 ws_client.py");
+    assert!(
+        out.status.success(),
+        "websockets through the proxy: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fds_return(&px, start);
+    px.stop();
+    ws.stop();
+}

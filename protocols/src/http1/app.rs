@@ -110,7 +110,8 @@ pub trait App: 'static {
     /// connection closed ([`App::on_cancel`] gets the task).
     ///
     /// The default relays the response: its status and `Content-Type`, then its body
-    /// as it arrives (with `Content-Length` when the upstream gave one); a failure
+    /// as it arrives (with `Content-Length` when the upstream gave one), or a 101 with
+    /// its handshake fields (the connection then tunnels to the upstream); a failure
     /// before the head is answered with [`UpstreamError::status`](super::UpstreamError::status) (502, 503 or 504),
     /// after it the response is cut short (the client sees the truncation). An
     /// application that transforms responses implements this.
@@ -142,6 +143,16 @@ pub trait App: 'static {
 /// comes (status, `Content-Type`, body), and answers a failure with its status.
 pub fn relay(event: UpstreamEvent<'_>, ex: &mut Exchange<'_>) {
     match event {
+        UpstreamEvent::Head(head) if head.status() == 101 => {
+            // The upstream switched protocols: pass its handshake fields on; the bytes
+            // that follow travel raw both ways.
+            let fields: Vec<(&str, &str)> = head
+                .headers()
+                .iter()
+                .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                .collect();
+            ex.switch_protocols(&fields);
+        }
         UpstreamEvent::Head(head) => {
             let ct = head.headers().get("content-type");
             let ct = ct.and_then(|v| std::str::from_utf8(v).ok());

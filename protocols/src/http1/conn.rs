@@ -69,6 +69,9 @@ pub(crate) struct Conn<T> {
     paused: bool,
     /// `Port::close` was called.
     closed: bool,
+    /// An exchange switched protocols (101) and left the wire: nothing more is parsed
+    /// or closed here; the bytes that follow belong to the new protocol.
+    upgraded: bool,
     /// When the connection last became idle (or last received bytes).
     last_active: Instant,
     /// When the first byte of the current, still incomplete, head arrived.
@@ -113,6 +116,7 @@ impl<T> Conn<T> {
             draining: false,
             paused: false,
             closed: false,
+            upgraded: false,
             last_active: now,
             head_since: None,
         }
@@ -128,6 +132,9 @@ impl<T> Conn<T> {
         limits: &Limits,
         port: &mut dyn Port,
     ) -> usize {
+        if self.upgraded {
+            return 0;
+        }
         let now = port.now();
         self.last_active = now;
         let mut pos = 0;
@@ -359,8 +366,19 @@ impl<T> Conn<T> {
                 break;
             }
             let close = front.state.close;
+            let upgrade = front.state.upgrade;
             self.queue.pop_front();
-            if close {
+            if upgrade {
+                // Nothing after a switch of protocols is HTTP/1.1 (a client waits for
+                // the 101 before it speaks the new protocol).
+                self.upgraded = true;
+                self.closing = true;
+                for slot in self.queue.drain(..) {
+                    if let Some(task) = slot.task {
+                        app.on_cancel(task);
+                    }
+                }
+            } else if close {
                 self.closing = true;
                 for slot in self.queue.drain(..) {
                     if let Some(task) = slot.task {
@@ -379,6 +397,9 @@ impl<T> Conn<T> {
     }
 
     fn settle(&mut self, limits: &Limits, port: &mut dyn Port) {
+        if self.upgraded {
+            return;
+        }
         if self.queue.is_empty() {
             self.send_continue(port);
         }
@@ -452,6 +473,12 @@ impl<T> Conn<T> {
     }
 
     /// The tasks still held, for [`App::on_cancel`] when the connection goes away.
+    /// Whether an exchange switched protocols and its 101 has gone out: the connection
+    /// now carries the new protocol (its driver takes it over).
+    pub(crate) fn is_upgraded(&self) -> bool {
+        self.upgraded
+    }
+
     /// The upstream connections streaming responses to this connection's exchanges.
     pub(crate) fn upstream_links(
         &self,

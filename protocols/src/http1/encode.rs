@@ -179,6 +179,8 @@ pub enum ConnField {
     Close,
     /// `Connection: keep-alive`: an HTTP/1.0 client asked to keep the connection.
     KeepAlive,
+    /// `Connection: Upgrade`: a 101 switching the connection to another protocol.
+    Upgrade,
 }
 
 /// Appends `n` in decimal.
@@ -386,6 +388,7 @@ pub fn write_head_fields(
         ConnField::Omit => {}
         ConnField::Close => buf.extend_from_slice(b"\r\nConnection: close"),
         ConnField::KeepAlive => buf.extend_from_slice(b"\r\nConnection: keep-alive"),
+        ConnField::Upgrade => buf.extend_from_slice(b"\r\nConnection: Upgrade"),
     }
     let mut dropped = 0;
     match fields {

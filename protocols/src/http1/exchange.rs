@@ -18,7 +18,7 @@ use ringmaster_runtime::{
 
 use super::app::{App, Body, Response};
 use super::compose::{start_call, TargetShard};
-use super::encode::{self, Framing};
+use super::encode::{self, ConnField, Fields, Framing};
 use super::exchange_state::{ExchangeState, Phase};
 use super::held::Held;
 use super::limits::HttpCounters;
@@ -442,6 +442,30 @@ impl<'x> Exchange<'x> {
         req: UpstreamRequest<'_>,
     ) -> Result<Fetch, UpstreamError> {
         self.port.fetch(upstream, &req, self.state.seq)
+    }
+
+    /// Answers `101 Switching Protocols` with `Connection: Upgrade` and `fields` (the
+    /// `Upgrade` field and whatever the new protocol's handshake needs): once it is on
+    /// the wire the connection stops speaking HTTP/1.1. Only a protocol driver that
+    /// takes the connection over can carry on from there: the proxy's tunnel to an
+    /// upstream that switched (the upstream pool does it when the upstream's own 101
+    /// came, see [`App::on_upstream`]); elsewhere the connection then closes.
+    pub fn switch_protocols(&mut self, fields: &[(&str, &str)]) {
+        if self.state.phase != Phase::Waiting {
+            return self.misuse();
+        }
+        self.state.phase = Phase::Done;
+        self.state.upgrade = true;
+        let date = *self.port.date();
+        let dropped = encode::write_head_fields(
+            self.out(),
+            101,
+            &date,
+            Framing::None,
+            ConnField::Upgrade,
+            Fields::List(fields),
+        );
+        self.note_dropped(dropped);
     }
 
     /// This shard's counters for `upstream` (requests, reuse, connect time, failures,

@@ -47,6 +47,8 @@ pub(crate) struct ExchangeState {
     /// The upstream connection streaming a response to this exchange, once its first
     /// piece came (closed with this connection: nobody else wants the rest).
     pub(crate) upstream: Option<ringmaster_runtime::ConnToken>,
+    /// The response switched protocols (101): the connection is no longer HTTP/1.1.
+    pub(crate) upgrade: bool,
 }
 
 impl ExchangeState {
@@ -62,6 +64,7 @@ impl ExchangeState {
             remaining: 0,
             calls: 0,
             upstream: None,
+            upgrade: false,
             notifiers: Vec::new(),
         }
     }

@@ -40,7 +40,7 @@ use super::offload::{OffloadJob, Routed};
 use super::port::{Port, PortTimer};
 use super::timer_tag::split_app_tag;
 use super::upstream::{
-    Fetch, Pools, Reply, Upstream, UpstreamError, UpstreamRequest, UpstreamStats,
+    tunnel_event, Fetch, Pools, Reply, Upstream, UpstreamError, UpstreamRequest, UpstreamStats,
 };
 
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
@@ -84,6 +84,13 @@ enum Role<T> {
     Server(ServerConn<T>),
     /// Opened by the upstream pool: the client role; the index of its state there.
     Upstream(usize),
+    /// A client's connection after its request switched protocols (101) through the
+    /// upstream pool: bytes pass raw to and from upstream connection `peer`.
+    Tunnel {
+        peer: ConnToken,
+        input_done: bool,
+        output_done: bool,
+    },
 }
 
 /// A client's connection.
@@ -101,6 +108,7 @@ impl<T> std::fmt::Debug for HttpConn<T> {
                 .field("timer", &c.timer)
                 .finish_non_exhaustive(),
             Role::Upstream(l) => f.debug_tuple("HttpConn::Upstream").field(l).finish(),
+            Role::Tunnel { peer, .. } => f.debug_tuple("HttpConn::Tunnel").field(peer).finish(),
         }
     }
 }
@@ -341,8 +349,14 @@ impl<A: App> Http<A> {
 }
 
 impl<A: App> Http<A> {
-    /// The server role's connection events.
-    fn server_event(&mut self, conn: &mut ServerConn<A::Task>, event: Event<'_>, io: &mut Io<'_>) {
+    /// The server role's connection events. Returns the upstream connection to tunnel
+    /// to (and the tunnel's first bytes) when a request switched protocols.
+    fn server_event(
+        &mut self,
+        conn: &mut ServerConn<A::Task>,
+        event: Event<'_>,
+        io: &mut Io<'_>,
+    ) -> Option<(ConnToken, Vec<u8>)> {
         match event {
             Event::Eof => self.eof(conn, io),
             Event::Writable => self.writable(conn, io),
@@ -357,10 +371,19 @@ impl<A: App> Http<A> {
             Event::CallDone(done) => self.call_done(conn, done, io),
             Event::Posted(p) if p.is::<Reply>() => {
                 let from = p.from();
-                if let Ok(reply) = p.take::<Reply>() {
-                    self.with_port(conn, io, |core, app, limits, port| {
-                        core.upstream_reply(app, reply, from, limits, port);
-                    });
+                let Ok(reply) = p.take::<Reply>() else {
+                    return None;
+                };
+                let tunnel = reply.upgraded.then(|| reply.tunnel_bytes().to_vec());
+                self.with_port(conn, io, |core, app, limits, port| {
+                    core.upstream_reply(app, reply, from, limits, port);
+                });
+                if let (Some(bytes), Some(up)) = (tunnel, from) {
+                    if conn.core.is_upgraded() {
+                        return Some((up, bytes));
+                    }
+                    // The application did not switch: the upstream's side goes.
+                    io.close_conn(up);
                 }
             }
             Event::Shutdown => self.shutdown(conn, io),
@@ -368,6 +391,7 @@ impl<A: App> Http<A> {
             // gone upstream connection is its own business (its end reaches the pool).
             _ => {}
         }
+        None
     }
 }
 
@@ -398,6 +422,11 @@ impl<A: App> Handler for Http<A> {
         let conn = match &mut conn.0 {
             Role::Server(c) => c,
             Role::Upstream(l) => return self.pools.link_data(*l, input, io),
+            Role::Tunnel { peer, .. } => {
+                io.write_to(*peer, input.bytes());
+                input.consume_all();
+                return;
+            }
         };
         let bytes = input.bytes();
         let mut used = 0;
@@ -408,9 +437,35 @@ impl<A: App> Handler for Http<A> {
     }
 
     fn on_event(&mut self, conn: &mut Self::Conn, event: Event<'_>, io: &mut Io<'_>) {
-        match &mut conn.0 {
+        let switch = match &mut conn.0 {
             Role::Server(c) => self.server_event(c, event, io),
-            Role::Upstream(l) => self.pools.link_event(*l, event, io),
+            Role::Upstream(l) => return self.pools.link_event(*l, event, io),
+            Role::Tunnel {
+                peer,
+                input_done,
+                output_done,
+            } => return tunnel_event(*peer, input_done, output_done, event, io),
+        };
+        if let Some((peer, first)) = switch {
+            let old = std::mem::replace(
+                &mut conn.0,
+                Role::Tunnel {
+                    peer,
+                    input_done: false,
+                    output_done: false,
+                },
+            );
+            if let Role::Server(c) = old {
+                if let Some((key, _)) = c.timer {
+                    io.cancel_timer(key);
+                }
+                for task in c.core.into_tasks() {
+                    self.app.on_cancel(task);
+                }
+            }
+            io.write(&first);
+            // Input the client sent after its request is the new protocol's.
+            io.resume_reading();
         }
     }
 
@@ -425,6 +480,15 @@ impl<A: App> Handler for Http<A> {
     fn on_closed(&mut self, conn: Self::Conn, why: Close, shard: &mut ShardIo<'_>) {
         match conn.0 {
             Role::Upstream(l) => self.pools.link_closed(l, why, shard),
+            Role::Tunnel {
+                peer,
+                input_done,
+                output_done,
+            } => {
+                if !(input_done && output_done) {
+                    shard.close_conn(peer);
+                }
+            }
             Role::Server(c) => {
                 // Upstream responses still streaming to this connection are wanted by no
                 // one: their connections cannot be reused before they are read whole.

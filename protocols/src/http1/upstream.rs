@@ -30,6 +30,7 @@ mod spec;
 pub use error::UpstreamError;
 pub use spec::{Upstream, UpstreamBuilder, UpstreamTls};
 
+pub(crate) use link::tunnel_event;
 pub(crate) use pool::Pools;
 pub(crate) use reply::Reply;
 

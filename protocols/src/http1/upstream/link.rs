@@ -14,7 +14,7 @@ use std::mem;
 use ringmaster_runtime::{Close, ConnToken, Event, Input, Io, ShardIo};
 use rustls::ClientConnection;
 
-use super::pool::{link_of_tag, Dispatch, Job, Link, LinkState, Pools};
+use super::pool::{link_of_tag, Dispatch, Job, Link, LinkState, Pools, TunnelEof};
 use super::reply::Reply;
 use super::UpstreamError;
 use crate::http1::client::{ClientError, ClientEvent};
@@ -125,6 +125,11 @@ impl Pools {
             input.consume_all();
             return;
         };
+        if let LinkState::Tunnel { peer, .. } = link.state {
+            io.write_to(peer, input.bytes());
+            input.consume_all();
+            return;
+        }
         if link.tls.is_none() {
             let used = self.decode(l, input.bytes(), io);
             input.consume(used);
@@ -179,6 +184,7 @@ impl Pools {
         let mut reply = Reply::new(route.fetch, route.seq);
         let mut pos = 0;
         let mut outcome = None;
+        let mut upgraded = false;
         loop {
             let rest = bytes.get(pos..).unwrap_or_default();
             let d = match link.codec.decode(rest) {
@@ -204,8 +210,20 @@ impl Pools {
                     outcome = Some(Ok(end.reusable));
                     false
                 }
-                Some(ClientEvent::Upgraded(_)) => {
+                // A tunnel is raw bytes on the socket: over TLS it would need this
+                // side's session for every byte, which tunnels do not carry (yet).
+                Some(ClientEvent::Upgraded(_)) if link.tls.is_some() => {
                     outcome = Some(Err(UpstreamError::Protocol(ClientError::Upgraded)));
+                    false
+                }
+                Some(ClientEvent::Upgraded(h)) => {
+                    reply.set_head(&h, rest.get(..consumed).unwrap_or_default());
+                    reply.upgraded = true;
+                    // What follows the 101 is the new protocol's: the tunnel's first bytes.
+                    reply
+                        .buf
+                        .extend_from_slice(rest.get(consumed..).unwrap_or_default());
+                    upgraded = true;
                     false
                 }
             };
@@ -224,6 +242,21 @@ impl Pools {
             }
         }
         let p = link.pool;
+        if upgraded {
+            // Out of the pool: from now on the connection is one side of a tunnel.
+            self.pools[p].stats.completed += 1;
+            self.pools[p].open -= 1;
+            reply.end = Some(Ok(()));
+            io.post(route.conn, reply);
+            // Each side's backlog pauses the other's reading, both ways.
+            io.link(route.conn);
+            self.links[l].state = LinkState::Tunnel {
+                peer: route.conn,
+                input_done: false,
+                output_done: false,
+            };
+            return bytes.len();
+        }
         match outcome {
             None => {
                 if !reply.is_empty() {
@@ -260,6 +293,14 @@ impl Pools {
         let Some(link) = self.links.get_mut(l) else {
             return event.default_action(io);
         };
+        if let LinkState::Tunnel {
+            peer,
+            input_done,
+            output_done,
+        } = &mut link.state
+        {
+            return tunnel_event(*peer, input_done, output_done, event, io);
+        }
         match event {
             Event::Eof => self.link_eof(l, io),
             Event::Timer(tag) => {
@@ -349,7 +390,7 @@ impl Pools {
                 }
                 Err(e) => self.finish(p, job.route, Err(UpstreamError::Protocol(e)), io),
             },
-            LinkState::Connecting | LinkState::Dead => {}
+            LinkState::Connecting | LinkState::Tunnel { .. } | LinkState::Dead => {}
         }
     }
 
@@ -364,6 +405,19 @@ impl Pools {
         }
         let p = link.pool;
         let pool = &mut self.pools[p];
+        if let LinkState::Tunnel {
+            peer,
+            input_done,
+            output_done,
+        } = link.state
+        {
+            // Left the pool when it became a tunnel; its other side goes with it
+            // (unless both directions ended gracefully, and it closes on its own).
+            if !(input_done && output_done) {
+                shard.close_conn(peer);
+            }
+            return;
+        }
         pool.open -= 1;
         match link.state {
             LinkState::Idle => {
@@ -384,7 +438,7 @@ impl Pools {
                 self.fail_job(p, job, link.got_bytes, e, shard);
             }
             LinkState::Connecting => pool.connecting -= 1,
-            LinkState::Dead => {}
+            LinkState::Tunnel { .. } | LinkState::Dead => {}
         }
         self.pump(p, shard);
     }
@@ -412,6 +466,34 @@ impl Pools {
                 true
             }
         });
+    }
+}
+
+/// One side of a tunnel (either the server connection or the upstream one, after a
+/// 101): an end of input is passed on to the other side, which shuts its output once
+/// what it was given is sent; a side closes once both its directions have ended, and
+/// a side whose other side is gone closes too.
+pub(crate) fn tunnel_event(
+    peer: ConnToken,
+    input_done: &mut bool,
+    output_done: &mut bool,
+    event: Event<'_>,
+    io: &mut Io<'_>,
+) {
+    match event {
+        Event::Eof => {
+            *input_done = true;
+            io.post(peer, TunnelEof);
+        }
+        Event::Posted(p) if p.is::<TunnelEof>() => {
+            *output_done = true;
+            io.shutdown_write();
+        }
+        Event::ConnGone(_) | Event::Shutdown => io.close(),
+        _ => return,
+    }
+    if *input_done && *output_done {
+        io.close();
     }
 }
 

@@ -38,6 +38,10 @@ pub(crate) const UPSTREAM_TAG: u64 = 0x5550_5354 << 32;
 /// and sends it from its own callback (so that its timer and its TLS are its own).
 pub(crate) struct Dispatch;
 
+/// Posted between the two sides of a tunnel (after a 101): the sender's input ended,
+/// so the receiver shuts its output (the half-close passed on).
+pub(crate) struct TunnelEof;
+
 /// What the pool's callers can do on the shard, from whichever callback they are in.
 pub(crate) trait Ops {
     fn post_reply(&mut self, to: ConnToken, reply: Reply);
@@ -97,6 +101,13 @@ pub(crate) enum LinkState {
     Assigned(Job),
     /// A request is sent; its response is being read (`head` once its head came).
     Busy { job: Job, head: bool },
+    /// Switched protocols (101): bytes pass raw to and from server connection `peer`;
+    /// no longer counted in the pool.
+    Tunnel {
+        peer: ConnToken,
+        input_done: bool,
+        output_done: bool,
+    },
     /// Failed or finished for good; closing.
     Dead,
 }

@@ -16,6 +16,9 @@ pub(crate) struct Reply {
     pub(crate) buf: Vec<u8>,
     /// How the response ended, if it did in this piece.
     pub(crate) end: Option<Result<(), UpstreamError>>,
+    /// The upstream switched protocols (101): the bytes after the head are the new
+    /// protocol's, for the tunnel, not body.
+    pub(crate) upgraded: bool,
 }
 
 impl Reply {
@@ -27,6 +30,7 @@ impl Reply {
             head_len: 0,
             buf: Vec::new(),
             end: None,
+            upgraded: false,
         }
     }
 
@@ -37,6 +41,15 @@ impl Reply {
         self.buf.extend_from_slice(bytes);
         self.head_len = bytes.len();
         self.head = Some((info, spans.to_vec()));
+    }
+
+    /// The new protocol's first bytes, after a 101.
+    pub(crate) fn tunnel_bytes(&self) -> &[u8] {
+        if self.upgraded {
+            self.buf.get(self.head_len..).unwrap_or_default()
+        } else {
+            &[]
+        }
     }
 
     /// Whether there is anything to tell.
@@ -53,7 +66,7 @@ impl Reply {
             )));
         }
         let body = self.buf.get(self.head_len..).unwrap_or_default();
-        if !body.is_empty() {
+        if !body.is_empty() && !self.upgraded {
             f(UpstreamEvent::Body(body));
         }
         match &self.end {
