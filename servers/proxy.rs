@@ -107,6 +107,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "NAME", requires = "upstream_tls")]
     pub upstream_name: Option<String>,
 
+    /// Local addresses to connect to upstreams from, in turn, e.g. 127.0.0.2,127.0.0.3 (each has ~28k ephemeral ports per upstream)
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub source_addrs: Vec<std::net::IpAddr>,
+
     /// Answer GET /.ringmaster/stats with the per-upstream counters (HTTP mode)
     #[arg(long)]
     pub stats: bool,
@@ -134,6 +138,7 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
     if args.mode == Mode::Tcp {
         let ups = args.upstreams.clone();
         let (policy, fails, connect) = (args.balance, args.max_fails, secs(args.connect_timeout));
+        let sources = args.source_addrs.clone();
         return run_maybe_tls(
             "proxy (tcp)",
             builder,
@@ -142,7 +147,7 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
             None,
             move |shard| {
                 let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
-                tcp::TcpProxy::new(ups.clone(), bal, connect)
+                tcp::TcpProxy::new(ups.clone(), bal, connect, sources.clone())
             },
         );
     }
@@ -183,7 +188,8 @@ fn upstreams(args: &ProxyArgs) -> Result<Vec<Upstream>, String> {
             let mut b = Upstream::builder(addr)
                 .response_timeout(secs(args.upstream_timeout))
                 .connect_timeout(secs(args.connect_timeout))
-                .max_idle(args.upstream_idle);
+                .max_idle(args.upstream_idle)
+                .sources(args.source_addrs.clone());
             if args.upstream_tls {
                 let name = args
                     .upstream_name

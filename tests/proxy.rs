@@ -499,3 +499,35 @@ fn websocket_passes_through_the_proxy() {
     px.stop();
     ws.stop();
 }
+
+#[test]
+fn upstream_connections_come_from_each_source_address_in_turn() {
+    // A backend that closes after each answer: every request needs a new connection,
+    // and the sources take turns.
+    let be = backend("one-shot", &[]);
+    let mut px = proxy(&[be.addr], &["--source-addrs", "127.0.0.2,127.0.0.3"]);
+    let mut c = connect(px.addr);
+    let mut peers = Vec::new();
+    for i in 0..4 {
+        let r = get(&mut c, &format!("/src{i}"));
+        assert_eq!(r.status, 200);
+        peers.push(r.header("x-peer").unwrap().to_string());
+    }
+    assert_eq!(peers, ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]);
+    px.stop();
+
+    // TCP mode too.
+    let mut echo = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let mut px = proxy(
+        &[echo.addr],
+        &["--mode", "tcp", "--source-addrs", "127.0.0.4"],
+    );
+    let mut c = connect(px.addr);
+    c.set_read_timeout(Some(LIMIT)).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    px.stop();
+    echo.stop();
+}

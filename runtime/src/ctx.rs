@@ -45,6 +45,8 @@ pub(crate) struct ConnectRequest {
     pub addr: SocketAddr,
     pub tag: u64,
     pub timeout: Option<Duration>,
+    /// The local address to connect from (its port picked at connect time).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// What a callback asked to do to another connection of the shard, by token: applied

@@ -65,6 +65,7 @@ macro_rules! shard_vocabulary {
                 addr,
                 tag,
                 timeout: None,
+                source: None,
             });
         }
 
@@ -76,6 +77,28 @@ macro_rules! shard_vocabulary {
                 addr,
                 tag,
                 timeout: Some(timeout),
+                source: None,
+            });
+        }
+
+        /// Like `connect_timeout`, from local address `source` (its port chosen by the
+        /// kernel at connect time, `IP_BIND_ADDRESS_NO_PORT`, so that one source can
+        /// reach many destinations): a proxy spreads its upstream connections over
+        /// several sources to get past the ephemeral ports of one. A source whose ports
+        /// are exhausted fails the connect with `EADDRNOTAVAIL`, reported as
+        /// [`ShardEvent::ConnectFailed`](crate::ShardEvent::ConnectFailed).
+        pub fn connect_from(
+            &mut self,
+            addr: SocketAddr,
+            source: std::net::IpAddr,
+            tag: u64,
+            timeout: Duration,
+        ) {
+            self.shard.pending_connects.push(ConnectRequest {
+                addr,
+                tag,
+                timeout: Some(timeout),
+                source: Some(source),
             });
         }
 

@@ -22,6 +22,9 @@ pub struct TcpProxy {
     ups: Vec<SocketAddr>,
     bal: Balancer,
     connect_timeout: Duration,
+    /// Local addresses to connect from, in turn (none: the kernel's choice).
+    sources: Vec<std::net::IpAddr>,
+    next_source: usize,
 }
 
 /// What one side of a proxied pair knows.
@@ -62,11 +65,18 @@ fn untag(tag: u64) -> (ConnToken, usize) {
 
 impl TcpProxy {
     /// Proxies to `ups`, balanced by `bal`.
-    pub fn new(ups: Vec<SocketAddr>, bal: Balancer, connect_timeout: Duration) -> Self {
+    pub fn new(
+        ups: Vec<SocketAddr>,
+        bal: Balancer,
+        connect_timeout: Duration,
+        sources: Vec<std::net::IpAddr>,
+    ) -> Self {
         TcpProxy {
             ups,
             bal,
             connect_timeout,
+            sources,
+            next_source: 0,
         }
     }
 
@@ -87,7 +97,15 @@ impl Handler for TcpProxy {
         match self.bal.pick(Some(peer.ip()), 0, io.now()) {
             Some(i) => {
                 self.bal.standing[i].inflight += 1;
-                io.connect_timeout(self.ups[i], tag(io.token(), i), self.connect_timeout);
+                let (addr, tag) = (self.ups[i], tag(io.token(), i));
+                match self
+                    .sources
+                    .get(self.next_source % self.sources.len().max(1))
+                {
+                    Some(&ip) => io.connect_from(addr, ip, tag, self.connect_timeout),
+                    None => io.connect_timeout(addr, tag, self.connect_timeout),
+                }
+                self.next_source = self.next_source.wrapping_add(1);
             }
             None => io.abort(),
         }

@@ -240,6 +240,8 @@ def answer(sock, req, mode, stats, close):
     head = b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\n"
     if TAG:
         head += b"X-Backend: " + TAG + b"\r\n"
+    # Which address the client connected from (a proxy's --source-addrs).
+    head += b"X-Peer: " + sock.getpeername()[0].encode() + b"\r\n"
     if close:
         head += b"Connection: close\r\n"
     elif req.version == b"HTTP/1.0":

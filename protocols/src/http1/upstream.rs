@@ -131,6 +131,8 @@ pub struct UpstreamStats {
     pub connects: u64,
     /// Connect attempts that failed (refused, unreachable, timed out...).
     pub connect_failures: u64,
+    /// Of those, a source address out of ports (`EADDRNOTAVAIL`).
+    pub source_exhausted: u64,
     /// Total time from connect to established over successful connects, in µs.
     pub connect_time_us: u64,
     /// Requests that got no response head within the response timeout.
@@ -155,12 +157,13 @@ pub struct UpstreamStats {
 
 impl UpstreamStats {
     /// The counters as (name, value) pairs, for a stats endpoint.
-    pub fn fields(&self) -> [(&'static str, u64); 14] {
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("requests", self.requests),
             ("reused", self.reused),
             ("connects", self.connects),
             ("connect_failures", self.connect_failures),
+            ("source_exhausted", self.source_exhausted),
             ("connect_time_us", self.connect_time_us),
             ("timeouts", self.timeouts),
             ("failures", self.failures),

@@ -210,13 +210,23 @@ impl<H: Handler> Shard<H> {
         for req in mem::take(&mut self.ctx.pending_connects) {
             let (addr, tag) = (req.addr, req.tag);
             if self.ctx.draining {
+                // Whoever asked hears of it: a request waiting on this connect must not
+                // wait for ever.
+                self.ctx.counters.connect_errors += 1;
+                let error = std::io::Error::other("the server is draining");
+                self.shard_event(ShardEvent::ConnectFailed { tag, addr, error });
                 continue;
             }
-            let sock = match socket2::Socket::new(
+            let sock = socket2::Socket::new(
                 socket2::Domain::for_address(addr),
                 socket2::Type::STREAM.cloexec(),
                 Some(socket2::Protocol::TCP),
-            ) {
+            )
+            .and_then(|s| match req.source {
+                Some(ip) => bind_source(&s, ip).map(|()| s),
+                None => Ok(s),
+            });
+            let sock = match sock {
                 Ok(s) => s,
                 Err(e) => {
                     self.ctx.counters.connect_errors += 1;
@@ -331,4 +341,15 @@ fn settle_addr(io: &mut ConnIo, c: &Completion) -> Option<socket2::SockAddr> {
     let mut a = io.addr.take()?;
     a.settle(c);
     a.into_inner().ok().map(|b| *b)
+}
+
+/// Binds an outbound socket to `ip` with its port left to the connect
+/// (`IP_BIND_ADDRESS_NO_PORT`): the kernel then picks a port free for this very
+/// destination, so one source address serves as many connections as it has ports per
+/// destination rather than per machine.
+fn bind_source(sock: &socket2::Socket, ip: std::net::IpAddr) -> std::io::Result<()> {
+    if ip.is_ipv4() {
+        crate::sys::fd::set_bind_address_no_port(sock)?;
+    }
+    sock.bind(&std::net::SocketAddr::new(ip, 0).into())
 }

@@ -42,6 +42,28 @@ pub(crate) fn set_defer_accept(sock: &impl AsRawFd, secs: i32) -> io::Result<()>
     }
 }
 
+/// Sets `IP_BIND_ADDRESS_NO_PORT` on an outbound IPv4 socket: a later `bind` to an
+/// address with port 0 leaves the port to `connect`, which picks one free for the very
+/// destination (so one source address is not limited to one set of ephemeral ports).
+pub(crate) fn set_bind_address_no_port(sock: &impl AsRawFd) -> io::Result<()> {
+    let on: i32 = 1;
+    // SAFETY: passes a pointer to a live local int and its exact size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A non-blocking, close-on-exec eventfd used to wake a shard's ring.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with no pointer arguments.

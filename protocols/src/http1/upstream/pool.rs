@@ -17,7 +17,7 @@
 //! connect failed, a connection closed); [`Ops`] is what each of those can do.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ pub(crate) struct TunnelEof;
 pub(crate) trait Ops {
     fn post_reply(&mut self, to: ConnToken, reply: Reply);
     fn post_dispatch(&mut self, to: ConnToken);
-    fn connect(&mut self, addr: SocketAddr, tag: u64, timeout: Duration);
+    fn connect(&mut self, addr: SocketAddr, source: Option<IpAddr>, tag: u64, timeout: Duration);
     fn now(&self) -> Instant;
 }
 
@@ -59,8 +59,17 @@ macro_rules! ops_for {
             fn post_dispatch(&mut self, to: ConnToken) {
                 self.post(to, Dispatch);
             }
-            fn connect(&mut self, addr: SocketAddr, tag: u64, timeout: Duration) {
-                self.connect_timeout(addr, tag, timeout);
+            fn connect(
+                &mut self,
+                addr: SocketAddr,
+                source: Option<IpAddr>,
+                tag: u64,
+                timeout: Duration,
+            ) {
+                match source {
+                    Some(ip) => self.connect_from(addr, ip, tag, timeout),
+                    None => self.connect_timeout(addr, tag, timeout),
+                }
             }
             fn now(&self) -> Instant {
                 <$t>::now(self)
@@ -139,6 +148,8 @@ pub(crate) struct Pool {
     pub(crate) connecting: usize,
     pub(crate) queue: VecDeque<Job>,
     pub(crate) stats: UpstreamStats,
+    /// The next of the upstream's source addresses to connect from.
+    pub(crate) next_source: usize,
 }
 
 /// Every pool of one shard, and their connections.
@@ -205,6 +216,7 @@ impl Pools {
             connecting: 0,
             queue: VecDeque::new(),
             stats: UpstreamStats::default(),
+            next_source: 0,
         });
         self.pools.len() - 1
     }
@@ -248,8 +260,12 @@ impl Pools {
             pool.open += 1;
             pool.connecting += 1;
             pool.stats.connects += 1;
+            let sources = &pool.spec.sources;
+            let source = (!sources.is_empty()).then(|| sources[pool.next_source % sources.len()]);
+            pool.next_source = pool.next_source.wrapping_add(1);
             ops.connect(
                 pool.spec.addr,
+                source,
                 UPSTREAM_TAG | l as u64,
                 pool.spec.connect_timeout,
             );
@@ -278,6 +294,9 @@ impl Pools {
         pool.open -= 1;
         pool.connecting -= 1;
         pool.stats.connect_failures += 1;
+        if error.raw_os_error() == Some(EADDRNOTAVAIL) {
+            pool.stats.source_exhausted += 1;
+        }
         if pool.queue.len() > pool.connecting {
             if let Some(job) = pool.queue.pop_front() {
                 let e = if error.kind() == std::io::ErrorKind::TimedOut {
@@ -359,6 +378,9 @@ impl Pools {
 pub(crate) fn link_of_tag(tag: u64) -> Option<usize> {
     (tag & !0xffff_ffff == UPSTREAM_TAG).then_some((tag & 0xffff_ffff) as usize)
 }
+
+/// The errno of a source address out of ports (Linux).
+const EADDRNOTAVAIL: i32 = 99;
 
 /// EIO, for a connect error the OS gave without an errno (never, in practice).
 fn libc_eio() -> i32 {

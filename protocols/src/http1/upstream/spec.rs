@@ -39,6 +39,7 @@ pub(crate) struct Spec {
     pub(crate) response_timeout: Duration,
     pub(crate) limits: Limits,
     pub(crate) tls: Option<UpstreamTls>,
+    pub(crate) sources: Vec<std::net::IpAddr>,
 }
 
 impl Upstream {
@@ -65,6 +66,7 @@ impl Upstream {
                     ..Limits::default()
                 },
                 tls: None,
+                sources: Vec::new(),
             },
         }
     }
@@ -142,6 +144,16 @@ impl UpstreamBuilder {
     /// has no bound on the body).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.spec.limits = limits;
+        self
+    }
+
+    /// Local addresses to connect from, in turn (each with its port picked at connect
+    /// time): a proxy with more upstream connections than one address has ephemeral
+    /// ports (about 28,000 per destination) spreads them over several. A source out of
+    /// ports fails that connect (`EADDRNOTAVAIL`, counted as `source_exhausted`); the
+    /// request hears of it as a connect error. Default: none (the kernel's choice).
+    pub fn sources(mut self, sources: Vec<std::net::IpAddr>) -> Self {
+        self.spec.sources = sources;
         self
     }
 
