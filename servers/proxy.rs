@@ -91,6 +91,10 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub upstream_idle: usize,
 
+    /// Connections open at once per upstream and shard; past it requests wait (bounded)
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub upstream_conns: usize,
+
     /// Speak TLS to the upstreams (trusting the platform's CAs unless --upstream-ca or --upstream-insecure)
     #[arg(long)]
     pub upstream_tls: bool,
@@ -189,6 +193,7 @@ fn upstreams(args: &ProxyArgs) -> Result<Vec<Upstream>, String> {
                 .response_timeout(secs(args.upstream_timeout))
                 .connect_timeout(secs(args.connect_timeout))
                 .max_idle(args.upstream_idle)
+                .max_conns(args.upstream_conns)
                 .sources(args.source_addrs.clone());
             if args.upstream_tls {
                 let name = args
