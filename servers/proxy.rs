@@ -115,6 +115,19 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub source_addrs: Vec<std::net::IpAddr>,
 
+    /// Check each upstream actively with GET PATH every --health-interval; one whose last check failed (no answer, or not 2xx/3xx) gets no requests (HTTP mode)
+    #[arg(long, value_name = "PATH")]
+    pub health_check: Option<String>,
+
+    /// Seconds between active health checks
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 5.0,
+        requires = "health_check"
+    )]
+    pub health_interval: f64,
+
     /// Answer GET /.ringmaster/stats with the per-upstream counters (HTTP mode)
     #[arg(long)]
     pub stats: bool,
@@ -179,7 +192,11 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         move |shard| {
             let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
             let app = Proxy::new(shards, ups.clone(), bal, proto, stats);
-            Http::new(app, limits.clone())
+            let mut http = Http::new(app, limits.clone());
+            for up in &ups {
+                http.register_upstream(up);
+            }
+            http
         },
     )
 }
@@ -195,6 +212,9 @@ fn upstreams(args: &ProxyArgs) -> Result<Vec<Upstream>, String> {
                 .max_idle(args.upstream_idle)
                 .max_conns(args.upstream_conns)
                 .sources(args.source_addrs.clone());
+            if let Some(path) = &args.health_check {
+                b = b.health_check(path, secs(args.health_interval));
+            }
             if args.upstream_tls {
                 let name = args
                     .upstream_name
@@ -293,8 +313,17 @@ impl Proxy {
         ex: &mut Exchange<'_>,
     ) -> Result<(usize, u64), u16> {
         let mut tried = tried;
+        // Upstreams whose last active health check failed are passed over while any
+        // other is left.
+        let down = self
+            .ups
+            .iter()
+            .enumerate()
+            .filter(|(_, up)| ex.upstream_down(up))
+            .fold(0u64, |m, (i, _)| m | 1 << i);
         loop {
-            let Some(i) = self.bal.pick(client, tried, ex.now()) else {
+            let pick = self.bal.pick(client, tried | down, ex.now());
+            let Some(i) = pick.or_else(|| self.bal.pick(client, tried, ex.now())) else {
                 return Err(502);
             };
             tried |= 1 << i;

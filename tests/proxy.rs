@@ -531,3 +531,29 @@ fn upstream_connections_come_from_each_source_address_in_turn() {
     px.stop();
     echo.stop();
 }
+
+#[test]
+fn active_health_checks_keep_requests_off_a_failing_upstream() {
+    let good = backend("ok", &["--tag", "good"]);
+    let bad = backend("malformed", &[]);
+    // Passive health is kept out of it (--max-fails 100): only the checks can tell.
+    let mut px = proxy(
+        &[bad.addr, good.addr],
+        &[
+            "--max-fails",
+            "100",
+            "--health-check",
+            "/health",
+            "--health-interval",
+            "0.2",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut c = connect(px.addr);
+    for i in 0..10 {
+        let r = get(&mut c, &format!("/h{i}"));
+        assert_eq!(r.status, 200, "request {i} went to the failing upstream");
+        assert_eq!(r.header("x-backend"), Some("good"));
+    }
+    px.stop();
+}

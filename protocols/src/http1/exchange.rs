@@ -474,6 +474,13 @@ impl<'x> Exchange<'x> {
         self.port.upstream_stats(upstream)
     }
 
+    /// Whether `upstream`'s last health check on this shard failed (see
+    /// [`UpstreamBuilder::health_check`](super::upstream::UpstreamBuilder::health_check));
+    /// false without checks. A balancer skips such an upstream.
+    pub fn upstream_down(&self, upstream: &Upstream) -> bool {
+        self.port.upstream_down(upstream)
+    }
+
     /// Ends the response unfinished: for a stream (after [`Exchange::start_stream`] or
     /// [`Exchange::start_sized`]) whose source failed midway, the connection is closed
     /// once what was sent is flushed, without the end of the body, so the client sees a

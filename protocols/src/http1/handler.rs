@@ -46,6 +46,10 @@ use super::upstream::{
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
 const PROTO_TIMER: u64 = 0;
 
+/// The shard timer tag of the upstream pools' health checks (an application's shard
+/// timers must not use it).
+pub const PROBE_TIMER: u64 = 0x5550_5052_4f42_4500;
+
 /// HTTP/1.1 on the runtime: one per shard, wrapping the embedder's [`App`].
 ///
 /// ```no_run
@@ -150,6 +154,14 @@ impl<A: App> Http<A> {
         (&mut self.app, &self.counters)
     }
 
+    /// Makes this shard's pool for `up` at once, so that its health checks
+    /// ([`UpstreamBuilder::health_check`](super::upstream::UpstreamBuilder::health_check))
+    /// run from the start rather than from its first request.
+    pub fn register_upstream(&mut self, up: &Upstream) -> &mut Self {
+        self.pools.register(up);
+        self
+    }
+
     /// This shard's counters for each upstream its application called, by address.
     pub fn upstream_stats(&self) -> impl Iterator<Item = (SocketAddr, UpstreamStats)> + '_ {
         self.pools.all_stats()
@@ -240,6 +252,9 @@ impl Port for IoPort<'_, '_> {
     }
     fn upstream_stats(&self, up: &Upstream) -> Option<UpstreamStats> {
         self.pools.stats(up)
+    }
+    fn upstream_down(&self, up: &Upstream) -> bool {
+        self.pools.is_down(up)
     }
 }
 
@@ -501,10 +516,28 @@ impl<A: App> Handler for Http<A> {
     }
 
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
-        if let ShardEvent::ConnectFailed { tag, error, .. } = &event {
-            if self.pools.connect_failed(*tag, error, shard) {
+        match &event {
+            ShardEvent::ConnectFailed { tag, error, .. } => {
+                if self.pools.connect_failed(*tag, error, shard) {
+                    return;
+                }
+            }
+            ShardEvent::Start => {
+                if let Some(every) = self.pools.probe_interval() {
+                    self.pools.probe_all(shard);
+                    shard.set_timer(every, PROBE_TIMER);
+                }
+            }
+            ShardEvent::Timer(PROBE_TIMER) => {
+                if let Some(every) = self.pools.probe_interval() {
+                    if !shard.is_draining() {
+                        self.pools.probe_all(shard);
+                        shard.set_timer(every, PROBE_TIMER);
+                    }
+                }
                 return;
             }
+            _ => {}
         }
         self.app.on_shard(event, shard);
     }

@@ -106,4 +106,8 @@ pub(crate) trait Port {
     fn upstream_stats(&self, _up: &Upstream) -> Option<UpstreamStats> {
         None
     }
+    /// Whether `up`'s last active health check failed.
+    fn upstream_down(&self, _up: &Upstream) -> bool {
+        false
+    }
 }

@@ -138,7 +138,7 @@ impl<'a> ResponseHead<'a> {
 /// A parsed head, without borrows (the codec keeps it while the body is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeadInfo {
-    pub(super) status: u16,
+    pub(crate) status: u16,
     pub(super) version: Version,
     /// The reason phrase as (offset, length) in the input.
     pub(super) reason: (usize, usize),

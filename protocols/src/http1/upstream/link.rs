@@ -247,6 +247,13 @@ impl Pools {
             self.pools[p].stats.completed += 1;
             self.pools[p].open -= 1;
             reply.end = Some(Ok(()));
+            if route.probe {
+                // A health check that switched protocols: up, and the connection goes.
+                self.probe_reply(p, &reply);
+                self.links[l].state = LinkState::Dead;
+                io.close();
+                return bytes.len();
+            }
             io.post(route.conn, reply);
             // Each side's backlog pauses the other's reading, both ways.
             io.link(route.conn);
@@ -260,14 +267,14 @@ impl Pools {
         match outcome {
             None => {
                 if !reply.is_empty() {
-                    io.post(route.conn, reply);
+                    self.deliver(p, route, reply, io);
                 }
                 pos
             }
             Some(Ok(reusable)) => {
                 self.pools[p].stats.completed += 1;
                 reply.end = Some(Ok(()));
-                io.post(route.conn, reply);
+                self.deliver(p, route, reply, io);
                 let link = &mut self.links[l];
                 link.state = LinkState::Dead;
                 if reusable && !link.leftover {
@@ -280,7 +287,7 @@ impl Pools {
             Some(Err(e)) => {
                 self.pools[p].stats.failures += 1;
                 reply.end = Some(Err(e));
-                io.post(route.conn, reply);
+                self.deliver(p, route, reply, io);
                 self.links[l].state = LinkState::Dead;
                 io.abort();
                 bytes.len()

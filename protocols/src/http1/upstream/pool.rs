@@ -86,6 +86,8 @@ pub(crate) struct Route {
     pub(crate) conn: ConnToken,
     pub(crate) seq: u32,
     pub(crate) fetch: Fetch,
+    /// The pool's own health check: its outcome is the pool's, not posted anywhere.
+    pub(crate) probe: bool,
 }
 
 /// A request encoded whole, kept until its response starts so it can be sent again.
@@ -150,6 +152,19 @@ pub(crate) struct Pool {
     pub(crate) stats: UpstreamStats,
     /// The next of the upstream's source addresses to connect from.
     pub(crate) next_source: usize,
+    /// Active health: what the last checks said.
+    pub(crate) health: Health,
+}
+
+/// What an upstream's active health checks found.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    /// The last check failed (and none has passed since).
+    pub(crate) down: bool,
+    /// A check is under way.
+    pub(crate) in_flight: bool,
+    /// The status of the check under way, once its head came.
+    pub(crate) status: Option<u16>,
 }
 
 /// Every pool of one shard, and their connections.
@@ -203,6 +218,80 @@ impl Pools {
         Ok(fetch)
     }
 
+    /// Makes `up`'s pool now rather than on its first request (so that its health
+    /// checks run from the start).
+    pub(crate) fn register(&mut self, up: &Upstream) {
+        self.pool_for(up);
+    }
+
+    /// Whether `up`'s last health check failed.
+    pub(crate) fn is_down(&self, up: &Upstream) -> bool {
+        self.pools
+            .iter()
+            .find(|p| p.spec.id == up.spec().id)
+            .is_some_and(|p| p.health.down)
+    }
+
+    /// The shortest health-check interval of the pools, if any checks.
+    pub(crate) fn probe_interval(&self) -> Option<Duration> {
+        self.pools
+            .iter()
+            .filter_map(|p| p.spec.health_check.as_ref().map(|(_, every)| *every))
+            .min()
+    }
+
+    /// Starts a health check on every pool that has them and none under way: `GET
+    /// path` over the pool's connections, like any request (so a check also keeps a
+    /// pooled connection warm).
+    pub(crate) fn probe_all(&mut self, ops: &mut dyn Ops) {
+        for p in 0..self.pools.len() {
+            let pool = &mut self.pools[p];
+            let Some((path, _)) = pool.spec.health_check.clone() else {
+                continue;
+            };
+            if pool.health.in_flight {
+                continue;
+            }
+            let req = UpstreamRequest::get(&path);
+            let Ok(mut job) = prepare(&pool.spec, &req, PROBE_CONN, 0, Fetch(u32::MAX)) else {
+                continue;
+            };
+            job.route.probe = true;
+            pool.health.in_flight = true;
+            pool.health.status = None;
+            pool.queue.push_back(job);
+            self.pump(p, ops);
+        }
+    }
+
+    /// A health check's reply: the upstream is up if it answered 2xx or 3xx in full.
+    pub(crate) fn probe_reply(&mut self, p: usize, reply: &Reply) {
+        let health = &mut self.pools[p].health;
+        if let Some((info, _)) = &reply.head {
+            health.status = Some(info.status);
+        }
+        match &reply.end {
+            Some(Ok(())) => {
+                health.in_flight = false;
+                health.down = !health.status.is_some_and(|s| (200..400).contains(&s));
+            }
+            Some(Err(_)) => {
+                health.in_flight = false;
+                health.down = true;
+            }
+            None => {}
+        }
+    }
+
+    /// Gives `reply` to its exchange, or to the pool if it answers a health check.
+    pub(crate) fn deliver(&mut self, p: usize, route: Route, reply: Reply, ops: &mut dyn Ops) {
+        if route.probe {
+            self.probe_reply(p, &reply);
+        } else {
+            ops.post_reply(route.conn, reply);
+        }
+    }
+
     /// The pool serving `up`, made on first use.
     fn pool_for(&mut self, up: &Upstream) -> usize {
         let spec = up.spec();
@@ -217,6 +306,7 @@ impl Pools {
             queue: VecDeque::new(),
             stats: UpstreamStats::default(),
             next_source: 0,
+            health: Health::default(),
         });
         self.pools.len() - 1
     }
@@ -327,7 +417,7 @@ impl Pools {
         }
         let mut reply = Reply::new(route.fetch, route.seq);
         reply.end = Some(end);
-        ops.post_reply(route.conn, reply);
+        self.deliver(p, route, reply, ops);
     }
 
     /// A request that failed on a connection: sent again on another one if it is
@@ -387,6 +477,13 @@ fn libc_eio() -> i32 {
     5
 }
 
+/// The connection a health check names as its exchange's: none (its outcome is the
+/// pool's own, see `Route::probe`).
+const PROBE_CONN: ConnToken = ConnToken {
+    slot: u32::MAX,
+    generation: u32::MAX,
+};
+
 /// Fields (with `Host`) that fit in the stack array `prepare` uses.
 const FEW_FIELDS: usize = 16;
 
@@ -401,7 +498,12 @@ fn prepare(
     let mut bytes = Vec::with_capacity(128 + req.body.len());
     let sent = encode(req, &spec.host, &mut bytes)?;
     Ok(Job {
-        route: Route { conn, seq, fetch },
+        route: Route {
+            conn,
+            seq,
+            fetch,
+            probe: false,
+        },
         bytes,
         sent,
         idempotent: req.is_idempotent(),

@@ -40,6 +40,7 @@ pub(crate) struct Spec {
     pub(crate) limits: Limits,
     pub(crate) tls: Option<UpstreamTls>,
     pub(crate) sources: Vec<std::net::IpAddr>,
+    pub(crate) health_check: Option<(String, Duration)>,
 }
 
 impl Upstream {
@@ -67,6 +68,7 @@ impl Upstream {
                 },
                 tls: None,
                 sources: Vec::new(),
+                health_check: None,
             },
         }
     }
@@ -154,6 +156,17 @@ impl UpstreamBuilder {
     /// request hears of it as a connect error. Default: none (the kernel's choice).
     pub fn sources(mut self, sources: Vec<std::net::IpAddr>) -> Self {
         self.spec.sources = sources;
+        self
+    }
+
+    /// Checks the upstream every `every` with `GET path` over its pool (active health):
+    /// it is down while the last check failed (no answer within the response timeout, or
+    /// a status outside 2xx and 3xx), which [`Exchange::upstream_down`](
+    /// crate::http1::Exchange::upstream_down) tells a balancer. Checks run on shards whose
+    /// `Http` has the upstream registered ([`Http::register_upstream`](
+    /// crate::http1::Http::register_upstream)), from the start. Default: none.
+    pub fn health_check(mut self, path: &str, every: Duration) -> Self {
+        self.spec.health_check = Some((path.to_owned(), every));
         self
     }
 
