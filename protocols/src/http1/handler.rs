@@ -517,10 +517,10 @@ impl<A: App> Handler for Http<A> {
 
     fn on_shard(&mut self, event: ShardEvent<'_>, shard: &mut ShardIo<'_>) {
         match &event {
-            ShardEvent::ConnectFailed { tag, error, .. } => {
-                if self.pools.connect_failed(*tag, error, shard) {
-                    return;
-                }
+            ShardEvent::ConnectFailed { tag, error, .. }
+                if self.pools.connect_failed(*tag, error, shard) =>
+            {
+                return;
             }
             ShardEvent::Start => {
                 if let Some(every) = self.pools.probe_interval() {
