@@ -33,8 +33,8 @@ use clap::Args;
 use ringmaster_protocols::http1::{App, Exchange, FieldSet, Http, Limits, Request, Response};
 use ringmaster_runtime::{CallDone, OffloadDone, OffloadError, Offloaded};
 
-use ringmaster_protocols::tls::TlsOptions;
 use ringmaster_protocols::http2::H2Config;
+use ringmaster_protocols::tls::TlsOptions;
 
 use crate::cli::ServerArgs;
 use crate::metrics::{self, Gather, Latency};

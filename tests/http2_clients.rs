@@ -36,7 +36,14 @@ fn run(cmd: &mut Command, limit: Duration) -> Output {
 fn curl_h2(args: &[&str]) -> Vec<u8> {
     let out = run(
         Command::new("curl")
-            .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", "-w", "\n%{http_version}"])
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--http2-prior-knowledge",
+                "-w",
+                "\n%{http_version}",
+            ])
             .args(args),
         Duration::from_secs(20),
     );
@@ -46,7 +53,10 @@ fn curl_h2(args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut body = out.stdout;
-    let at = body.iter().rposition(|&b| b == b'\n').expect("version line");
+    let at = body
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("version line");
     let version = String::from_utf8_lossy(&body[at + 1..]).into_owned();
     assert_eq!(version, "2", "curl {args:?} spoke HTTP/{version}");
     body.truncate(at);
@@ -72,7 +82,10 @@ fn curl_prior_knowledge() {
         &server.url("/plaintext"),
     ]);
     let both = String::from_utf8_lossy(&both);
-    assert!(both.contains("Hello, World!") && both.contains("OK"), "{both}");
+    assert!(
+        both.contains("Hello, World!") && both.contains("OK"),
+        "{both}"
+    );
     // HTTP/1.1 on the same port still works.
     let out = run(
         Command::new("curl").args(["-sS", "--max-time", "10", &server.url("/plaintext")]),
@@ -117,6 +130,9 @@ fn hyper_h2_frame_level() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "h2 client failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "h2 client failed:\n{stdout}\n{stderr}"
+    );
     assert_eq!(stdout.trim(), "ok");
 }

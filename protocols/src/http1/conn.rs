@@ -124,7 +124,7 @@ impl<T> Conn<T> {
         self.next_seq == 0 && self.queue.is_empty() && self.partial.is_none() && !self.closing
     }
 
-        /// Parses and dispatches every complete request at the start of `input`; returns how
+    /// Parses and dispatches every complete request at the start of `input`; returns how
     /// many bytes were consumed. The rest (an incomplete head, or requests past the
     /// pipelining bound) must be shown again, with more bytes, on the next call.
     pub(crate) fn feed<A: App<Task = T>>(

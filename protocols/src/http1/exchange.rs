@@ -137,7 +137,13 @@ impl<'x> Exchange<'x> {
 
     /// Sends a head on the HTTP/2 stream, if this exchange answers on one; false for
     /// HTTP/1.1 (the caller encodes it).
-    fn stream_head(&mut self, status: u16, fields: Fields<'_>, len: Option<u64>, end: bool) -> bool {
+    fn stream_head(
+        &mut self,
+        status: u16,
+        fields: Fields<'_>,
+        len: Option<u64>,
+        end: bool,
+    ) -> bool {
         let Out::Stream(s) = &mut self.out else {
             return false;
         };

@@ -21,8 +21,8 @@
 //! results, notifiers, calls, upstream replies and writable-again, routed to their
 //! stream).
 
-pub mod config;
 mod callbacks;
+pub mod config;
 mod request;
 mod stream;
 #[cfg(test)]
@@ -41,9 +41,8 @@ use crate::http1::port::Port;
 use crate::http1::timer_tag::SEQ_MASK;
 use crate::http2::error::{ErrorCode, FrameError};
 use crate::http2::frame::{
-    self, encode_data_header, encode_goaway, encode_ping_ack, encode_rst_stream,
-    encode_settings, encode_settings_ack, encode_window_update, Data, Frame, Setting,
-    MAX_WINDOW_SIZE,
+    self, encode_data_header, encode_goaway, encode_ping_ack, encode_rst_stream, encode_settings,
+    encode_settings_ack, encode_window_update, Data, Frame, Setting, MAX_WINDOW_SIZE,
 };
 use crate::http2::hpack::{Decoder, Encoder};
 use crate::http2::preface::{check_preface, PrefaceCheck, PREFACE};
@@ -205,7 +204,11 @@ impl<T> H2Conn<T> {
                 }) => {
                     pos += frame_len;
                     if self.cont.is_some() {
-                        self.fail(ErrorCode::ProtocolError, "frame inside a header block", port);
+                        self.fail(
+                            ErrorCode::ProtocolError,
+                            "frame inside a header block",
+                            port,
+                        );
                     } else {
                         self.reset_id(app, stream_id, code, port);
                     }
@@ -229,7 +232,11 @@ impl<T> H2Conn<T> {
             // Section 3.4: the preface's SETTINGS comes first.
             if !matches!(f, Frame::Settings(s) if !s.ack) {
                 port.counters().h2.connection_errors += 1;
-                return self.fail(ErrorCode::ProtocolError, "no SETTINGS after the preface", port);
+                return self.fail(
+                    ErrorCode::ProtocolError,
+                    "no SETTINGS after the preface",
+                    port,
+                );
             }
             self.peer_settings_seen = true;
         }
@@ -242,11 +249,19 @@ impl<T> H2Conn<T> {
             } = f
             else {
                 port.counters().h2.connection_errors += 1;
-                return self.fail(ErrorCode::ProtocolError, "frame inside a header block", port);
+                return self.fail(
+                    ErrorCode::ProtocolError,
+                    "frame inside a header block",
+                    port,
+                );
             };
             if stream_id != cont.stream_id {
                 port.counters().h2.connection_errors += 1;
-                return self.fail(ErrorCode::ProtocolError, "CONTINUATION on another stream", port);
+                return self.fail(
+                    ErrorCode::ProtocolError,
+                    "CONTINUATION on another stream",
+                    port,
+                );
             }
             if cont.block.len() + block.len() > self.cfg.max_header_block {
                 port.counters().h2.continuation_flood += 1;
@@ -262,13 +277,16 @@ impl<T> H2Conn<T> {
         }
         match f {
             Frame::Data(d) => self.data(app, d, port),
-            Frame::Headers(h) => self.headers(app, h.stream_id, h.end_stream, h.end_headers, h.block, port),
+            Frame::Headers(h) => {
+                self.headers(app, h.stream_id, h.end_stream, h.end_headers, h.block, port)
+            }
             Frame::Priority { .. } | Frame::Unknown { .. } => {}
             Frame::RstStream { stream_id, .. } => self.peer_reset(app, stream_id, port),
             Frame::Settings(s) if s.ack => {
                 if !self.settings_acked {
                     self.settings_acked = true;
-                    self.dec.set_max_table_size(self.cfg.header_table_size as usize);
+                    self.dec
+                        .set_max_table_size(self.cfg.header_table_size as usize);
                 }
             }
             Frame::Settings(s) => {
@@ -300,7 +318,11 @@ impl<T> H2Conn<T> {
             } => self.window_update(app, stream_id, increment, port),
             Frame::Continuation { .. } => {
                 port.counters().h2.connection_errors += 1;
-                self.fail(ErrorCode::ProtocolError, "CONTINUATION without HEADERS", port);
+                self.fail(
+                    ErrorCode::ProtocolError,
+                    "CONTINUATION without HEADERS",
+                    port,
+                );
             }
         }
     }
@@ -349,9 +371,13 @@ impl<T> H2Conn<T> {
         block: &[u8],
         port: &mut dyn Port,
     ) {
-        if sid % 2 == 0 {
+        if sid & 1 == 0 {
             port.counters().h2.connection_errors += 1;
-            return self.fail(ErrorCode::ProtocolError, "even stream id from a client", port);
+            return self.fail(
+                ErrorCode::ProtocolError,
+                "even stream id from a client",
+                port,
+            );
         }
         let kind = if let Some(i) = self.find(sid) {
             match self.streams[i].state {
@@ -402,7 +428,9 @@ impl<T> H2Conn<T> {
         port: &mut dyn Port,
     ) {
         let i = self.find(sid);
-        let parts = i.and_then(|i| self.streams.get_mut(i)).and_then(|s| s.req.as_deref_mut());
+        let parts = i
+            .and_then(|i| self.streams.get_mut(i))
+            .and_then(|s| s.req.as_deref_mut());
         let result = match (kind, parts) {
             (BlockKind::Request, Some(p)) => self.dec.decode(block, |f| p.field(f)),
             (BlockKind::Trailers, Some(p)) => self.dec.decode(block, |f| p.trailer(f)),
@@ -414,7 +442,10 @@ impl<T> H2Conn<T> {
                 return self.fail(ErrorCode::CompressionError, "HPACK", port);
             }
             port.counters().header_too_large += 1;
-            if let Some(p) = i.and_then(|i| self.streams.get_mut(i)).and_then(|s| s.req.as_deref_mut()) {
+            if let Some(p) = i
+                .and_then(|i| self.streams.get_mut(i))
+                .and_then(|s| s.req.as_deref_mut())
+            {
                 p.malformed.get_or_insert("header list too large");
             }
         }
@@ -450,7 +481,11 @@ impl<T> H2Conn<T> {
         self.conn_recv -= i64::from(len);
         if self.conn_recv < 0 {
             port.counters().h2.flow_control_errors += 1;
-            return self.fail(ErrorCode::FlowControlError, "connection window overrun", port);
+            return self.fail(
+                ErrorCode::FlowControlError,
+                "connection window overrun",
+                port,
+            );
         }
         self.conn_recv_unacked += len;
         if self.conn_recv_unacked as i64 >= DEFAULT_WINDOW / 2 {
@@ -513,7 +548,11 @@ impl<T> H2Conn<T> {
             self.conn_send += i64::from(inc);
             if self.conn_send > max {
                 port.counters().h2.flow_control_errors += 1;
-                self.fail(ErrorCode::FlowControlError, "connection window above 2^31-1", port);
+                self.fail(
+                    ErrorCode::FlowControlError,
+                    "connection window above 2^31-1",
+                    port,
+                );
             }
             return;
         }
@@ -528,7 +567,11 @@ impl<T> H2Conn<T> {
             }
             None if sid > self.last_stream => {
                 port.counters().h2.connection_errors += 1;
-                self.fail(ErrorCode::ProtocolError, "WINDOW_UPDATE on an idle stream", port);
+                self.fail(
+                    ErrorCode::ProtocolError,
+                    "WINDOW_UPDATE on an idle stream",
+                    port,
+                );
             }
             None => {}
         }
@@ -539,7 +582,11 @@ impl<T> H2Conn<T> {
         port.counters().h2.resets_received += 1;
         if sid > self.last_stream {
             port.counters().h2.connection_errors += 1;
-            return self.fail(ErrorCode::ProtocolError, "RST_STREAM on an idle stream", port);
+            return self.fail(
+                ErrorCode::ProtocolError,
+                "RST_STREAM on an idle stream",
+                port,
+            );
         }
         if let Some(i) = self.find(sid) {
             let s = self.streams.remove(i);
@@ -596,7 +643,6 @@ impl<T> H2Conn<T> {
         let mut ex = Exchange::for_stream(port, &mut sink, &mut s.ex);
         let mut task = app.on_request(&req, &mut ex);
         let done = ex.is_done();
-        drop(ex);
         if task.is_none() && !done {
             // The application neither answered nor kept a task: nobody ever will.
             port.counters().app_errors += 1;
@@ -615,7 +661,13 @@ impl<T> H2Conn<T> {
 
     /// Answers stream `i` with a bodiless `status` and resets it (NO_ERROR: the request
     /// need not be sent further, section 8.1).
-    fn refuse<A: App<Task = T>>(&mut self, app: &mut A, i: usize, status: u16, port: &mut dyn Port) {
+    fn refuse<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        i: usize,
+        status: u16,
+        port: &mut dyn Port,
+    ) {
         let H2Conn {
             streams,
             enc,
@@ -632,7 +684,13 @@ impl<T> H2Conn<T> {
                 block,
             };
             use crate::http1::stream_out::StreamOut;
-            sink.head(port, status, crate::http1::encode::Fields::List(&[]), Some(0), true);
+            sink.head(
+                port,
+                status,
+                crate::http1::encode::Fields::List(&[]),
+                Some(0),
+                true,
+            );
         }
         self.reset_stream(app, i, ErrorCode::NoError, port);
     }
@@ -658,7 +716,13 @@ impl<T> H2Conn<T> {
     }
 
     /// Resets stream `sid` by id, whether or not it is kept.
-    fn reset_id<A: App<Task = T>>(&mut self, app: &mut A, sid: u32, code: ErrorCode, port: &mut dyn Port) {
+    fn reset_id<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        sid: u32,
+        code: ErrorCode,
+        port: &mut dyn Port,
+    ) {
         match self.find(sid) {
             Some(i) => self.reset_stream(app, i, code, port),
             None => {
@@ -703,7 +767,11 @@ impl<T> H2Conn<T> {
             || port.backlog() > self.cfg.max_control_backlog
         {
             port.counters().h2.control_flood += 1;
-            self.fail(ErrorCode::EnhanceYourCalm, "too many SETTINGS or PING", port);
+            self.fail(
+                ErrorCode::EnhanceYourCalm,
+                "too many SETTINGS or PING",
+                port,
+            );
             return true;
         }
         false
@@ -853,7 +921,9 @@ impl<T> H2Conn<T> {
     }
 
     /// The upstream connections streaming responses to this connection's exchanges.
-    pub(crate) fn upstream_links(&self) -> impl Iterator<Item = ringmaster_runtime::ConnToken> + '_ {
+    pub(crate) fn upstream_links(
+        &self,
+    ) -> impl Iterator<Item = ringmaster_runtime::ConnToken> + '_ {
         self.streams.iter().filter_map(|s| s.ex.upstream)
     }
 

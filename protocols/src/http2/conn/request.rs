@@ -130,7 +130,9 @@ impl RequestParts {
             return self.bad("te other than trailers");
         }
         if f.name == b"content-length" {
-            let n = std::str::from_utf8(f.value).ok().and_then(|v| v.parse::<u64>().ok());
+            let n = std::str::from_utf8(f.value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok());
             match (n, self.content_length) {
                 (None, _) => return self.bad("content-length not a number"),
                 (Some(n), Some(m)) if n != m => return self.bad("conflicting content-length"),
@@ -202,7 +204,10 @@ impl RequestParts {
     /// fields (`host` added from `:authority` when the client sent none, for
     /// applications written against HTTP/1.1). `None` for bytes that are not UTF-8
     /// where text is needed.
-    pub(crate) fn view<'a>(&'a self, fields: &mut Vec<RawHeader<'a>>) -> Option<(&'a str, &'a str)> {
+    pub(crate) fn view<'a>(
+        &'a self,
+        fields: &mut Vec<RawHeader<'a>>,
+    ) -> Option<(&'a str, &'a str)> {
         let text = |s: &Option<Span>| -> Option<&'a str> {
             std::str::from_utf8(self.buf.get(s.clone()?)?).ok()
         };
@@ -272,17 +277,72 @@ mod tests {
             &[(":method", "GET"), (":path", "/")],
             &[(":scheme", "http"), (":path", "/")],
             &[(":method", "GET"), (":scheme", "http"), (":path", "")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":path", "/")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":status", "200")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), (":foo", "x")],
-            &[(":method", "GET"), ("x", "1"), (":scheme", "http"), (":path", "/")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("X-Up", "1")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("connection", "x")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("upgrade", "x")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("te", "gzip")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("a", " x")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("a", "x\ny")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("", "x")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":status", "200"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                (":foo", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                ("x", "1"),
+                (":scheme", "http"),
+                (":path", "/"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("X-Up", "1"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("connection", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("upgrade", "x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("te", "gzip"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("a", " x"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("a", "x\ny"),
+            ],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("", "x"),
+            ],
             &[
                 (":method", "GET"),
                 (":scheme", "http"),
@@ -290,7 +350,11 @@ mod tests {
                 (":path", "/"),
                 ("host", "b"),
             ],
-            &[(":method", "CONNECT"), (":authority", "a:1"), (":path", "/")],
+            &[
+                (":method", "CONNECT"),
+                (":authority", "a:1"),
+                (":path", "/"),
+            ],
             &[(":method", "GET"), (":scheme", "http"), (":path", "x")],
             &[
                 (":method", "POST"),
@@ -305,7 +369,12 @@ mod tests {
         let ok: &[&[(&str, &str)]] = &[
             &[(":method", "OPTIONS"), (":scheme", "http"), (":path", "*")],
             &[(":method", "CONNECT"), (":authority", "a:1")],
-            &[(":method", "GET"), (":scheme", "http"), (":path", "/"), ("te", "trailers")],
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("te", "trailers"),
+            ],
         ];
         for c in ok {
             assert_eq!(parts(c).malformed, None, "{c:?}");

@@ -172,7 +172,8 @@ impl StreamOut for StreamSink<'_> {
         if let Some(n) = len {
             digits.clear();
             put_u64(&mut digits, n);
-            self.enc.encode_field(b"content-length", &digits, self.block);
+            self.enc
+                .encode_field(b"content-length", &digits, self.block);
         }
         let mut lower = Vec::new();
         let mut dropped = 0;

@@ -79,7 +79,8 @@ impl Client {
         let mut block = Vec::new();
         self.enc.start_block(&mut block);
         for (n, v) in fields {
-            self.enc.encode_field(n.as_bytes(), v.as_bytes(), &mut block);
+            self.enc
+                .encode_field(n.as_bytes(), v.as_bytes(), &mut block);
         }
         block
     }
@@ -227,7 +228,10 @@ fn streams_answer_out_of_order() {
     let mut c = Client::ready();
     c.request(1, "GET", "/later/7", true);
     c.request(3, "GET", "/now", true);
-    assert_eq!(c.take(), vec![headers(3, "200", false), data(3, "/now", true)]);
+    assert_eq!(
+        c.take(),
+        vec![headers(3, "200", false), data(3, "/now", true)]
+    );
     assert_eq!(c.conn.open_streams(), 1);
     c.conn.app_timer(&mut c.app, 0, 7, &mut c.port);
     assert_eq!(
@@ -269,7 +273,10 @@ fn responses_wait_for_the_peers_window() {
     let mut b = Vec::new();
     encode_data(&mut b, 1, b"0123456789", true);
     c.send(&b);
-    assert_eq!(c.take(), vec![headers(1, "200", false), data(1, "0123", false)]);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "0123", false)]
+    );
     let mut b = Vec::new();
     encode_window_update(&mut b, 1, 3);
     c.send(&b);
@@ -319,7 +326,10 @@ fn a_bad_pseudo_header_resets_the_stream() {
     );
     assert_eq!(c.port.counters.h2.malformed, 1);
     c.request(3, "GET", "/ok", true);
-    assert_eq!(c.take(), vec![headers(3, "200", false), data(3, "/ok", true)]);
+    assert_eq!(
+        c.take(),
+        vec![headers(3, "200", false), data(3, "/ok", true)]
+    );
 }
 
 /// RST_STREAM from the client cancels the exchange.
@@ -517,19 +527,37 @@ fn stream_rules_of_section_5_1() {
     // Even stream ids are the server's.
     let mut c = Client::ready();
     c.request(2, "GET", "/", true);
-    assert!(matches!(c.take()[..], [Out::GoAway { code: ErrorCode::ProtocolError, .. }]));
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            ..
+        }]
+    ));
     // DATA on an idle stream.
     let mut c = Client::ready();
     let mut b = Vec::new();
     encode_data(&mut b, 5, b"x", true);
     c.send(&b);
-    assert!(matches!(c.take()[..], [Out::GoAway { code: ErrorCode::ProtocolError, .. }]));
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            ..
+        }]
+    ));
     // HEADERS on a closed stream.
     let mut c = Client::ready();
     c.request(1, "GET", "/", true);
     c.take();
     c.request(1, "GET", "/", true);
-    assert!(matches!(c.take()[..], [Out::GoAway { code: ErrorCode::StreamClosed, .. }]));
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::StreamClosed,
+            ..
+        }]
+    ));
     // PRIORITY is ignored; PUSH_PROMISE from a client is a connection error.
     let mut c = Client::ready();
     let mut b = Vec::new();
