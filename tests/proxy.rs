@@ -71,10 +71,7 @@ fn get(s: &mut TcpStream, path: &str) -> Resp {
 
 /// A port nothing listens on.
 fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 fn fds_return(px: &ServerProc, start: usize) {
@@ -128,40 +125,19 @@ Transfer-Encoding: chunked\r\n\
         lines
             .iter()
             .skip(1)
-            .find(|l| {
-                l.to_ascii_lowercase()
-                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-            })
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
             .map(|l| l.split_once(':').unwrap().1.trim().to_string())
     };
-    assert_eq!(
-        has("host").as_deref(),
-        Some("front.example"),
-        "Host unchanged"
-    );
-    for gone in [
-        "x-drop",
-        "keep-alive",
-        "te",
-        "proxy-connection",
-        "upgrade",
-        "transfer-encoding",
-        "connection",
-    ] {
+    assert_eq!(has("host").as_deref(), Some("front.example"), "Host unchanged");
+    for gone in ["x-drop", "keep-alive", "te", "proxy-connection", "upgrade", "transfer-encoding", "connection"] {
         assert_eq!(has(gone), None, "{gone} is hop-by-hop: {head}");
     }
     assert_eq!(has("content-length").as_deref(), Some("11"));
     assert_eq!(has("x-keep").as_deref(), Some("yes"));
-    assert_eq!(
-        has("x-forwarded-for").as_deref(),
-        Some("10.0.0.1, 127.0.0.1")
-    );
+    assert_eq!(has("x-forwarded-for").as_deref(), Some("10.0.0.1, 127.0.0.1"));
     assert_eq!(has("x-forwarded-proto").as_deref(), Some("http"));
     assert_eq!(has("via").as_deref(), Some("1.1 ringmaster"));
-    assert!(
-        !seen.replace("\r\n", "").contains('\n'),
-        "CRLF only upstream"
-    );
+    assert!(!seen.replace("\r\n", "").contains('\n'), "CRLF only upstream");
     px.stop();
     be.stop();
     let _ = start;
@@ -201,20 +177,10 @@ fn pipelined_requests_are_answered_in_order_across_upstreams() {
     let (rs, _) = roundtrip(px.addr, &raw, 6);
     assert_eq!(rs.len(), 6);
     for (i, r) in rs.iter().enumerate() {
-        assert_eq!(
-            r.body,
-            format!("hello from /p{i}\n").as_bytes(),
-            "response {i} in order"
-        );
+        assert_eq!(r.body, format!("hello from /p{i}\n").as_bytes(), "response {i} in order");
     }
-    let tags: Vec<_> = rs
-        .iter()
-        .map(|r| r.header("x-backend").unwrap_or("").to_string())
-        .collect();
-    assert!(
-        tags.contains(&"a".to_string()) && tags.contains(&"b".to_string()),
-        "{tags:?}"
-    );
+    let tags: Vec<_> = rs.iter().map(|r| r.header("x-backend").unwrap_or("").to_string()).collect();
+    assert!(tags.contains(&"a".to_string()) && tags.contains(&"b".to_string()), "{tags:?}");
     drop((a, b));
     fds_return(&px, start);
     px.stop();
@@ -233,19 +199,13 @@ fn an_unreachable_upstream_is_retried_elsewhere_for_idempotent_methods_only() {
     }
     let mut statuses = Vec::new();
     for i in 0..4 {
-        c.write_all(
-            format!("POST /p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx").as_bytes(),
-        )
-        .unwrap();
+        c.write_all(format!("POST /p{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx").as_bytes())
+            .unwrap();
         let (r, _) = read_responses(&mut c, 1, LIMIT);
         statuses.push(r[0].status);
     }
     statuses.sort_unstable();
-    assert_eq!(
-        statuses,
-        [200, 200, 502, 502],
-        "a POST is never sent to a second upstream"
-    );
+    assert_eq!(statuses, [200, 200, 502, 502], "a POST is never sent to a second upstream");
     px.stop();
 }
 
@@ -285,9 +245,7 @@ fn stalled_malformed_and_cut_short_upstreams() {
                 break;
             }
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(_) => {
                 closed = true;
                 break;
@@ -297,10 +255,7 @@ fn stalled_malformed_and_cut_short_upstreams() {
     assert!(closed);
     let text = String::from_utf8_lossy(&got);
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.to_ascii_lowercase().contains("content-length: 1000"),
-        "{head}"
-    );
+    assert!(head.to_ascii_lowercase().contains("content-length: 1000"), "{head}");
     assert!(body.len() < 1000);
     px.stop();
 }
@@ -313,12 +268,7 @@ fn hash_balancing_is_sticky_per_client_address() {
     let mut tags = Vec::new();
     for i in 0..6 {
         let mut c = connect(px.addr);
-        tags.push(
-            get(&mut c, &format!("/h{i}"))
-                .header("x-backend")
-                .unwrap()
-                .to_string(),
-        );
+        tags.push(get(&mut c, &format!("/h{i}")).header("x-backend").unwrap().to_string());
     }
     assert!(tags.iter().all(|t| *t == tags[0]), "{tags:?}");
     px.stop();
@@ -340,15 +290,7 @@ fn curl_and_h11_through_the_proxy_to_ringmaster_http() {
     );
     // A 1 MiB body through the proxy, every byte counted by curl.
     let st = Command::new("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "20",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download}",
-        ])
+        .args(["-s", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
         .arg(format!("http://{}/bytes/1048576", px.addr))
         .output()
         .expect("curl");
