@@ -33,6 +33,7 @@ use clap::Args;
 use ringmaster_protocols::http1::{App, Exchange, FieldSet, Http, Limits, Request, Response};
 use ringmaster_runtime::{CallDone, OffloadDone, OffloadError, Offloaded};
 
+use ringmaster_protocols::http2::H2Config;
 use ringmaster_protocols::tls::TlsOptions;
 
 use crate::cli::ServerArgs;
@@ -50,6 +51,11 @@ pub struct HttpArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    /// Serve HTTP/1.1 only: no HTTP/2 with prior knowledge (h2c) on connections that
+    /// start with its preface
+    #[arg(long)]
+    pub no_h2: bool,
 }
 
 /// The HTTP/1.1 limits, one flag each (shared by every server that speaks HTTP).
@@ -113,13 +119,14 @@ pub fn run(args: &HttpArgs) -> ExitCode {
     let limits = args.limits.limits();
     let builder = args.server.builder();
     let shards = builder.config().shards;
+    let h2 = (!args.no_h2).then(H2Config::default);
     run_maybe_tls(
         "http",
         builder,
         &args.tls,
         TlsOptions::http1(),
         None,
-        move |_shard| Http::new(BenchApp::new(shards), limits.clone()),
+        move |_shard| Http::new(BenchApp::new(shards), limits.clone()).with_h2(h2.clone()),
     )
 }
 

@@ -102,14 +102,12 @@ impl Snapshot {
         });
     }
 
-    /// Adds the shard's HTTP counters (`ringmaster_http_*`).
+    /// Adds the shard's HTTP counters (`ringmaster_http_*`, HTTP/2's as
+    /// `ringmaster_http_h2_*`).
     pub fn http(mut self, counters: &HttpCounters) -> Self {
-        self.add_set(
-            "http",
-            "ringmaster_http_",
-            "HTTP counter",
-            &counters.fields(),
-        );
+        let mut all = counters.fields().to_vec();
+        all.extend(counters.h2.fields());
+        self.add_set("http", "ringmaster_http_", "HTTP counter", &all);
         self
     }
 

@@ -122,6 +122,12 @@ impl<T> Conn<T> {
         }
     }
 
+    /// Nothing was received yet that HTTP/1.1 acted on: the connection may still turn
+    /// out to be HTTP/2 (its preface).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.next_seq == 0 && self.queue.is_empty() && self.partial.is_none() && !self.closing
+    }
+
     /// Parses and dispatches every complete request at the start of `input`; returns how
     /// many bytes were consumed. The rest (an incomplete head, or requests past the
     /// pipelining bound) must be shown again, with more bytes, on the next call.

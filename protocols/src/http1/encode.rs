@@ -317,6 +317,17 @@ impl FieldSet {
     pub fn dropped(&self) -> usize {
         self.dropped
     }
+
+    /// The fields kept, as (name, value), for an encoder other than HTTP/1.1's.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        // `encoded` is `\r\nName: value` per field, made from `&str`s; a name holds no
+        // `:` and a value no CR or LF, so the splits are exact.
+        std::str::from_utf8(&self.encoded)
+            .unwrap_or_default()
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|f| f.split_once(": "))
+    }
 }
 
 /// The application's fields for one response head.

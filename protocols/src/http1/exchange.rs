@@ -24,6 +24,7 @@ use super::held::Held;
 use super::limits::HttpCounters;
 use super::offload::wrap_job;
 use super::port::{Port, PortTimer};
+use super::stream_out::StreamOut;
 use super::timer_tag::app_timer_tag;
 use super::upstream::{Fetch, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
 
@@ -53,13 +54,24 @@ impl BodyPiece<'_> {
     }
 }
 
+/// Where an exchange's output goes.
+enum Out<'x> {
+    /// HTTP/1.1 bytes straight to the port: the exchange's turn has come.
+    Port,
+    /// HTTP/1.1 bytes held until the exchange's turn comes.
+    Held(&'x mut Held),
+    /// An HTTP/2 stream, which frames the response itself.
+    Stream(&'x mut dyn StreamOut),
+}
+
 /// One request's answer in progress: the application writes its response through this.
 ///
 /// Writes made before the exchange's turn (an earlier pipelined response still open) are
-/// held and released in order; the application does not need to know.
+/// held and released in order; the application does not need to know. On an HTTP/2
+/// connection the same calls write to the request's stream.
 pub struct Exchange<'x> {
     port: &'x mut dyn Port,
-    held: Option<&'x mut Held>,
+    out: Out<'x>,
     state: &'x mut ExchangeState,
 }
 
@@ -68,7 +80,8 @@ impl std::fmt::Debug for Exchange<'_> {
         f.debug_struct("Exchange")
             .field("seq", &self.state.seq)
             .field("phase", &self.state.phase)
-            .field("held", &self.held.is_some())
+            .field("held", &matches!(self.out, Out::Held(_)))
+            .field("stream", &matches!(self.out, Out::Stream(_)))
             .finish()
     }
 }
@@ -79,26 +92,64 @@ impl<'x> Exchange<'x> {
         held: Option<&'x mut Held>,
         state: &'x mut ExchangeState,
     ) -> Self {
-        Exchange { port, held, state }
+        let out = match held {
+            Some(h) => Out::Held(h),
+            None => Out::Port,
+        };
+        Exchange { port, out, state }
     }
 
+    /// An exchange answering on a multiplexed (HTTP/2) stream.
+    pub(crate) fn for_stream(
+        port: &'x mut dyn Port,
+        stream: &'x mut dyn StreamOut,
+        state: &'x mut ExchangeState,
+    ) -> Self {
+        Exchange {
+            port,
+            out: Out::Stream(stream),
+            state,
+        }
+    }
+
+    /// The HTTP/1.1 output (never called for a stream, whose output is framed by it).
     fn out(&mut self) -> &mut Vec<u8> {
-        match &mut self.held {
-            Some(h) => h.buf(),
-            None => self.port.buf(),
+        match &mut self.out {
+            Out::Held(h) => h.buf(),
+            Out::Port | Out::Stream(_) => self.port.buf(),
         }
     }
 
     /// Writes a piece in order after everything written so far: into the held buffer
-    /// before this exchange's turn, else to the port.
+    /// before this exchange's turn, to the stream for HTTP/2, else to the port.
     fn put(&mut self, piece: BodyPiece<'_>) {
-        match (piece, &mut self.held) {
+        match (piece, &mut self.out) {
+            (BodyPiece::Copied(d), Out::Stream(s)) => s.copy(d),
+            (BodyPiece::Owned(v), Out::Stream(s)) => s.segment(Segment::Owned(v)),
+            (BodyPiece::Static(d), Out::Stream(s)) => s.segment(Segment::Static(d)),
             (BodyPiece::Copied(d), _) => self.out().extend_from_slice(d),
-            (BodyPiece::Owned(v), Some(h)) => h.push(Segment::Owned(v)),
-            (BodyPiece::Owned(v), None) => self.port.push(Segment::Owned(v)),
-            (BodyPiece::Static(d), Some(h)) => h.push(Segment::Static(d)),
-            (BodyPiece::Static(d), None) => self.port.push(Segment::Static(d)),
+            (BodyPiece::Owned(v), Out::Held(h)) => h.push(Segment::Owned(v)),
+            (BodyPiece::Owned(v), Out::Port) => self.port.push(Segment::Owned(v)),
+            (BodyPiece::Static(d), Out::Held(h)) => h.push(Segment::Static(d)),
+            (BodyPiece::Static(d), Out::Port) => self.port.push(Segment::Static(d)),
         }
+    }
+
+    /// Sends a head on the HTTP/2 stream, if this exchange answers on one; false for
+    /// HTTP/1.1 (the caller encodes it).
+    fn stream_head(
+        &mut self,
+        status: u16,
+        fields: Fields<'_>,
+        len: Option<u64>,
+        end: bool,
+    ) -> bool {
+        let Out::Stream(s) = &mut self.out else {
+            return false;
+        };
+        let dropped = s.head(self.port, status, fields, len, end);
+        self.note_dropped(dropped);
+        true
     }
 
     fn misuse(&mut self) {
@@ -118,6 +169,9 @@ impl<'x> Exchange<'x> {
             return self.misuse();
         }
         self.state.phase = Phase::Done;
+        if matches!(self.out, Out::Stream(_)) {
+            return self.respond_stream(res);
+        }
         let date = *self.port.date();
         let conn = self.state.conn_field();
         let head_only = self.state.head_only;
@@ -157,6 +211,28 @@ impl<'x> Exchange<'x> {
         }
     }
 
+    /// [`Exchange::respond`] on an HTTP/2 stream: HEADERS, then the body as DATA.
+    fn respond_stream(&mut self, res: Response<'_>) {
+        let no_body = encode::status_has_no_body(res.status);
+        let len = match &res.body {
+            Body::Bytes(b) => b.len(),
+            Body::Owned(v) => v.len(),
+        };
+        let skip_body = no_body || self.state.head_only || len == 0;
+        let announced = (!no_body).then_some(len as u64);
+        self.stream_head(res.status, res.fields, announced, skip_body);
+        if skip_body {
+            return;
+        }
+        match res.body {
+            Body::Bytes(b) => self.put(BodyPiece::Copied(b)),
+            Body::Owned(v) => self.put(BodyPiece::Owned(v)),
+        }
+        if let Out::Stream(s) = &mut self.out {
+            s.end();
+        }
+    }
+
     /// Sends the head of a response whose body follows in pieces
     /// ([`Exchange::send_chunk`]) and ends with [`Exchange::finish`]. Chunked for
     /// HTTP/1.1; for HTTP/1.0 the body is delimited by closing the connection.
@@ -166,6 +242,9 @@ impl<'x> Exchange<'x> {
         }
         let framing = if encode::status_has_no_body(status) {
             Framing::None
+        } else if matches!(self.out, Out::Stream(_)) {
+            // HTTP/2 frames the body itself; no chunked coding.
+            Framing::UntilClose
         } else if self.state.http10 {
             // No chunked coding in 1.0: the end of the body is the end of the connection.
             self.state.close = true;
@@ -179,6 +258,9 @@ impl<'x> Exchange<'x> {
         } else {
             Phase::Streaming
         };
+        if self.stream_head(status, Fields::List(fields), None, framing == Framing::None) {
+            return;
+        }
         let date = *self.port.date();
         let conn = self.state.conn_field();
         let dropped = encode::write_head(self.out(), status, &date, framing, conn, fields);
@@ -201,6 +283,10 @@ impl<'x> Exchange<'x> {
         self.state.framing = framing;
         self.state.remaining = if self.state.head_only { 0 } else { len };
         self.state.phase = Phase::Streaming;
+        let announced = (framing != Framing::None).then_some(len);
+        if self.stream_head(status, Fields::List(fields), announced, false) {
+            return;
+        }
         let date = *self.port.date();
         let conn = self.state.conn_field();
         let dropped = encode::write_head(self.out(), status, &date, framing, conn, fields);
@@ -269,6 +355,15 @@ impl<'x> Exchange<'x> {
             return self.misuse();
         }
         self.state.phase = Phase::Done;
+        if let Out::Stream(s) = &mut self.out {
+            if matches!(self.state.framing, Framing::Length(_)) && self.state.remaining != 0 {
+                self.port.counters().app_errors += 1;
+                s.reset();
+            } else {
+                s.end();
+            }
+            return;
+        }
         match self.state.framing {
             Framing::Chunked if !self.state.head_only => {
                 self.out().extend_from_slice(encode::LAST_CHUNK);
@@ -491,7 +586,10 @@ impl<'x> Exchange<'x> {
             Phase::Waiting => self.respond(Response::text(502, "Bad Gateway\n")),
             Phase::Streaming => {
                 self.state.phase = Phase::Done;
-                self.state.close = true;
+                match &mut self.out {
+                    Out::Stream(s) => s.reset(),
+                    Out::Port | Out::Held(_) => self.state.close = true,
+                }
             }
             Phase::Done => {}
         }
@@ -505,7 +603,10 @@ impl<'x> Exchange<'x> {
 
     /// Bytes queued on the connection and not yet sent (to pace a stream).
     pub fn backlog(&self) -> usize {
-        self.port.backlog()
+        match &self.out {
+            Out::Stream(s) => self.port.backlog() + s.queued(),
+            Out::Port | Out::Held(_) => self.port.backlog(),
+        }
     }
 
     /// The shard's clock as the driver reads it (the simulated clock under

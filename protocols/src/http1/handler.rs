@@ -42,6 +42,9 @@ use super::timer_tag::split_app_tag;
 use super::upstream::{
     tunnel_event, Fetch, Pools, Reply, Upstream, UpstreamError, UpstreamRequest, UpstreamStats,
 };
+use crate::http2::conn::H2Conn;
+use crate::http2::preface::{check_preface, PrefaceCheck};
+use crate::http2::H2Config;
 
 /// The timer tag of the protocol's own timer (application tags have the top bit set).
 const PROTO_TIMER: u64 = 0;
@@ -76,6 +79,9 @@ pub struct Http<A: App> {
     date: DateCache,
     /// This shard's upstream pools and their connections.
     pools: Pools,
+    /// HTTP/2 with prior knowledge on connections that start with its preface (off:
+    /// HTTP/1.1 only).
+    h2: Option<H2Config>,
 }
 
 /// Per-connection state of [`Http`] (about a hundred bytes; nothing allocated while
@@ -95,6 +101,16 @@ enum Role<T> {
         input_done: bool,
         output_done: bool,
     },
+    /// Accepted, and started with the HTTP/2 preface: the server role over HTTP/2
+    /// (boxed, so that an idle HTTP/1.1 connection stays small).
+    H2(Box<H2Server<T>>),
+}
+
+/// A client's HTTP/2 connection.
+struct H2Server<T> {
+    core: H2Conn<T>,
+    /// The protocol timer, if armed, and when it is due.
+    timer: Option<(TimerKey, Instant)>,
 }
 
 /// A client's connection.
@@ -113,12 +129,18 @@ impl<T> std::fmt::Debug for HttpConn<T> {
                 .finish_non_exhaustive(),
             Role::Upstream(l) => f.debug_tuple("HttpConn::Upstream").field(l).finish(),
             Role::Tunnel { peer, .. } => f.debug_tuple("HttpConn::Tunnel").field(peer).finish(),
+            Role::H2(c) => f
+                .debug_struct("HttpConn::H2")
+                .field("timer", &c.timer)
+                .finish_non_exhaustive(),
         }
     }
 }
 
 impl<A: App> Http<A> {
-    /// Serves `app` with these limits.
+    /// Serves `app` with these limits, over HTTP/1.1 and, on a connection that starts
+    /// with the HTTP/2 preface, HTTP/2 (h2c with prior knowledge) with the default
+    /// [`H2Config`].
     pub fn new(app: A, limits: Limits) -> Self {
         Http {
             app,
@@ -126,7 +148,15 @@ impl<A: App> Http<A> {
             counters: HttpCounters::default(),
             date: DateCache::new(),
             pools: Pools::default(),
+            h2: Some(H2Config::default()),
         }
+    }
+
+    /// Serves HTTP/2 with `config` (`None`: HTTP/1.1 only; the preface then gets the
+    /// HTTP/1.1 answer to a request it cannot parse).
+    pub fn with_h2(mut self, config: Option<H2Config>) -> Self {
+        self.h2 = config;
+        self
     }
 
     /// The application.
@@ -295,6 +325,125 @@ fn arm<T>(conn: &mut ServerConn<T>, limits: &Limits, io: &mut Io<'_>) {
     conn.timer = Some((key, due));
 }
 
+/// Makes sure an HTTP/2 connection's protocol timer fires no later than its deadline.
+fn arm_h2<T>(conn: &mut H2Server<T>, io: &mut Io<'_>) {
+    let Some(due) = conn.core.deadline() else {
+        return;
+    };
+    if let Some((key, armed)) = conn.timer {
+        if armed <= due {
+            return;
+        }
+        io.cancel_timer(key);
+    }
+    let key = io.set_timer(due.saturating_duration_since(io.now()), PROTO_TIMER);
+    conn.timer = Some((key, due));
+}
+
+/// The HTTP/2 connection events, each run on its state machine.
+impl<A: App> Http<A> {
+    /// Runs `f` on an HTTP/2 connection's state machine with a port over `io`, then
+    /// re-arms its protocol timer.
+    fn with_h2_port(
+        &mut self,
+        conn: &mut H2Server<A::Task>,
+        io: &mut Io<'_>,
+        f: impl FnOnce(&mut H2Conn<A::Task>, &mut A, &mut IoPort<'_, '_>),
+    ) {
+        self.date.refresh(io.now());
+        let mut port = IoPort {
+            io,
+            date: &self.date,
+            counters: &mut self.counters,
+            pools: &mut self.pools,
+        };
+        f(&mut conn.core, &mut self.app, &mut port);
+        arm_h2(conn, io);
+    }
+
+    fn h2_event(&mut self, conn: &mut H2Server<A::Task>, event: Event<'_>, io: &mut Io<'_>) {
+        match event {
+            Event::Eof => self.with_h2_port(conn, io, |core, _app, port| core.peer_closed(port)),
+            Event::Writable => {
+                self.pools.release(io.token(), io);
+                self.with_h2_port(conn, io, |core, app, port| core.writable(app, port));
+            }
+            Event::Timer(tag) => match split_app_tag(tag) {
+                Some((seq, app_tag)) => self.with_h2_port(conn, io, |core, app, port| {
+                    core.app_timer(app, seq, app_tag, port);
+                }),
+                None => {
+                    conn.timer = None;
+                    let now = io.now();
+                    self.with_h2_port(conn, io, |core, _app, port| {
+                        if core.deadline().is_some_and(|due| now >= due) {
+                            core.expire(port);
+                        }
+                    });
+                }
+            },
+            Event::Offloaded(done) => {
+                let Ok(routed) = Offloaded::<Routed>::new().result(done) else {
+                    self.counters.app_errors += 1;
+                    io.abort();
+                    return;
+                };
+                self.with_h2_port(conn, io, |core, app, port| {
+                    core.offload_done(app, routed, port);
+                });
+            }
+            Event::Notified(n) => {
+                self.with_h2_port(conn, io, |core, app, port| core.notified(app, n, port));
+            }
+            Event::NotifierDropped(id) => self.with_h2_port(conn, io, |core, app, port| {
+                core.notifier_dropped(app, id, port);
+            }),
+            Event::CallDone(done) => match Called::<RoutedCall>::new().result(done) {
+                Ok(routed) => self.with_h2_port(conn, io, |core, app, port| {
+                    core.call_done(app, routed, port);
+                }),
+                Err(e) => self.with_h2_port(conn, io, |core, app, port| {
+                    core.call_failed(app, e, port);
+                }),
+            },
+            Event::Posted(p) if p.is::<Reply>() => {
+                let from = p.from();
+                if let Ok(reply) = p.take::<Reply>() {
+                    self.with_h2_port(conn, io, |core, app, port| {
+                        core.upstream_reply(app, reply, from, port);
+                    });
+                }
+            }
+            Event::Shutdown => self.with_h2_port(conn, io, |core, _app, port| core.drain(port)),
+            _ => {}
+        }
+    }
+
+    /// Input on an HTTP/2 connection.
+    fn h2_data(&mut self, conn: &mut H2Server<A::Task>, input: &mut Input<'_>, io: &mut Io<'_>) {
+        let bytes = input.bytes();
+        let mut used = 0;
+        self.with_h2_port(conn, io, |core, app, port| {
+            used = core.feed(app, bytes, port);
+        });
+        input.consume(used);
+    }
+
+    /// Whether a fresh connection's first bytes make it HTTP/2: `Some(true)` for the
+    /// whole preface, `Some(false)` for bytes that may still become it, `None` for
+    /// HTTP/1.1 (or HTTP/2 turned off).
+    fn h2_preface(&self, conn: &ServerConn<A::Task>, bytes: &[u8]) -> Option<bool> {
+        if self.h2.is_none() || !conn.core.is_fresh() {
+            return None;
+        }
+        match check_preface(bytes) {
+            PrefaceCheck::Complete => Some(true),
+            PrefaceCheck::Partial => Some(false),
+            PrefaceCheck::Mismatch => None,
+        }
+    }
+}
+
 /// The connection events, each run on the state machine.
 impl<A: App> Http<A> {
     fn eof(&mut self, conn: &mut ServerConn<A::Task>, io: &mut Io<'_>) {
@@ -434,7 +583,7 @@ impl<A: App> Handler for Http<A> {
     }
 
     fn on_data(&mut self, conn: &mut Self::Conn, input: &mut Input<'_>, io: &mut Io<'_>) {
-        let conn = match &mut conn.0 {
+        let server = match &mut conn.0 {
             Role::Server(c) => c,
             Role::Upstream(l) => return self.pools.link_data(*l, input, io),
             Role::Tunnel { peer, .. } => {
@@ -442,8 +591,25 @@ impl<A: App> Handler for Http<A> {
                 input.consume_all();
                 return;
             }
+            Role::H2(c) => return self.h2_data(c, input, io),
         };
         let bytes = input.bytes();
+        match self.h2_preface(server, bytes) {
+            None => {}
+            // Not enough bytes to tell yet: shown again with more.
+            Some(false) => return,
+            Some(true) => {
+                let Some(cfg) = &self.h2 else { return };
+                let mut h2 = Box::new(H2Server {
+                    core: H2Conn::new(cfg, &self.limits, io.now()),
+                    timer: server.timer.take(),
+                });
+                self.h2_data(&mut h2, input, io);
+                conn.0 = Role::H2(h2);
+                return;
+            }
+        }
+        let conn = server;
         let mut used = 0;
         self.with_port(conn, io, |core, app, limits, port| {
             used = core.feed(app, bytes, limits, port);
@@ -455,6 +621,7 @@ impl<A: App> Handler for Http<A> {
         let switch = match &mut conn.0 {
             Role::Server(c) => self.server_event(c, event, io),
             Role::Upstream(l) => return self.pools.link_event(*l, event, io),
+            Role::H2(c) => return self.h2_event(c, event, io),
             Role::Tunnel {
                 peer,
                 input_done,
@@ -485,10 +652,18 @@ impl<A: App> Handler for Http<A> {
     }
 
     fn on_close(&mut self, conn: Self::Conn, _why: Close) {
-        if let Role::Server(c) = conn.0 {
-            for task in c.core.into_tasks() {
-                self.app.on_cancel(task);
+        match conn.0 {
+            Role::Server(c) => {
+                for task in c.core.into_tasks() {
+                    self.app.on_cancel(task);
+                }
             }
+            Role::H2(c) => {
+                for task in c.core.into_tasks() {
+                    self.app.on_cancel(task);
+                }
+            }
+            Role::Upstream(_) | Role::Tunnel { .. } => {}
         }
     }
 
@@ -511,6 +686,12 @@ impl<A: App> Handler for Http<A> {
                     shard.close_conn(up);
                 }
                 self.on_close(HttpConn(Role::Server(c)), why);
+            }
+            Role::H2(c) => {
+                for up in c.core.upstream_links() {
+                    shard.close_conn(up);
+                }
+                self.on_close(HttpConn(Role::H2(c)), why);
             }
         }
     }

@@ -31,6 +31,8 @@ pub enum Version {
     Http10,
     /// HTTP/1.1.
     Http11,
+    /// HTTP/2 (RFC 9113): a stream of an HTTP/2 connection, never parsed here.
+    Http2,
 }
 
 /// How the body of a request is delimited (RFC 9112 section 6.3).
@@ -403,7 +405,7 @@ fn analyse<'b, 'h>(
     };
 
     let keep_alive = match version {
-        Version::Http11 => !f.conn_close,
+        Version::Http11 | Version::Http2 => !f.conn_close,
         Version::Http10 => f.conn_keep_alive && !f.conn_close,
     };
     // RFC 9110 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request, and there

@@ -138,6 +138,8 @@ pub struct HttpCounters {
     pub calls_delivered: u64,
     /// Call outcomes that came back for an exchange already finished, and were dropped.
     pub calls_stale: u64,
+    /// The HTTP/2 connections' counters (their requests are counted in `requests`).
+    pub h2: crate::http2::H2Counters,
 }
 
 impl HttpCounters {

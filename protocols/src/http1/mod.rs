@@ -13,7 +13,8 @@
 //!   an exchange whose turn has not come), `port` (what a driver provides), `offload`
 //!   (jobs labelled with their exchange), `compose` (notifier values and cross-shard
 //!   calls labelled with their exchange; [`TargetShard`]), `timer_tag` (application
-//!   timers in a tag);
+//!   timers in a tag), `stream_out` (the seam through which an exchange answers on an
+//!   HTTP/2 stream instead);
 //! - [`handler`]: [`Http`], the runtime `Handler` that drives all of the above;
 //! - [`sim`]: the same state machine driven from memory, for tests and fuzzing;
 //! - [`client`]: the client role (requests out, responses in) over the same parser,
@@ -25,19 +26,20 @@
 pub mod app;
 pub mod body;
 pub mod client;
-mod compose;
-mod conn;
+pub(crate) mod compose;
+pub(crate) mod conn;
 pub mod encode;
 pub mod exchange;
-mod exchange_state;
+pub(crate) mod exchange_state;
 pub mod handler;
 pub mod head;
-mod held;
+pub(crate) mod held;
 pub mod limits;
-mod offload;
-mod port;
+pub(crate) mod offload;
+pub(crate) mod port;
 pub mod sim;
-mod timer_tag;
+pub(crate) mod stream_out;
+pub(crate) mod timer_tag;
 pub mod upstream;
 
 pub use app::{App, Body, Request, Response};

@@ -6,17 +6,21 @@
 //!   a bounded decoded list, and an encoder that indexes repeated response fields;
 //! - [`error`]: the error codes of section 7 and whether an error ends a stream or the
 //!   connection;
-//! - [`preface`]: the client connection preface (section 3.4).
+//! - [`preface`]: the client connection preface (section 3.4);
+//! - `conn`: the connection state machine (streams, flow control, SETTINGS, GOAWAY,
+//!   the defences) serving the same [`App`](crate::http1::App) as HTTP/1.1; its
+//!   settings and counters are [`H2Config`] and [`H2Counters`].
 //!
-//! Nothing here keeps per-connection state beyond the HPACK tables, and nothing touches
-//! a socket. The connection (stream states, flow control, SETTINGS acknowledgement,
-//! header blocks spread over CONTINUATION frames) sits on top.
+//! Nothing here touches a socket: [`Http`](crate::http1::Http) detects the preface on a
+//! cleartext connection and drives the connection state machine from the runtime.
 
+pub(crate) mod conn;
 pub mod error;
 pub mod frame;
 pub mod hpack;
 pub mod preface;
 
+pub use conn::config::{H2Config, H2Counters};
 pub use error::{ErrorCode, FrameError};
 pub use frame::{decode, Frame};
 pub use preface::{check_preface, PrefaceCheck, PREFACE};

@@ -1,0 +1,125 @@
+//! What an HTTP/2 connection advertises and the bounds it holds the peer to, and the
+//! counters of every defence.
+//!
+//! This module owns the numbers only: [`H2Config`] (the SETTINGS we send and the
+//! per-connection budgets) and [`H2Counters`] (how often each was hit, per shard). The
+//! connection state machine applies them.
+
+use crate::http2::frame::{Setting, DEFAULT_MAX_FRAME_SIZE};
+
+/// The SETTINGS an HTTP/2 connection advertises and the budgets it enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H2Config {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS: streams open at once; more are refused with
+    /// RST_STREAM REFUSED_STREAM.
+    pub max_concurrent_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how much request body a stream may send before we
+    /// open its window further (the connection window starts at the RFC's 65,535).
+    pub initial_window_size: u32,
+    /// SETTINGS_MAX_FRAME_SIZE: the largest frame payload we accept.
+    pub max_frame_size: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded request field section.
+    pub max_header_list_size: u32,
+    /// SETTINGS_HEADER_TABLE_SIZE: our HPACK decoder's dynamic table (small, so that an
+    /// idle connection stays small).
+    pub header_table_size: u32,
+    /// The most our HPACK encoder spends on its dynamic table, whatever the peer allows.
+    pub encoder_table_size: u32,
+    /// The largest header block (HEADERS and its CONTINUATION frames, still compressed);
+    /// past it the connection ends with ENHANCE_YOUR_CALM (CONTINUATION flood).
+    pub max_header_block: usize,
+    /// Streams reset per connection per second, by the client or by us (rapid reset,
+    /// CVE-2023-44487 and CVE-2025-8671); past it GOAWAY ENHANCE_YOUR_CALM.
+    pub max_resets_per_sec: u32,
+    /// SETTINGS and PING frames per connection per second; past it GOAWAY
+    /// ENHANCE_YOUR_CALM.
+    pub max_control_per_sec: u32,
+    /// Output queued on the connection past which a frame that asks for an answer
+    /// (SETTINGS, PING) is taken as a flood from a peer that does not read.
+    pub max_control_backlog: usize,
+}
+
+impl Default for H2Config {
+    fn default() -> Self {
+        H2Config {
+            max_concurrent_streams: 128,
+            initial_window_size: 65_535,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_header_list_size: 16 * 1024,
+            header_table_size: 1024,
+            encoder_table_size: 1024,
+            max_header_block: 64 * 1024,
+            max_resets_per_sec: 200,
+            max_control_per_sec: 1000,
+            max_control_backlog: 1 << 20,
+        }
+    }
+}
+
+impl H2Config {
+    /// The SETTINGS frame's parameters.
+    pub fn settings(&self) -> [Setting; 5] {
+        [
+            Setting::MaxConcurrentStreams(self.max_concurrent_streams),
+            Setting::InitialWindowSize(self.initial_window_size),
+            Setting::MaxFrameSize(self.max_frame_size),
+            Setting::MaxHeaderListSize(self.max_header_list_size),
+            Setting::HeaderTableSize(self.header_table_size),
+        ]
+    }
+}
+
+/// How often each HTTP/2 event and defence was hit, per shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct H2Counters {
+    /// Connections that started with the HTTP/2 preface.
+    pub connections: u64,
+    /// Streams opened by clients (requests received).
+    pub streams: u64,
+    /// RST_STREAM frames received.
+    pub resets_received: u64,
+    /// RST_STREAM frames sent (refusals and errors included).
+    pub resets_sent: u64,
+    /// Streams refused past MAX_CONCURRENT_STREAMS (REFUSED_STREAM).
+    pub refused_streams: u64,
+    /// Malformed requests (section 8.1.1) reset with PROTOCOL_ERROR.
+    pub malformed: u64,
+    /// Connections ended for too many resets per second (rapid reset).
+    pub rapid_reset: u64,
+    /// Connections ended for a SETTINGS or PING flood.
+    pub control_flood: u64,
+    /// Connections ended for a header block past its bound (CONTINUATION flood).
+    pub continuation_flood: u64,
+    /// Connection errors other than the defences (GOAWAY with an error code).
+    pub connection_errors: u64,
+    /// HPACK decoding errors (COMPRESSION_ERROR).
+    pub compression_errors: u64,
+    /// Flow-control violations by the peer.
+    pub flow_control_errors: u64,
+    /// GOAWAY frames sent.
+    pub goaway_sent: u64,
+    /// PING frames answered.
+    pub pings: u64,
+}
+
+impl H2Counters {
+    /// Every counter with its name, for reports.
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
+        [
+            ("h2_connections", self.connections),
+            ("h2_streams", self.streams),
+            ("h2_resets_received", self.resets_received),
+            ("h2_resets_sent", self.resets_sent),
+            ("h2_refused_streams", self.refused_streams),
+            ("h2_malformed", self.malformed),
+            ("h2_rapid_reset", self.rapid_reset),
+            ("h2_control_flood", self.control_flood),
+            ("h2_continuation_flood", self.continuation_flood),
+            ("h2_connection_errors", self.connection_errors),
+            ("h2_compression_errors", self.compression_errors),
+            ("h2_flow_control_errors", self.flow_control_errors),
+            ("h2_goaway_sent", self.goaway_sent),
+            ("h2_pings", self.pings),
+        ]
+    }
+}

@@ -1,0 +1,622 @@
+//! Unit tests of the HTTP/2 connection state machine, driven from memory with the
+//! HTTP/1.1 tests' recording port and application (the same `App`).
+
+use super::*;
+use crate::http1::conn::tests::{Task, TestApp, TestPort};
+use crate::http2::frame::{encode_data, encode_headers, encode_ping, encode_window_update};
+use crate::http2::frame::{encode_frame_header, flags, kind};
+use crate::http2::hpack::{Decoder as HDecoder, Encoder as HEncoder};
+use proptest::prelude::*;
+
+/// What the server sent, frame by frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    Settings { ack: bool },
+    Headers { sid: u32, status: String, end: bool },
+    Data { sid: u32, data: Vec<u8>, end: bool },
+    Rst { sid: u32, code: ErrorCode },
+    GoAway { last: u32, code: ErrorCode },
+    PingAck,
+    Window { sid: u32 },
+}
+
+/// A client: its HPACK contexts and the connection under test.
+struct Client {
+    conn: H2Conn<Task>,
+    app: TestApp,
+    port: TestPort,
+    enc: HEncoder,
+    dec: HDecoder,
+    /// Input not consumed yet.
+    pending: Vec<u8>,
+}
+
+impl Client {
+    fn new(cfg: H2Config) -> Self {
+        let port = TestPort::new();
+        let conn = H2Conn::new(&cfg, &Limits::default(), port.now);
+        let mut c = Client {
+            conn,
+            app: TestApp::default(),
+            port,
+            enc: HEncoder::new(4096),
+            dec: HDecoder::new(1 << 20),
+            pending: Vec::new(),
+        };
+        let mut b = PREFACE.to_vec();
+        encode_settings(&mut b, &[]);
+        c.send(&b);
+        c
+    }
+
+    /// A handshaken client: its SETTINGS acknowledged both ways.
+    fn ready() -> Self {
+        Self::ready_with(H2Config::default())
+    }
+
+    fn ready_with(cfg: H2Config) -> Self {
+        let table = cfg.header_table_size as usize;
+        let mut c = Client::new(cfg);
+        // As a real client's encoder does on our SETTINGS_HEADER_TABLE_SIZE.
+        c.enc.set_max_table_size(table);
+        let mut b = Vec::new();
+        encode_settings_ack(&mut b);
+        c.send(&b);
+        assert_eq!(
+            c.take(),
+            vec![Out::Settings { ack: false }, Out::Settings { ack: true }]
+        );
+        c
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        let n = self.conn.feed(&mut self.app, &self.pending, &mut self.port);
+        self.pending.drain(..n);
+    }
+
+    fn block(&mut self, fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut block = Vec::new();
+        self.enc.start_block(&mut block);
+        for (n, v) in fields {
+            self.enc
+                .encode_field(n.as_bytes(), v.as_bytes(), &mut block);
+        }
+        block
+    }
+
+    fn request(&mut self, sid: u32, method: &str, path: &str, end: bool) {
+        let block = self.block(&[
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", "t"),
+            (":path", path),
+        ]);
+        let mut b = Vec::new();
+        encode_headers(&mut b, sid, &block, end, 16384);
+        self.send(&b);
+    }
+
+    /// Every frame the server sent since the last call.
+    fn take(&mut self) -> Vec<Out> {
+        let out = std::mem::take(&mut self.port.out);
+        let mut frames = Vec::new();
+        let mut pos = 0;
+        while let Some((f, n)) = frame::decode(&out[pos..], 1 << 24).unwrap() {
+            pos += n;
+            frames.push(match f {
+                Frame::Settings(s) => Out::Settings { ack: s.ack },
+                Frame::Headers(h) => {
+                    let mut status = String::new();
+                    self.dec
+                        .decode(h.block, |f| {
+                            if f.name == b":status" {
+                                status = String::from_utf8_lossy(f.value).into_owned();
+                            }
+                        })
+                        .unwrap();
+                    Out::Headers {
+                        sid: h.stream_id,
+                        status,
+                        end: h.end_stream,
+                    }
+                }
+                Frame::Data(d) => Out::Data {
+                    sid: d.stream_id,
+                    data: d.data.to_vec(),
+                    end: d.end_stream,
+                },
+                Frame::RstStream { stream_id, code } => Out::Rst {
+                    sid: stream_id,
+                    code,
+                },
+                Frame::GoAway(g) => Out::GoAway {
+                    last: g.last_stream_id,
+                    code: g.code,
+                },
+                Frame::Ping { ack: true, .. } => Out::PingAck,
+                Frame::WindowUpdate { stream_id, .. } => Out::Window { sid: stream_id },
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        assert_eq!(pos, out.len(), "a partial frame");
+        frames
+    }
+}
+
+fn headers(sid: u32, status: &str, end: bool) -> Out {
+    Out::Headers {
+        sid,
+        status: status.into(),
+        end,
+    }
+}
+
+fn data(sid: u32, d: &str, end: bool) -> Out {
+    Out::Data {
+        sid,
+        data: d.as_bytes().to_vec(),
+        end,
+    }
+}
+
+/// Section 3.4: preface, SETTINGS both ways, each acknowledged; PING answered.
+#[test]
+fn handshake_settings_ack_and_ping() {
+    let mut c = Client::new(H2Config::default());
+    assert_eq!(
+        c.take(),
+        vec![Out::Settings { ack: false }, Out::Settings { ack: true }]
+    );
+    let mut b = Vec::new();
+    encode_ping(&mut b, *b"12345678");
+    c.send(&b);
+    assert_eq!(c.take(), vec![Out::PingAck]);
+    assert_eq!(c.port.counters.h2.pings, 1);
+}
+
+#[test]
+fn the_preface_may_arrive_in_pieces_and_a_wrong_one_ends_it() {
+    let mut c = Client {
+        conn: H2Conn::new(&H2Config::default(), &Limits::default(), Instant::now()),
+        app: TestApp::default(),
+        port: TestPort::new(),
+        enc: HEncoder::new(4096),
+        dec: HDecoder::new(4096),
+        pending: Vec::new(),
+    };
+    c.send(&PREFACE[..10]);
+    assert!(c.port.out.is_empty());
+    c.send(&PREFACE[10..]);
+    assert_eq!(c.take(), vec![Out::Settings { ack: false }]);
+    // Section 3.4: the first frame must be SETTINGS.
+    let mut b = Vec::new();
+    encode_ping(&mut b, [0; 8]);
+    c.send(&b);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            ..
+        }]
+    ));
+    assert!(c.port.closed);
+}
+
+#[test]
+fn a_get_is_answered_on_its_stream_and_the_stream_closes() {
+    let mut c = Client::ready();
+    c.request(1, "GET", "/hello", true);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "/hello", true)]
+    );
+    assert_eq!(c.conn.open_streams(), 0);
+    assert_eq!(c.app.seen[0].target, "/hello");
+    // :authority reaches an HTTP/1.1-minded application as Host.
+    assert!(c.app.seen[0]
+        .headers
+        .contains(&("host".to_string(), b"t".to_vec())));
+    // HEAD: the head only, ended.
+    c.request(3, "HEAD", "/x", true);
+    assert_eq!(c.take(), vec![headers(3, "200", true)]);
+}
+
+/// Streams answer out of order: one waiting on a timer holds no other up.
+#[test]
+fn streams_answer_out_of_order() {
+    let mut c = Client::ready();
+    c.request(1, "GET", "/later/7", true);
+    c.request(3, "GET", "/now", true);
+    assert_eq!(
+        c.take(),
+        vec![headers(3, "200", false), data(3, "/now", true)]
+    );
+    assert_eq!(c.conn.open_streams(), 1);
+    c.conn.app_timer(&mut c.app, 0, 7, &mut c.port);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "/later/7", true)]
+    );
+    assert_eq!(c.conn.open_streams(), 0);
+}
+
+/// A request body in several DATA frames, with trailers, reaches the application whole.
+#[test]
+fn a_body_in_pieces_and_trailers() {
+    let mut c = Client::ready();
+    c.request(1, "POST", "/echo", false);
+    let mut b = Vec::new();
+    encode_data(&mut b, 1, b"hello ", false);
+    encode_data(&mut b, 1, b"world", false);
+    c.send(&b);
+    assert!(c.take().is_empty());
+    let block = c.block(&[("x-trailer", "1")]);
+    let mut b = Vec::new();
+    encode_headers(&mut b, 1, &block, true, 16384);
+    c.send(&b);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "hello world", true)]
+    );
+}
+
+/// Section 6.9: a response larger than the peer's window waits for WINDOW_UPDATE.
+#[test]
+fn responses_wait_for_the_peers_window() {
+    let mut c = Client::ready();
+    let mut b = Vec::new();
+    encode_settings(&mut b, &[Setting::InitialWindowSize(4)]);
+    c.send(&b);
+    assert_eq!(c.take(), vec![Out::Settings { ack: true }]);
+    c.request(1, "POST", "/echo", false);
+    let mut b = Vec::new();
+    encode_data(&mut b, 1, b"0123456789", true);
+    c.send(&b);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "0123", false)]
+    );
+    let mut b = Vec::new();
+    encode_window_update(&mut b, 1, 3);
+    c.send(&b);
+    assert_eq!(c.take(), vec![data(1, "456", false)]);
+    let mut b = Vec::new();
+    encode_window_update(&mut b, 1, 100);
+    c.send(&b);
+    assert_eq!(c.take(), vec![data(1, "789", true)]);
+    assert_eq!(c.conn.open_streams(), 0);
+}
+
+/// We open the client's windows again as its body arrives.
+#[test]
+fn request_bodies_get_window_updates() {
+    let mut c = Client::ready();
+    c.request(1, "POST", "/echo", false);
+    let mut b = Vec::new();
+    for _ in 0..3 {
+        encode_data(&mut b, 1, &[b'x'; 16000], false);
+    }
+    c.send(&b);
+    let out = c.take();
+    assert!(out.contains(&Out::Window { sid: 0 }), "{out:?}");
+    assert!(out.contains(&Out::Window { sid: 1 }), "{out:?}");
+}
+
+/// Sections 8.2 and 8.3: a malformed request is reset with PROTOCOL_ERROR, and the
+/// connection goes on.
+#[test]
+fn a_bad_pseudo_header_resets_the_stream() {
+    let mut c = Client::ready();
+    let block = c.block(&[
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", "/"),
+        (":bogus", "x"),
+    ]);
+    let mut b = Vec::new();
+    encode_headers(&mut b, 1, &block, true, 16384);
+    c.send(&b);
+    assert_eq!(
+        c.take(),
+        vec![Out::Rst {
+            sid: 1,
+            code: ErrorCode::ProtocolError
+        }]
+    );
+    assert_eq!(c.port.counters.h2.malformed, 1);
+    c.request(3, "GET", "/ok", true);
+    assert_eq!(
+        c.take(),
+        vec![headers(3, "200", false), data(3, "/ok", true)]
+    );
+}
+
+/// RST_STREAM from the client cancels the exchange.
+#[test]
+fn a_client_reset_cancels_the_exchange() {
+    let mut c = Client::ready();
+    c.request(1, "GET", "/later/1", true);
+    let mut b = Vec::new();
+    encode_rst_stream(&mut b, 1, ErrorCode::Cancel);
+    c.send(&b);
+    assert_eq!(c.app.cancelled, 1);
+    assert_eq!(c.conn.open_streams(), 0);
+    // The timer firing later finds nothing.
+    c.conn.app_timer(&mut c.app, 0, 1, &mut c.port);
+    assert!(c.take().is_empty());
+}
+
+#[test]
+fn streams_past_the_concurrency_limit_are_refused() {
+    let cfg = H2Config {
+        max_concurrent_streams: 1,
+        ..H2Config::default()
+    };
+    let mut c = Client::ready_with(cfg);
+    c.request(1, "GET", "/later/1", true);
+    c.request(3, "GET", "/x", true);
+    assert_eq!(
+        c.take(),
+        vec![Out::Rst {
+            sid: 3,
+            code: ErrorCode::RefusedStream
+        }]
+    );
+    assert_eq!(c.port.counters.h2.refused_streams, 1);
+}
+
+/// CVE-2023-44487: streams opened and reset at once, past the budget, end the
+/// connection with ENHANCE_YOUR_CALM.
+#[test]
+fn rapid_reset_ends_the_connection() {
+    let cfg = H2Config {
+        max_resets_per_sec: 5,
+        ..H2Config::default()
+    };
+    let mut c = Client::ready_with(cfg);
+    for i in 0..6 {
+        let sid = 1 + 2 * i;
+        c.request(sid, "GET", "/later/1", true);
+        let mut b = Vec::new();
+        encode_rst_stream(&mut b, sid, ErrorCode::Cancel);
+        c.send(&b);
+    }
+    let out = c.take();
+    assert_eq!(
+        out.last(),
+        Some(&Out::GoAway {
+            last: 11,
+            code: ErrorCode::EnhanceYourCalm
+        })
+    );
+    assert!(c.port.closed);
+    assert_eq!(c.port.counters.h2.rapid_reset, 1);
+    assert_eq!(c.app.cancelled, 6);
+}
+
+/// CVE-2025-8671: resets the server makes (here: malformed requests) count too.
+#[test]
+fn server_resets_count_against_the_budget() {
+    let cfg = H2Config {
+        max_resets_per_sec: 3,
+        ..H2Config::default()
+    };
+    let mut c = Client::ready_with(cfg);
+    for i in 0..4 {
+        let block = c.block(&[(":method", "GET"), (":path", "/")]);
+        let mut b = Vec::new();
+        encode_headers(&mut b, 1 + 2 * i, &block, true, 16384);
+        c.send(&b);
+    }
+    assert!(matches!(
+        c.take().last(),
+        Some(Out::GoAway {
+            code: ErrorCode::EnhanceYourCalm,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn ping_flood_ends_the_connection() {
+    let cfg = H2Config {
+        max_control_per_sec: 10,
+        ..H2Config::default()
+    };
+    let mut c = Client::ready_with(cfg);
+    let mut b = Vec::new();
+    for _ in 0..11 {
+        encode_ping(&mut b, [1; 8]);
+    }
+    c.send(&b);
+    assert!(matches!(
+        c.take().last(),
+        Some(Out::GoAway {
+            code: ErrorCode::EnhanceYourCalm,
+            ..
+        })
+    ));
+    assert_eq!(c.port.counters.h2.control_flood, 1);
+}
+
+/// Section 6.10 and CVE-2024-27316: a header block is bounded across CONTINUATION
+/// frames, and nothing else may come between them.
+#[test]
+fn continuation_is_bounded_and_uninterrupted() {
+    let cfg = H2Config {
+        max_header_block: 100,
+        ..H2Config::default()
+    };
+    let mut c = Client::ready_with(cfg);
+    let mut b = Vec::new();
+    encode_frame_header(&mut b, 60, kind::HEADERS, 0, 1);
+    b.extend_from_slice(&[0x40; 60]);
+    encode_frame_header(&mut b, 60, kind::CONTINUATION, 0, 1);
+    b.extend_from_slice(&[0x40; 60]);
+    c.send(&b);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::EnhanceYourCalm,
+            ..
+        }]
+    ));
+    assert_eq!(c.port.counters.h2.continuation_flood, 1);
+
+    let mut c = Client::ready();
+    let block = c.block(&[(":method", "GET"), (":scheme", "http"), (":path", "/")]);
+    let mut b = Vec::new();
+    encode_frame_header(&mut b, block.len(), kind::HEADERS, flags::END_STREAM, 1);
+    b.extend_from_slice(&block);
+    encode_ping(&mut b, [0; 8]);
+    c.send(&b);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_header_block_split_over_continuation_is_one_request() {
+    let mut c = Client::ready();
+    let block = c.block(&[(":method", "GET"), (":scheme", "http"), (":path", "/split")]);
+    let (a, z) = block.split_at(3);
+    let mut b = Vec::new();
+    encode_frame_header(&mut b, a.len(), kind::HEADERS, flags::END_STREAM, 1);
+    b.extend_from_slice(a);
+    encode_frame_header(&mut b, z.len(), kind::CONTINUATION, flags::END_HEADERS, 1);
+    b.extend_from_slice(z);
+    c.send(&b);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "/split", true)]
+    );
+}
+
+/// Drain: GOAWAY with the last stream id, the open stream finishes, then the close.
+#[test]
+fn drain_finishes_open_streams_then_closes() {
+    let mut c = Client::ready();
+    c.request(1, "GET", "/later/2", true);
+    c.conn.drain(&mut c.port);
+    assert_eq!(
+        c.take(),
+        vec![Out::GoAway {
+            last: 1,
+            code: ErrorCode::NoError
+        }]
+    );
+    assert!(!c.port.closed);
+    // A stream past the GOAWAY is ignored.
+    c.request(3, "GET", "/x", true);
+    assert!(c.take().is_empty());
+    c.conn.app_timer(&mut c.app, 0, 2, &mut c.port);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "/later/2", true)]
+    );
+    assert!(c.port.closed);
+}
+
+#[test]
+fn stream_rules_of_section_5_1() {
+    // Even stream ids are the server's.
+    let mut c = Client::ready();
+    c.request(2, "GET", "/", true);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            ..
+        }]
+    ));
+    // DATA on an idle stream.
+    let mut c = Client::ready();
+    let mut b = Vec::new();
+    encode_data(&mut b, 5, b"x", true);
+    c.send(&b);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            ..
+        }]
+    ));
+    // HEADERS on a closed stream.
+    let mut c = Client::ready();
+    c.request(1, "GET", "/", true);
+    c.take();
+    c.request(1, "GET", "/", true);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::StreamClosed,
+            ..
+        }]
+    ));
+    // PRIORITY is ignored; PUSH_PROMISE from a client is a connection error.
+    let mut c = Client::ready();
+    let mut b = Vec::new();
+    encode_frame_header(&mut b, 5, kind::PRIORITY, 0, 9);
+    b.extend_from_slice(&[0, 0, 0, 0, 16]);
+    c.send(&b);
+    assert!(c.take().is_empty());
+}
+
+#[test]
+fn content_length_must_match_the_body() {
+    let mut c = Client::ready();
+    let block = c.block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/echo"),
+        ("content-length", "3"),
+    ]);
+    let mut b = Vec::new();
+    encode_headers(&mut b, 1, &block, false, 16384);
+    encode_data(&mut b, 1, b"ab", true);
+    c.send(&b);
+    assert_eq!(
+        c.take(),
+        vec![Out::Rst {
+            sid: 1,
+            code: ErrorCode::ProtocolError
+        }]
+    );
+}
+
+#[test]
+fn an_idle_connection_is_small() {
+    let size = std::mem::size_of::<H2Conn<Task>>();
+    eprintln!("H2Conn: {size} bytes");
+    assert!(size <= 1024, "H2Conn grew to {size} bytes");
+}
+
+proptest! {
+    /// Network input never panics, whatever follows the preface.
+    #[test]
+    fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut c = Client::ready();
+        c.send(&bytes);
+        c.conn.drain(&mut c.port);
+    }
+
+    /// Nor does a well-framed stream of frames of any type with arbitrary payloads.
+    #[test]
+    fn arbitrary_framed_payloads_never_panic(
+        frames in proptest::collection::vec((0u8..12, any::<u8>(), 0u32..8, proptest::collection::vec(any::<u8>(), 0..40)), 0..20)
+    ) {
+        let mut c = Client::ready();
+        let mut b = Vec::new();
+        for (k, f, sid, payload) in frames {
+            encode_frame_header(&mut b, payload.len(), k, f, sid);
+            b.extend_from_slice(&payload);
+        }
+        c.send(&b);
+        c.conn.writable(&mut c.app, &mut c.port);
+    }
+}
