@@ -19,8 +19,9 @@ plot=$(dirname "$RINGMASTER_BIN")/rm-plot
 md=$TEST_TMP/BENCH.md
 img=$TEST_TMP/img
 printf '# Title\n\nkept before\n' >"$md"
-"$scripts/bench-compare" --only echo-64,http-ka-16,memory-idle \
-    --servers ringmaster-echo,ringmaster-http,ringmaster-idle --memory-connections 50 \
+"$scripts/bench-compare" --only echo-64,http-ka-16,memory-idle,proxy-http,proxy-tcp-echo \
+    --servers ringmaster-echo,ringmaster-http,ringmaster-idle,ringmaster-proxy,ringmaster-proxy-tcp \
+    --memory-connections 50 \
     --bin "$RINGMASTER_BIN" --baseline "$RINGMASTER_BIN" \
     --duration 0.5 --warmup 0 --quiet-wait 0 --nice 0 --no-build --no-install \
     --no-crosscheck --no-open-loop \
@@ -48,6 +49,13 @@ cells = [c.strip() for c in sys.argv[1].strip("|").split("|")]
 assert cells[1] == "50", cells
 int(cells[5].strip("*").replace(",", "").lstrip("-"))
 PY
+# The proxy workloads: each proxy in front of its fresh backend, the HTTP one's pool
+# reuse read from the backend's /stats, and a ratio line that says no peer ran.
+grep -q '^| ringmaster proxy |' "$md" || fail "no ringmaster proxy row"
+grep -q '^| ringmaster proxy --mode tcp |' "$md" || fail "no ringmaster proxy --mode tcp row"
+grep -Eq '^\| ringmaster proxy \| [0-9,]+ \| [0-9,]+ \| [0-9,]+ \| [0-9.]+%' "$md" ||
+    fail "no pool reuse row for ringmaster proxy: $(grep -A8 'reverse proxy' "$md")"
+grep -q 'ratio vs peer.*not measured' "$md" || fail "no ratio vs peer line for the proxies"
 for f in compare-throughput.svg compare-cpu.svg compare-latency-echo-64.svg compare-latency-http-ka-16.svg; do
     grep -q '<svg' "$img/$f" 2>/dev/null || fail "plot $f missing or not SVG"
     grep -q "img/$f\|$f" "$md" || fail "plot $f not linked from the markdown"
