@@ -120,14 +120,15 @@ pub fn run(args: &HttpArgs) -> ExitCode {
     let builder = args.server.builder();
     let shards = builder.config().shards;
     let h2 = (!args.no_h2).then(H2Config::default);
-    run_maybe_tls(
-        "http",
-        builder,
-        &args.tls,
-        TlsOptions::http1(),
-        None,
-        move |_shard| Http::new(BenchApp::new(shards), limits.clone()).with_h2(h2.clone()),
-    )
+    // Under TLS, ALPN offers h2 first when HTTP/2 is on (RFC 9113 §3.2).
+    let alpn = if h2.is_some() {
+        TlsOptions::http()
+    } else {
+        TlsOptions::http1()
+    };
+    run_maybe_tls("http", builder, &args.tls, alpn, None, move |_shard| {
+        Http::new(BenchApp::new(shards), limits.clone()).with_h2(h2.clone())
+    })
 }
 
 /// Largest body `/bytes/N` sends.

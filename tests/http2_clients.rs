@@ -3,6 +3,7 @@
 //! (tests/py/h2_client.py). The same `App` serves HTTP/1.1 on the same port, and
 //! `--no-h2` turns HTTP/2 off.
 
+mod common;
 mod http_support;
 
 use std::process::{Command, Output, Stdio};
@@ -135,4 +136,51 @@ fn hyper_h2_frame_level() {
         "h2 client failed:\n{stdout}\n{stderr}"
     );
     assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
+fn h2_over_tls_by_alpn_and_http1_for_a_client_without_it() {
+    let server = common::ServerProc::start(&[
+        "http",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--tls-self-signed",
+    ]);
+    let lines = server.stderr();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("self-signed certificate in "))
+        .expect("the certificate's path on the startup line");
+    let cert = line
+        .split("self-signed certificate in ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .to_string();
+    let url = format!("https://{}/plaintext", server.addr);
+    for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let out = run(
+            Command::new("curl").args([
+                "-sS",
+                "--max-time",
+                "10",
+                "--cacert",
+                &cert,
+                flag,
+                "-w",
+                "\n%{http_version}",
+                &url,
+            ]),
+            Duration::from_secs(20),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(text, format!("Hello, World!\n{want}"), "curl {flag}");
+    }
 }

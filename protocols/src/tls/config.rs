@@ -93,6 +93,15 @@ impl TlsOptions {
             ..Self::default()
         }
     }
+    /// HTTP/2 and HTTP/1.1 by ALPN, `h2` preferred (RFC 9113 §3.2): a client that
+    /// picks `h2` starts with the HTTP/2 preface, which [`Http`](crate::http1::Http)
+    /// serves as HTTP/2 when it has an HTTP/2 configuration.
+    pub fn http() -> Self {
+        TlsOptions {
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            ..Self::default()
+        }
+    }
 }
 
 /// A ready server configuration, shared by every shard.
