@@ -45,17 +45,7 @@ fn gateway(backend: SocketAddr) -> ServerProc {
 }
 
 fn bad_backend(mode: &str, extra: &[&str]) -> ServerProc {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_backend.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args(["--mode", mode])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3 bad_backend.py");
-    ServerProc::adopt(child)
+    common::bad_backend(mode, extra)
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -11,7 +11,6 @@ mod http_support;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::ServerProc;
@@ -146,16 +145,7 @@ fn tls_upstream_checked_by_ca_file_and_name_relayed_and_counted() {
 }
 
 fn slow_backend(delay_ms: &str) -> ServerProc {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_backend.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args(["--mode", "slow", "--delay-ms", delay_ms])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3 bad_backend.py");
-    ServerProc::adopt(child)
+    common::bad_backend("slow", &["--delay-ms", delay_ms])
 }
 
 #[test]

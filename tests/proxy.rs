@@ -12,7 +12,7 @@ mod http_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::ServerProc;
@@ -21,17 +21,7 @@ use http_support::{read_responses, Resp};
 const LIMIT: Duration = Duration::from_secs(15);
 
 fn backend(mode: &str, extra: &[&str]) -> ServerProc {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_backend.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args(["--mode", mode])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3 bad_backend.py");
-    ServerProc::adopt(child)
+    common::bad_backend(mode, extra)
 }
 
 fn proxy(upstreams: &[SocketAddr], extra: &[&str]) -> ServerProc {

@@ -14,15 +14,6 @@ use ringmaster_protocols::http1::{App, Exchange, Limits, Request, Response, Upst
 
 struct Reframe;
 
-const HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-connection",
-];
 
 impl App for Reframe {
     type Task = ();
@@ -62,8 +53,9 @@ impl App for Reframe {
         let mut lengths = 0;
         for h in head.headers() {
             let name = h.name.to_ascii_lowercase();
-            assert!(!HOP.contains(&name.as_str()), "hop-by-hop field {name} upstream");
             lengths += usize::from(name == "content-length");
+            let hop = forward::HOP_BY_HOP.contains(&name.as_str()) && name != "content-length";
+            assert!(!hop, "hop-by-hop field {name} upstream");
         }
         assert!(lengths <= 1, "one Content-Length at most");
         let body_len = match head.body() {

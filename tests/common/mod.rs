@@ -194,3 +194,19 @@ pub fn run_to_end(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Starts `tests/py/bad_backend.py --mode MODE EXTRA..` (a misbehaving HTTP/1.1 backend)
+/// and waits for its `listening on` line.
+pub fn bad_backend(mode: &str, extra: &[&str]) -> ServerProc {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/bad_backend.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .args(["--mode", mode])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3 bad_backend.py");
+    ServerProc::adopt(child)
+}

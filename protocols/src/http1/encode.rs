@@ -235,7 +235,7 @@ fn put_hex(buf: &mut Vec<u8>, mut n: u64) {
 
 /// `tchar` of RFC 9110 5.6.2, as a table (a field name is checked per response, so this
 /// is on the hot path).
-const TCHAR: [bool; 256] = {
+pub(crate) const TCHAR: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {

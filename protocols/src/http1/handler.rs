@@ -311,33 +311,29 @@ impl<A: App> Http<A> {
 
 /// Makes sure a protocol timer fires no later than the connection's deadline.
 fn arm<T>(conn: &mut ServerConn<T>, limits: &Limits, io: &mut Io<'_>) {
-    let Some((due, _)) = conn.core.deadline(limits) else {
-        // Nothing to time (busy or closing); an armed timer finds nothing to do.
-        return;
-    };
-    if let Some((key, armed)) = conn.timer {
-        if armed <= due {
-            return;
-        }
-        io.cancel_timer(key);
-    }
-    let key = io.set_timer(due.saturating_duration_since(io.now()), PROTO_TIMER);
-    conn.timer = Some((key, due));
+    let due = conn.core.deadline(limits).map(|(due, _)| due);
+    arm_for(&mut conn.timer, due, io);
 }
 
 /// Makes sure an HTTP/2 connection's protocol timer fires no later than its deadline.
 fn arm_h2<T>(conn: &mut H2Server<T>, io: &mut Io<'_>) {
-    let Some(due) = conn.core.deadline() else {
+    arm_for(&mut conn.timer, conn.core.deadline(), io);
+}
+
+/// Arms `timer` for `due` unless it already fires no later; nothing to time (busy or
+/// closing) leaves it be: an armed timer then finds nothing to do.
+fn arm_for(timer: &mut Option<(TimerKey, Instant)>, due: Option<Instant>, io: &mut Io<'_>) {
+    let Some(due) = due else {
         return;
     };
-    if let Some((key, armed)) = conn.timer {
+    if let Some((key, armed)) = *timer {
         if armed <= due {
             return;
         }
         io.cancel_timer(key);
     }
     let key = io.set_timer(due.saturating_duration_since(io.now()), PROTO_TIMER);
-    conn.timer = Some((key, due));
+    *timer = Some((key, due));
 }
 
 /// The HTTP/2 connection events, each run on its state machine.

@@ -281,7 +281,7 @@ impl<H: Handler> Shard<H> {
                 && slot.io.send.is_empty()
             {
                 slot.io.half = HalfClose::Done;
-                shut_write_side(ctx, ring, slot);
+                shut_write_side(ring, slot);
             }
             if slot.io.phase == Phase::Flushing && slot.io.send.is_empty() {
                 // Unread input would turn a close's FIN into a reset that can destroy
@@ -424,22 +424,7 @@ pub(super) fn start_linger<H: Handler>(
     slot: &mut ConnSlot<H::Conn>,
 ) {
     slot.io.phase = Phase::Lingering;
-    match &slot.io.sock {
-        Some(Sock::Plain(fd)) => {
-            let _ = SockRef::from(fd).shutdown(std::net::Shutdown::Write);
-        }
-        Some(sock @ Sock::Direct(_)) => {
-            // The kernel runs a ring shutdown on a worker thread: counted in flight, so
-            // the socket is not closed before the shutdown has found it.
-            ring.shutdown(
-                sock.target(),
-                libc::SHUT_WR,
-                pack(OpKind::Shutdown, slot.io.token),
-            );
-            slot.io.inflight += 1;
-        }
-        None => {}
-    }
+    shut_write_side(ring, slot);
     if let Some(app) = slot.app.take() {
         handler.on_closed(app, slot.io.close_why, &mut ShardIo { shard: ctx });
         ctx.counters.closed += 1;
@@ -449,15 +434,17 @@ pub(super) fn start_linger<H: Handler>(
     ctx.mark_dirty(&mut slot.io);
 }
 
-/// Shuts the write side of an open connection (`Io::shutdown_write`), its queue empty.
-fn shut_write_side<C>(ctx: &mut ShardCtx, ring: &mut Ring, slot: &mut ConnSlot<C>) {
+/// Shuts a connection's write side (`Io::shutdown_write`, or the start of a lingering
+/// close). A failure (the peer already reset) changes nothing: the close that follows
+/// finds out.
+fn shut_write_side<C>(ring: &mut Ring, slot: &mut ConnSlot<C>) {
     match &slot.io.sock {
         Some(Sock::Plain(fd)) => {
-            let shut = SockRef::from(fd).shutdown(std::net::Shutdown::Write);
-            ctx.counters.close_errors += u64::from(shut.is_err());
+            let _ = SockRef::from(fd).shutdown(std::net::Shutdown::Write);
         }
         Some(sock @ Sock::Direct(_)) => {
-            // On an io-wq worker: counted in flight, so the socket outlives it.
+            // The kernel runs a ring shutdown on a worker thread: counted in flight, so
+            // the socket is not closed before the shutdown has found it.
             ring.shutdown(
                 sock.target(),
                 libc::SHUT_WR,

@@ -9,8 +9,9 @@
 /// The `Via` value this proxy adds (RFC 9110 §7.6.3).
 pub const VIA: &str = "1.1 ringmaster";
 
-/// Fields that are always hop-by-hop, beside those `Connection` names.
-const HOP_BY_HOP: &[&str] = &[
+/// Fields that are always hop-by-hop, beside those `Connection` names (and
+/// `Content-Length`, which each side writes from its own framing).
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "te",

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 
+use crate::http1::encode::TCHAR;
 use crate::http1::head::RawHeader;
 use crate::http2::hpack::Field;
 
@@ -47,27 +48,9 @@ fn connection_specific(name: &[u8]) -> bool {
 /// A field name: a non-empty token with no uppercase letter (section 8.2.1).
 fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
-        && name.iter().all(|&b| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+        && name
+            .iter()
+            .all(|&b| TCHAR[usize::from(b)] && !b.is_ascii_uppercase())
 }
 
 /// A field value: no NUL, CR or LF, no whitespace at either end (section 8.2.1).
