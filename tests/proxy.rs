@@ -487,6 +487,31 @@ fn websocket_passes_through_the_proxy() {
     );
     fds_return(&px, start);
     px.stop();
+
+    // The same through a proxy that terminates TLS (wss:// to the proxy, ws:// to the
+    // upstream): the tunnel's upstream bytes are encrypted by the client's connection.
+    let mut px = proxy(&[ws.addr], &["--tls-self-signed"]);
+    let lines = px.stderr();
+    let cert = lines
+        .iter()
+        .find_map(|l| l.split("self-signed certificate in ").nth(1))
+        .and_then(|r| r.split(')').next())
+        .expect("the certificate's path on the startup line")
+        .to_string();
+    let out = Command::new("timeout")
+        .args(["120", "python3", script, "echo"])
+        .arg(px.addr.to_string())
+        .arg(LIMIT)
+        .arg(&cert)
+        .output()
+        .expect("python3 ws_client.py");
+    assert!(
+        out.status.success(),
+        "wss through the proxy: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    px.stop();
     ws.stop();
 }
 

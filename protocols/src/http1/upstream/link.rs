@@ -14,7 +14,7 @@ use std::mem;
 use ringmaster_runtime::{Close, ConnToken, Event, Input, Io, ShardIo};
 use rustls::ClientConnection;
 
-use super::pool::{link_of_tag, Dispatch, Job, Link, LinkState, Pools, TunnelEof};
+use super::pool::{link_of_tag, Dispatch, Job, Link, LinkState, Pools, TunnelBytes, TunnelEof};
 use super::reply::Reply;
 use super::UpstreamError;
 use crate::http1::client::{ClientError, ClientEvent};
@@ -126,7 +126,9 @@ impl Pools {
             return;
         };
         if let LinkState::Tunnel { peer, .. } = link.state {
-            io.write_to(peer, input.bytes());
+            // Posted, not written below the client's connection: under TLS its own
+            // callback must encrypt them.
+            io.post(peer, TunnelBytes(input.bytes().to_vec()));
             input.consume_all();
             return;
         }
@@ -495,6 +497,12 @@ pub(crate) fn tunnel_event(
         Event::Posted(p) if p.is::<TunnelEof>() => {
             *output_done = true;
             io.shutdown_write();
+        }
+        Event::Posted(p) if p.is::<TunnelBytes>() => {
+            if let Ok(TunnelBytes(bytes)) = p.take::<TunnelBytes>() {
+                io.write(&bytes);
+            }
+            return;
         }
         Event::ConnGone(_) | Event::Shutdown => io.close(),
         _ => return,

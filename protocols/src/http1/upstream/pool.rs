@@ -42,6 +42,10 @@ pub(crate) struct Dispatch;
 /// so the receiver shuts its output (the half-close passed on).
 pub(crate) struct TunnelEof;
 
+/// Bytes from the upstream side of a tunnel, for the client's connection to write
+/// through its own callback (so that a TLS front encrypts them).
+pub(crate) struct TunnelBytes(pub(crate) Vec<u8>);
+
 /// What the pool's callers can do on the shard, from whichever callback they are in.
 pub(crate) trait Ops {
     fn post_reply(&mut self, to: ConnToken, reply: Reply);
