@@ -156,6 +156,7 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         let ups = args.upstreams.clone();
         let (policy, fails, connect) = (args.balance, args.max_fails, secs(args.connect_timeout));
         let sources = args.source_addrs.clone();
+        let tls_front = args.tls.tls_cert.is_some() || args.tls.tls_self_signed;
         return run_maybe_tls(
             "proxy (tcp)",
             builder,
@@ -164,7 +165,7 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
             None,
             move |shard| {
                 let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
-                tcp::TcpProxy::new(ups.clone(), bal, connect, sources.clone())
+                tcp::TcpProxy::new(ups.clone(), bal, connect, sources.clone(), tls_front)
             },
         );
     }

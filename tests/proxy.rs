@@ -572,3 +572,48 @@ fn active_health_checks_keep_requests_off_a_failing_upstream() {
     }
     px.stop();
 }
+
+#[test]
+fn tcp_mode_behind_tls_encrypts_what_comes_back() {
+    let mut echo = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    let mut px = proxy(&[echo.addr], &["--mode", "tcp", "--tls-self-signed"]);
+    let lines = px.stderr();
+    let cert = lines
+        .iter()
+        .find_map(|l| l.split("self-signed certificate in ").nth(1))
+        .and_then(|r| r.split(')').next())
+        .expect("the certificate's path on the startup line")
+        .to_string();
+    // Python's ssl module as the client: 100 KiB out, the same back, decrypted.
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+host, port = sys.argv[1].rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        data = bytes(i % 251 for i in range(100_000))
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        assert got == data, (len(got), len(data))
+print("ok")
+"#;
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", script])
+        .arg(px.addr.to_string())
+        .arg(&cert)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "TLS to a TCP-mode proxy: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    px.stop();
+    echo.stop();
+}

@@ -25,7 +25,14 @@ pub struct TcpProxy {
     /// Local addresses to connect from, in turn (none: the kernel's choice).
     sources: Vec<std::net::IpAddr>,
     next_source: usize,
+    /// The client side is under TLS (`--tls-*`): bytes for it are posted, so that its
+    /// own callback writes (and the TLS layer encrypts) them; `write_to` would put them
+    /// on the socket below TLS.
+    tls_front: bool,
 }
+
+/// Upstream bytes for a client connection under TLS.
+struct ForClient(Vec<u8>);
 
 /// What one side of a proxied pair knows.
 pub struct Side {
@@ -70,6 +77,7 @@ impl TcpProxy {
         bal: Balancer,
         connect_timeout: Duration,
         sources: Vec<std::net::IpAddr>,
+        tls_front: bool,
     ) -> Self {
         TcpProxy {
             ups,
@@ -77,6 +85,7 @@ impl TcpProxy {
             connect_timeout,
             sources,
             next_source: 0,
+            tls_front,
         }
     }
 
@@ -132,13 +141,22 @@ impl Handler for TcpProxy {
 
     fn on_data(&mut self, side: &mut Side, input: &mut Input<'_>, io: &mut Io<'_>) {
         if let Some(peer) = side.peer {
-            io.write_to(peer, input.bytes());
+            if self.tls_front && side.upstream.is_some() {
+                io.post(peer, ForClient(input.bytes().to_vec()));
+            } else {
+                io.write_to(peer, input.bytes());
+            }
             input.consume_all();
         }
     }
 
     fn on_event(&mut self, side: &mut Side, event: Event<'_>, io: &mut Io<'_>) {
         match event {
+            Event::Posted(p) if p.is::<ForClient>() => {
+                if let Ok(ForClient(bytes)) = p.take::<ForClient>() {
+                    io.write(&bytes);
+                }
+            }
             Event::Posted(p) => match p.take::<Msg>() {
                 Ok(Msg::Paired(up)) => {
                     side.peer = Some(up);
