@@ -268,11 +268,15 @@ impl<H: Handler> Shard<H> {
                 self.ring.connect(target, a, pack(OpKind::Connect, token));
             }
             if let Some(after) = req.timeout {
-                // Fires harmlessly (generation or phase no longer match) if the connect
-                // finished first.
-                self.ctx
+                // Held in the idle timer's place while connecting (no idle timer runs
+                // yet): cancelled when the connect completes, or with the slot.
+                let key = self
+                    .ctx
                     .timers
                     .insert(Instant::now(), after, TimerEvent::ConnectTimeout(token));
+                if let Some(slot) = self.slots.get_mut(token.slot as usize) {
+                    slot.io.idle_timer = Some(key);
+                }
             }
         }
     }
@@ -323,6 +327,10 @@ impl<H: Handler> Shard<H> {
         ctx.counters.connected += 1;
         slot.io.phase = Phase::Open;
         slot.io.last_active = ctx.now;
+        // The connect timeout, if one was set, has nothing left to time.
+        if let Some(key) = slot.io.idle_timer.take() {
+            ctx.timers.cancel(key);
+        }
         if let Some(t) = ctx.config.idle_timeout {
             slot.io.idle_timer = Some(ctx.timers.insert(ctx.now, t, TimerEvent::Idle(token)));
         }

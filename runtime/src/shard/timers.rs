@@ -54,6 +54,9 @@ impl<H: Handler> Shard<H> {
                 }
             }
             TimerEvent::ConnectTimeout(token) => {
+                if let Some(slot) = live(&mut self.slots, token) {
+                    slot.io.idle_timer = None; // this timer, now fired
+                }
                 if live(&mut self.slots, token).is_some_and(|s| s.io.phase == Phase::Connecting) {
                     // Its completion (ECANCELED) reports the timeout.
                     self.ring
