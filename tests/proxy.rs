@@ -617,3 +617,19 @@ print("ok")
     px.stop();
     echo.stop();
 }
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let be = backend("slow", &["--delay-ms", "700"]);
+    let mut px = proxy(&[be.addr], &[]);
+    let mut c = connect(px.addr);
+    c.write_all(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    px.signal("TERM");
+    let (r, _) = read_responses(&mut c, 1, LIMIT);
+    assert_eq!(r.len(), 1, "the request in flight is answered");
+    assert_eq!(r[0].status, 200);
+    assert_eq!(r[0].body, b"hello from /late\n");
+    let st = px.wait_exit(LIMIT).expect("the proxy exits after SIGTERM");
+    assert!(st.success(), "{st:?}");
+}
