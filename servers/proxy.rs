@@ -274,6 +274,8 @@ pub struct Forward {
     up: usize,
     tried: u64,
     again: Option<Box<Again>>,
+    /// The request upstream, whose body the client's pieces go to when streamed.
+    fetch: Fetch,
 }
 
 /// What an exchange of the proxy waits for.
@@ -312,7 +314,7 @@ impl Proxy {
         client: Option<IpAddr>,
         tried: u64,
         ex: &mut Exchange<'_>,
-    ) -> Result<(usize, u64), u16> {
+    ) -> Result<(usize, u64, Fetch), u16> {
         let mut tried = tried;
         // Upstreams whose last active health check failed are passed over while any
         // other is left.
@@ -330,9 +332,9 @@ impl Proxy {
             tried |= 1 << i;
             self.counts[i].requests += 1;
             match ex.fetch(&self.ups[i], call) {
-                Ok(_) => {
+                Ok(fetch) => {
                     self.bal.standing[i].inflight += 1;
-                    return Ok((i, tried));
+                    return Ok((i, tried, fetch));
                 }
                 // This upstream's queue is full: another may have room.
                 Err(UpstreamError::QueueFull) => continue,
@@ -485,25 +487,38 @@ impl App for Proxy {
             fields.push(("Connection", "Upgrade"));
             fields.push(("Upgrade", proto));
         }
-        let call = UpstreamRequest::new(req.method(), req.target())
+        let mut call = UpstreamRequest::new(req.method(), req.target())
             .headers(&fields)
             .body(req.body());
-        let again = (idempotent(req.method()) && self.ups.len() > 1).then(|| {
-            Box::new(Again {
-                method: req.method().to_owned(),
-                target: req.target().to_owned(),
-                fields: fields
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-                body: req.body().to_vec(),
-            })
-        });
+        if req.is_body_streamed() {
+            // Re-framed as it came: its length if it had one, chunked otherwise.
+            let len = req
+                .header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            call = call.body_stream(len);
+        }
+        let again = (idempotent(req.method()) && self.ups.len() > 1 && !req.is_body_streamed())
+            .then(|| {
+                Box::new(Again {
+                    method: req.method().to_owned(),
+                    target: req.target().to_owned(),
+                    fields: fields
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect(),
+                    body: req.body().to_vec(),
+                })
+            });
         let sent = self.send(call, client, 0, ex);
         drop(fields);
         self.scratch = scratch;
         match sent {
-            Ok((up, tried)) => Some(Task::Forward(Forward { up, tried, again })),
+            Ok((up, tried, fetch)) => Some(Task::Forward(Forward {
+                up,
+                tried,
+                again,
+                fetch,
+            })),
             Err(status) => {
                 ex.respond(Response::text(status, "upstream unavailable\n"));
                 None
@@ -584,10 +599,11 @@ impl App for Proxy {
                             .headers(&fields)
                             .body(&again.body);
                         let client = ex.peer().map(|a| a.ip());
-                        if let Ok((up, tried)) = self.send(call, client, task.tried, ex) {
+                        if let Ok((up, tried, fetch)) = self.send(call, client, task.tried, ex) {
                             self.counts[up].retries += 1;
                             task.up = up;
                             task.tried = tried;
+                            task.fetch = fetch;
                             drop(fields);
                             task.again = Some(again);
                             return;
@@ -601,6 +617,19 @@ impl App for Proxy {
                     ex.respond(Response::text(e.status(), "upstream failed\n"));
                 }
             }
+        }
+    }
+
+    // Every body that did not arrive with its head streams through: a proxy holds no
+    // upload whole.
+    fn stream_body(&mut self, _req: &Request<'_>) -> bool {
+        true
+    }
+
+    fn on_body(&mut self, task: &mut Task, piece: &[u8], last: bool, ex: &mut Exchange<'_>) {
+        if let Task::Forward(f) = task {
+            // Gone: the request failed or was answered, as on_upstream hears.
+            let _ = ex.fetch_body(f.fetch, piece, last);
         }
     }
 

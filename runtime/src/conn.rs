@@ -52,6 +52,10 @@ pub(crate) struct ConnIo {
     pub close_why: Close,
     pub abort_requested: bool,
     pub user_paused: bool,
+    /// The handler's pause is backpressure (`Io::hold_reading`, or `pause_reading_of`
+    /// from another connection), not the peer's doing: input still arriving is kept
+    /// whole, as for the runtime's own pauses.
+    pub held: bool,
     /// Show the carry-over again even without new bytes (after a pause ends).
     pub redeliver: bool,
     pub want_writable: bool,
@@ -114,6 +118,7 @@ impl ConnIo {
             close_why: Close::Local,
             abort_requested: false,
             user_paused: false,
+            held: false,
             redeliver: false,
             want_writable: false,
             fd_requested: false,
@@ -216,7 +221,7 @@ mod tests {
                 size_of::<Option<crate::sys::lend::Lent<Box<socket2::SockAddr>>>>(),
             ),
             ("inflight", size_of::<u16>()),
-            ("phase, half and 15 flags", size_of::<super::Phase>() + 16),
+            ("phase, half and 16 flags", size_of::<super::Phase>() + 17),
         ];
         let total = size_of::<super::ConnIo>();
         for (name, bytes) in fields {

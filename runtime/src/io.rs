@@ -116,8 +116,8 @@ macro_rules! shard_vocabulary {
         }
 
         /// Stops reading from another connection of this shard (as its own
-        /// `Io::pause_reading` would), once this callback returns. A gone target is
-        /// reported as for `write_to`.
+        /// `Io::hold_reading` would: backpressure, not the target's doing), once this
+        /// callback returns. A gone target is reported as for `write_to`.
         pub fn pause_reading_of(&mut self, target: ConnToken) {
             let from = self.op_origin();
             self.shard.conn_op(from, target, ConnAction::PauseReading);
@@ -507,6 +507,18 @@ impl<'a> Io<'a> {
     /// [`Io::resume_reading`]. Bytes already received wait in the carry-over.
     pub fn pause_reading(&mut self) {
         self.conn.user_paused = true;
+        self.conn.held = false;
+        self.shard.mark_dirty(self.conn);
+    }
+
+    /// Like [`Io::pause_reading`], for backpressure the peer did not cause (what this
+    /// connection reads has nowhere to go yet, e.g. an upload waiting for an upstream
+    /// connection): input the receive still brings before it stops is kept whole,
+    /// bounded by the socket's receive buffer, rather than held against the
+    /// connection's carry-over bound. Undone by [`Io::resume_reading`].
+    pub fn hold_reading(&mut self) {
+        self.conn.user_paused = true;
+        self.conn.held = true;
         self.shard.mark_dirty(self.conn);
     }
 

@@ -104,6 +104,28 @@ pub trait App: 'static {
         }
     }
 
+    /// Whether to take this request's body in pieces as it arrives ([`App::on_body`])
+    /// rather than whole: asked once its head is complete and its body did not all
+    /// arrive with it. When true, [`App::on_request`] runs at once with an empty body
+    /// ([`Request::is_body_streamed`] says so) and must return a task; the body's
+    /// length limit still applies. For a proxy or an upload that must not be held in
+    /// memory whole. Default: false.
+    fn stream_body(&mut self, _req: &Request<'_>) -> bool {
+        false
+    }
+
+    /// A piece of a body taken in pieces (see [`App::stream_body`]), decoded (chunk
+    /// framing removed); `last` marks the end (its piece may be empty). Not called once
+    /// the exchange has finished.
+    fn on_body(
+        &mut self,
+        _task: &mut Self::Task,
+        _piece: &[u8],
+        _last: bool,
+        _ex: &mut Exchange<'_>,
+    ) {
+    }
+
     /// A request this exchange made with [`Exchange::fetch`] progressed: its response
     /// head, a piece of its body, its end, or its failure (see [`UpstreamEvent`]). Runs on
     /// the connection's shard. Not called once the exchange has finished, nor if the
@@ -187,6 +209,8 @@ pub struct Request<'a> {
     pub(crate) headers: &'a [RawHeader<'a>],
     pub(crate) body: &'a [u8],
     pub(crate) keep_alive: bool,
+    /// The body comes later, in pieces ([`App::on_body`]).
+    pub(crate) streamed: bool,
 }
 
 impl<'a> Request<'a> {
@@ -245,6 +269,12 @@ impl<'a> Request<'a> {
     /// True for `HEAD`: the response's body is dropped, its length kept.
     pub fn is_head(&self) -> bool {
         self.method == "HEAD"
+    }
+
+    /// Whether the body comes in pieces through [`App::on_body`] (see
+    /// [`App::stream_body`]); [`Request::body`] is then empty.
+    pub fn is_body_streamed(&self) -> bool {
+        self.streamed
     }
 
     /// Whether the connection stays open after this request.

@@ -32,7 +32,9 @@ pub use error::ClientError;
 pub use request::RequestHead;
 pub use response::{FieldsView, ResponseHead};
 
-pub(crate) use request::{prepare, Sent};
+pub(crate) use request::{
+    finish as finish_body, prepare, prepare_head, write_body, Outgoing, Sent,
+};
 pub(crate) use response::{HeadInfo, Span};
 
 #[cfg(test)]

@@ -206,6 +206,12 @@ impl<T> Conn<T> {
                         self.dispatch(app, &head, body, port);
                         pos += start + body.len();
                     }
+                    None if self.wants_stream(app, &head) => {
+                        let started = !after.is_empty();
+                        self.start_streamed(app, &head, Rest::Length(n), started, port);
+                        pos += start;
+                        continue;
+                    }
                     None => {
                         // after.len() < n here, so the subtraction cannot underflow.
                         let left = n - after.len() as u64;
@@ -217,6 +223,13 @@ impl<T> Conn<T> {
                         break;
                     }
                 },
+                BodyKind::Chunked if self.wants_stream_chunked(app, &head, after, limits) => {
+                    let dec = ChunkedDecoder::new(limits.max_body, limits.max_header_bytes);
+                    let started = !after.is_empty();
+                    self.start_streamed(app, &head, Rest::Chunked(dec), started, port);
+                    pos += start;
+                    continue;
+                }
                 BodyKind::Chunked => {
                     let mut dec = ChunkedDecoder::new(limits.max_body, limits.max_header_bytes);
                     let mut body = Vec::new();
@@ -266,6 +279,19 @@ impl<T> Conn<T> {
         body: &[u8],
         port: &mut dyn Port,
     ) {
+        self.dispatch_as(app, head, body, false, port);
+    }
+
+    /// Dispatches a request; `streamed`: its body follows in pieces (`App::on_body`).
+    /// Returns its sequence number.
+    fn dispatch_as<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        head: &Head<'_, '_>,
+        body: &[u8],
+        streamed: bool,
+        port: &mut dyn Port,
+    ) -> u32 {
         port.counters().requests += 1;
         let seq = self.next_seq;
         self.next_seq = seq.wrapping_add(1) & SEQ_MASK;
@@ -283,6 +309,7 @@ impl<T> Conn<T> {
             headers: head.headers(),
             body,
             keep_alive,
+            streamed,
         };
         let direct = self.queue.is_empty();
         let mut held = Held::default();
@@ -311,10 +338,11 @@ impl<T> Conn<T> {
         if state.phase == Phase::Done {
             task = None;
             if direct {
-                return;
+                return seq;
             }
         }
         self.queue.push_back(Pending { state, task, held });
+        seq
     }
 
     /// Answers a request that cannot be processed with `status` and `Connection: close`,

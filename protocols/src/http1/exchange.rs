@@ -563,6 +563,22 @@ impl<'x> Exchange<'x> {
         self.note_dropped(dropped);
     }
 
+    /// Gives the next piece of the body of `fetch`, a request made with
+    /// [`UpstreamRequest::body_stream`](super::UpstreamRequest::body_stream); `last` ends
+    /// it (an empty last piece is fine). Pieces are framed as the request said
+    /// (`Content-Length` or chunked) and sent as the upstream connection can take them:
+    /// while the request waits for a connection, or the upstream reads slower than this
+    /// client sends, reading from this client pauses. `Err` once the request is gone (it
+    /// failed or was answered; [`App::on_upstream`] says which): drop the rest.
+    pub fn fetch_body(
+        &mut self,
+        fetch: Fetch,
+        piece: &[u8],
+        last: bool,
+    ) -> Result<(), UpstreamError> {
+        self.port.fetch_body(fetch, piece, last)
+    }
+
     /// This shard's counters for `upstream` (requests, reuse, connect time, failures,
     /// idle and open connections now); `None` before this shard first called it.
     pub fn upstream_stats(&self, upstream: &Upstream) -> Option<UpstreamStats> {

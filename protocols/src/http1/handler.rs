@@ -276,6 +276,10 @@ impl Port for IoPort<'_, '_> {
         let draining = self.io.is_draining();
         self.pools.fetch(up, req, conn, seq, draining, self.io)
     }
+    fn fetch_body(&mut self, fetch: Fetch, piece: &[u8], last: bool) -> Result<(), UpstreamError> {
+        let conn = self.io.token();
+        self.pools.body(conn, fetch, piece, last, self.io)
+    }
     fn hold_upstream(&mut self, up: ConnToken) {
         let server = self.io.token();
         self.pools.hold(server, up, self.io);

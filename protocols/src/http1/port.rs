@@ -99,6 +99,15 @@ pub(crate) trait Port {
     ) -> Result<Fetch, UpstreamError> {
         Err(UpstreamError::Unavailable)
     }
+    /// Gives a piece of a streamed request body to upstream request `fetch`.
+    fn fetch_body(
+        &mut self,
+        _fetch: Fetch,
+        _piece: &[u8],
+        _last: bool,
+    ) -> Result<(), UpstreamError> {
+        Err(UpstreamError::Unavailable)
+    }
     /// Stops reading from upstream connection `up` until this connection's output has
     /// drained (a response streamed faster than the client reads it).
     fn hold_upstream(&mut self, _up: ConnToken) {}

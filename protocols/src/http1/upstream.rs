@@ -53,6 +53,9 @@ pub struct UpstreamRequest<'a> {
     pub(crate) target: &'a str,
     pub(crate) headers: &'a [(&'a str, &'a str)],
     pub(crate) body: &'a [u8],
+    /// The body follows in pieces ([`Exchange::fetch_body`](super::Exchange::fetch_body)):
+    /// `Some(Some(n))` of `n` bytes, `Some(None)` chunked.
+    pub(crate) streamed: Option<Option<u64>>,
 }
 
 impl<'a> UpstreamRequest<'a> {
@@ -64,6 +67,7 @@ impl<'a> UpstreamRequest<'a> {
             target,
             headers: &[],
             body: &[],
+            streamed: None,
         }
     }
 
@@ -85,6 +89,16 @@ impl<'a> UpstreamRequest<'a> {
         self
     }
 
+    /// The body follows in pieces, given to [`Exchange::fetch_body`](
+    /// super::Exchange::fetch_body) as they come (a proxy streaming a client's upload):
+    /// `Some(n)` bytes with `Content-Length`, or `None` for chunked. Such a request is
+    /// never sent twice (its body is not kept).
+    pub fn body_stream(mut self, len: Option<u64>) -> Self {
+        self.streamed = Some(len);
+        self.body = &[];
+        self
+    }
+
     /// The bytes this request goes upstream as (what [`Exchange::fetch`](
     /// super::Exchange::fetch) sends), with `host` as its `Host` unless it names one:
     /// one request, framed by `Content-Length` from the body, CRLF line ends only.
@@ -97,10 +111,11 @@ impl<'a> UpstreamRequest<'a> {
     /// again on a fresh connection when a pooled one turned out closed before it
     /// answered.
     pub fn is_idempotent(&self) -> bool {
-        matches!(
-            self.method,
-            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
-        )
+        self.streamed.is_none()
+            && matches!(
+                self.method,
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            )
     }
 }
 

@@ -270,10 +270,11 @@ impl<H: Handler> Shard<H> {
             if let Some(after) = req.timeout {
                 // Held in the idle timer's place while connecting (no idle timer runs
                 // yet): cancelled when the connect completes, or with the slot.
-                let key = self
-                    .ctx
-                    .timers
-                    .insert(Instant::now(), after, TimerEvent::ConnectTimeout(token));
+                let key = self.ctx.timers.insert(
+                    Instant::now(),
+                    after,
+                    TimerEvent::ConnectTimeout(token),
+                );
                 if let Some(slot) = self.slots.get_mut(token.slot as usize) {
                     slot.io.idle_timer = Some(key);
                 }

@@ -57,7 +57,10 @@ impl<H: Handler> Shard<H> {
                     slot.io.send.push_bytes(bytes);
                 }
             }
-            ConnAction::PauseReading => slot.io.user_paused = true,
+            ConnAction::PauseReading => {
+                slot.io.user_paused = true;
+                slot.io.held = true;
+            }
             ConnAction::ResumeReading => {
                 if slot.io.user_paused {
                     slot.io.user_paused = false;

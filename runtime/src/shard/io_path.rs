@@ -352,7 +352,7 @@ pub(super) fn deliver<H: Handler>(
     }
     if !slot.io.reading_enabled() {
         // Paused: keep the bytes for later (bounded: the receive is being cancelled).
-        if slot.io.backpressured || slot.io.link_paused {
+        if slot.io.backpressured || slot.io.link_paused || slot.io.held {
             // Paused by the runtime itself (a backlog past its bound, here or on a
             // linked connection), not by the peer's doing: what the receive brings
             // before its cancel lands is kept whole (bounded by the socket's receive

@@ -37,7 +37,7 @@ pub(crate) struct Sent {
 
 /// The request body still to be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outgoing {
+pub(crate) enum Outgoing {
     /// No body open: the next request head may be written.
     Idle,
     /// A `Content-Length` body with this many bytes still owed.
@@ -160,8 +160,19 @@ pub(crate) fn prepare(
     Ok(sent)
 }
 
+/// Checks `req` and appends its head to `out` for a body that follows in pieces
+/// (`kind`: its `Content-Length`, or chunked), written with [`write_body`] and
+/// [`finish`] against the returned state.
+pub(crate) fn prepare_head(
+    req: &RequestHead<'_>,
+    kind: BodyKind,
+    out: &mut Vec<u8>,
+) -> Result<(Sent, Outgoing), ClientError> {
+    write_head(req, kind, out)
+}
+
 /// Appends one piece of body; refuses (writing nothing) bytes past a declared length.
-pub(super) fn write_body(
+pub(crate) fn write_body(
     state: &mut Outgoing,
     chunk: &[u8],
     out: &mut Vec<u8>,
@@ -196,7 +207,7 @@ pub(super) fn write_body(
 
 /// Ends the request body: the last chunk for a chunked body; for a length-delimited one,
 /// an error if bytes are still owed (the server would wait for them).
-pub(super) fn finish(state: &mut Outgoing, out: &mut Vec<u8>) -> Result<(), ClientError> {
+pub(crate) fn finish(state: &mut Outgoing, out: &mut Vec<u8>) -> Result<(), ClientError> {
     match state {
         Outgoing::Idle => Ok(()),
         Outgoing::Length(_) => Err(ClientError::InvalidRequest(

@@ -214,7 +214,7 @@ impl<T> Conn<T> {
     /// Calls the application on the exchange at `index` in the queue, if it still has a
     /// task (its output held unless it is at the front); drops the task once the
     /// exchange is done.
-    fn call_exchange(
+    pub(super) fn call_exchange(
         &mut self,
         index: usize,
         port: &mut dyn Port,

@@ -6,7 +6,7 @@
 //! allocated for a request whose body arrives with its head.
 
 use super::{count_body_error, Conn};
-use crate::http1::app::App;
+use crate::http1::app::{App, Request};
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode;
 use crate::http1::head::{header_buf, parse_head, Head};
@@ -28,6 +28,9 @@ pub(super) struct Partial {
     rest: Rest,
     /// `100 Continue` is owed once earlier responses are out and no body byte came yet.
     continue_pending: bool,
+    /// The body goes to the application in pieces, for the exchange with this sequence
+    /// number (dispatched at its head; nothing is kept here).
+    stream: Option<u32>,
 }
 
 impl<T> Conn<T> {
@@ -48,9 +51,84 @@ impl<T> Conn<T> {
             body,
             rest,
             continue_pending,
+            stream: None,
         }));
         if continue_pending && self.queue.is_empty() {
             self.send_continue(port);
+        }
+    }
+
+    /// Whether the application takes this request's body in pieces.
+    pub(super) fn wants_stream<A: App<Task = T>>(&self, app: &mut A, head: &Head<'_, '_>) -> bool {
+        let req = Request {
+            method: head.method(),
+            target: head.target(),
+            version: head.version(),
+            headers: head.headers(),
+            body: &[],
+            keep_alive: head.keep_alive(),
+            streamed: true,
+        };
+        app.stream_body(&req)
+    }
+
+    /// [`wants_stream`](Self::wants_stream) for a chunked body that did not all arrive
+    /// with its head (`after`: what did); a complete or malformed one is not streamed.
+    pub(super) fn wants_stream_chunked<A: App<Task = T>>(
+        &self,
+        app: &mut A,
+        head: &Head<'_, '_>,
+        after: &[u8],
+        limits: &Limits,
+    ) -> bool {
+        let mut probe = ChunkedDecoder::new(limits.max_body, limits.max_header_bytes);
+        match probe.decode(after, &mut |_| {}) {
+            Ok(_) if !probe.is_done() => self.wants_stream(app, head),
+            _ => false,
+        }
+    }
+
+    /// Dispatches a request whose body follows in pieces, and reads its body from here.
+    pub(super) fn start_streamed<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        head: &Head<'_, '_>,
+        rest: Rest,
+        body_started: bool,
+        port: &mut dyn Port,
+    ) {
+        let seq = self.dispatch_as(app, head, &[], true, port);
+        let continue_pending = head.expect_continue() && !body_started;
+        self.partial = Some(Box::new(Partial {
+            head: Vec::new(),
+            body: Vec::new(),
+            rest,
+            continue_pending,
+            stream: Some(seq),
+        }));
+        // The exchange waits for the body, so the `100 Continue` cannot wait for it.
+        if continue_pending && self.queue.len() <= 1 {
+            self.send_continue(port);
+        }
+    }
+
+    /// Gives a piece of a streamed body to its exchange.
+    fn body_piece<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        seq: u32,
+        piece: &[u8],
+        last: bool,
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) {
+        let at = self
+            .queue
+            .iter()
+            .position(|s| s.state.seq == seq && s.task.is_some());
+        if let Some(i) = at {
+            self.call_exchange(i, port, |task, ex| app.on_body(task, piece, last, ex));
+            self.advance(app, limits, port);
         }
     }
 
@@ -77,6 +155,9 @@ impl<T> Conn<T> {
         };
         if !input.is_empty() {
             partial.continue_pending = false;
+        }
+        if let Some(seq) = partial.stream {
+            return self.continue_streamed(app, seq, input, limits, port);
         }
         let used = match &mut partial.rest {
             Rest::Length(left) => {
@@ -119,5 +200,58 @@ impl<T> Conn<T> {
             }
         }
         used
+    }
+}
+
+impl<T> Conn<T> {
+    /// Reads what `input` holds of a streamed body and gives it to its exchange;
+    /// returns the bytes consumed.
+    fn continue_streamed<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        seq: u32,
+        input: &[u8],
+        limits: &Limits,
+        port: &mut dyn Port,
+    ) -> usize {
+        let Some(partial) = self.partial.as_mut() else {
+            return 0;
+        };
+        match &mut partial.rest {
+            Rest::Length(left) => {
+                let take = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len());
+                *left -= take as u64;
+                let last = *left == 0;
+                if last {
+                    self.partial = None;
+                }
+                let piece = input.get(..take).unwrap_or_default();
+                if !piece.is_empty() || last {
+                    self.body_piece(app, seq, piece, last, limits, port);
+                }
+                take
+            }
+            Rest::Chunked(dec) => {
+                let mut piece = Vec::new();
+                let used = match dec.decode(input, &mut |d| piece.extend_from_slice(d)) {
+                    Ok(used) => used,
+                    Err(e) => {
+                        count_body_error(&e, port.counters());
+                        self.reject(e.status(), port);
+                        return input.len();
+                    }
+                };
+                let last = dec.is_done();
+                if last {
+                    self.partial = None;
+                }
+                if !piece.is_empty() || last {
+                    self.body_piece(app, seq, &piece, last, limits, port);
+                }
+                used
+            }
+        }
     }
 }

@@ -14,7 +14,9 @@ use std::mem;
 use ringmaster_runtime::{Close, ConnToken, Event, Input, Io, ShardIo};
 use rustls::ClientConnection;
 
-use super::pool::{link_of_tag, Dispatch, Job, Link, LinkState, Pools, TunnelBytes, TunnelEof};
+use super::pool::{
+    link_of_tag, BodyMore, Dispatch, Job, Link, LinkState, Pools, TunnelBytes, TunnelEof, BODY_HOLD,
+};
 use super::reply::Reply;
 use super::UpstreamError;
 use crate::http1::client::{ClientError, ClientEvent};
@@ -107,15 +109,20 @@ impl Pools {
         link.got_bytes = false;
         pool.stats.requests += 1;
         pool.stats.reused += u64::from(job.reused);
-        match link.tls.as_mut() {
-            Some(tls) => {
-                // The buffer limit is lifted: this takes everything.
-                let _ = tls.writer().write_all(&job.bytes);
-                flush_tls(link, io);
+        write_link(link, io, &job.bytes);
+        let mut body_done = true;
+        if let Some(body) = job.body.as_mut() {
+            write_link(link, io, &body.pending);
+            body.pending = Vec::new();
+            body_done = body.finished;
+            if std::mem::take(&mut body.held) {
+                io.resume_reading_of(job.route.conn);
             }
-            None => io.write(&job.bytes),
         }
-        set_timer(link, io, pool.spec.response_timeout, RESPONSE_TIMER);
+        // The response is timed from the end of the request: an upload may take long.
+        if body_done {
+            set_timer(link, io, pool.spec.response_timeout, RESPONSE_TIMER);
+        }
         link.state = LinkState::Busy { job, head: false };
     }
 
@@ -322,6 +329,48 @@ impl Pools {
                     _ => {}
                 }
             }
+            Event::Posted(p) if p.is::<BodyMore>() => {
+                let Ok(more) = p.take::<BodyMore>() else {
+                    return;
+                };
+                let after = self.pools[link.pool].spec.response_timeout;
+                let LinkState::Busy { job, .. } = &mut link.state else {
+                    return; // the request failed meanwhile: its body goes nowhere
+                };
+                let server = job.route.conn;
+                let Some(body) = job.body.as_mut() else {
+                    return;
+                };
+                body.posted = body.posted.saturating_sub(more.bytes.len());
+                let held = body.held;
+                let caught_up = body.posted == 0;
+                write_link(link, io, &more.bytes);
+                if more.last {
+                    set_timer(link, io, after, RESPONSE_TIMER);
+                }
+                if io.backlog() > BODY_HOLD {
+                    // The upstream reads slower than the client sends: the client stays
+                    // held until this connection's output drains.
+                    if !held {
+                        io.pause_reading_of(server);
+                        set_held(link, true);
+                    }
+                    io.want_writable();
+                } else if held && caught_up {
+                    io.resume_reading_of(server);
+                    set_held(link, false);
+                }
+            }
+            Event::Writable => {
+                if let LinkState::Busy { job, .. } = &mut link.state {
+                    if let Some(body) = job.body.as_mut() {
+                        if body.held && body.posted == 0 {
+                            body.held = false;
+                            io.resume_reading_of(job.route.conn);
+                        }
+                    }
+                }
+            }
             Event::Posted(p) if p.is::<Dispatch>() => {
                 if let LinkState::Assigned(_) = link.state {
                     if let LinkState::Assigned(job) = mem::replace(&mut link.state, LinkState::Dead)
@@ -512,6 +561,30 @@ pub(crate) fn tunnel_event(
     }
 }
 
+/// Marks the streamed body of the request in flight on `link` as holding its client.
+fn set_held(link: &mut Link, held: bool) {
+    if let LinkState::Busy { job, .. } = &mut link.state {
+        if let Some(body) = job.body.as_mut() {
+            body.held = held;
+        }
+    }
+}
+
+/// Writes request bytes on an upstream connection (through its TLS session if any).
+fn write_link(link: &mut Link, io: &mut Io<'_>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    match link.tls.as_mut() {
+        Some(tls) => {
+            // The buffer limit is lifted: this takes everything.
+            let _ = tls.writer().write_all(bytes);
+            flush_tls(link, io);
+        }
+        None => io.write(bytes),
+    }
+}
+
 /// Re-arms connection `l`'s one timer.
 fn set_timer(link: &mut Link, io: &mut Io<'_>, after: std::time::Duration, tag: u64) {
     if let Some(key) = link.timer.take() {
@@ -555,4 +628,85 @@ fn tls_read(link: &mut Link, mut rd: &[u8]) -> Result<bool, String> {
         closed |= state.peer_has_closed();
     }
     Ok(closed)
+}
+
+impl Pools {
+    /// A piece of the streamed body of request `fetch` of server connection `conn`
+    /// (the last if `last`), from that connection's callback: framed, then queued on the
+    /// request while it waits for a connection (the client held past [`BODY_HOLD`]) or
+    /// posted to the upstream connection carrying it. `Err` when the request is gone
+    /// (it failed, or was answered): the rest of the body goes nowhere.
+    pub(crate) fn body(
+        &mut self,
+        conn: ConnToken,
+        fetch: super::Fetch,
+        piece: &[u8],
+        last: bool,
+        io: &mut Io<'_>,
+    ) -> Result<(), UpstreamError> {
+        let mine = |job: &Job| job.route.fetch == fetch && job.route.conn == conn;
+        // Waiting for a connection, or assigned one and not sent yet: kept on the job.
+        let waiting = self
+            .pools
+            .iter_mut()
+            .flat_map(|p| p.queue.iter_mut())
+            .find(|j| mine(j));
+        let job = match waiting {
+            Some(job) => Some(job),
+            None => self.links.iter_mut().find_map(|(_, k)| match &mut k.state {
+                LinkState::Assigned(job) if mine(job) => Some(job),
+                _ => None,
+            }),
+        };
+        if let Some(job) = job {
+            let body = job.body.as_mut().ok_or(UpstreamError::Closed)?;
+            frame(body, piece, last)?;
+            if body.pending.len() > BODY_HOLD && !body.held {
+                body.held = true;
+                io.hold_reading();
+            }
+            return Ok(());
+        }
+        // On the wire: the upstream connection writes it, from its own callback.
+        for (_, link) in self.links.iter_mut() {
+            let LinkState::Busy { job, .. } = &mut link.state else {
+                continue;
+            };
+            if !mine(job) {
+                continue;
+            }
+            let (Some(token), Some(body)) = (link.token, job.body.as_mut()) else {
+                return Err(UpstreamError::Closed);
+            };
+            frame(body, piece, last)?;
+            let bytes = std::mem::take(&mut body.pending);
+            body.posted += bytes.len();
+            if body.posted > BODY_HOLD && !body.held {
+                // More than the upstream connection has taken yet: stop reading the
+                // client now, in this turn, rather than once the posts are applied.
+                body.held = true;
+                io.hold_reading();
+            }
+            io.post(token, BodyMore { bytes, last });
+            return Ok(());
+        }
+        Err(UpstreamError::Closed)
+    }
+}
+
+/// Frames a body piece (and the end, if `last`) onto `body.pending`.
+fn frame(body: &mut super::pool::BodyOut, piece: &[u8], last: bool) -> Result<(), UpstreamError> {
+    if body.finished {
+        return Err(UpstreamError::InvalidRequest(ClientError::InvalidRequest(
+            "the body already ended",
+        )));
+    }
+    crate::http1::client::write_body(&mut body.out, piece, &mut body.pending)
+        .map_err(UpstreamError::InvalidRequest)?;
+    if last {
+        body.finished = true;
+        crate::http1::client::finish_body(&mut body.out, &mut body.pending)
+            .map_err(UpstreamError::InvalidRequest)?;
+    }
+    Ok(())
 }

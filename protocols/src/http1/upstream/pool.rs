@@ -28,7 +28,8 @@ use slab::Slab;
 use super::reply::Reply;
 use super::spec::Spec;
 use super::{Fetch, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
-use crate::http1::client::{self, ClientCodec, RequestHead, Sent};
+use crate::http1::client::{self, ClientCodec, ClientError, Outgoing, RequestHead, Sent};
+use crate::http1::head::BodyKind;
 
 /// The connect tags of upstream connections: this value in the high 32 bits, the
 /// connection's index in the low 32. An application's own connects must not use it.
@@ -104,7 +105,34 @@ pub(crate) struct Job {
     pub(crate) retried: bool,
     /// Sent on a connection that had carried a request before.
     pub(crate) reused: bool,
+    /// A body that follows in pieces (`UpstreamRequest::body_stream`).
+    pub(crate) body: Option<Box<BodyOut>>,
 }
+
+/// A request body streamed to the upstream as the client sends it.
+pub(crate) struct BodyOut {
+    /// Its framing state (length owed, or chunked).
+    pub(crate) out: Outgoing,
+    /// Framed bytes not written yet (the request still waits for a connection).
+    pub(crate) pending: Vec<u8>,
+    /// The last piece came.
+    pub(crate) finished: bool,
+    /// The client's connection is held (its reading paused) until the upstream side
+    /// catches up.
+    pub(crate) held: bool,
+    /// Bytes posted to the upstream connection it has not written yet.
+    pub(crate) posted: usize,
+}
+
+/// More of a streamed request body, for the upstream connection that carries it.
+pub(crate) struct BodyMore {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) last: bool,
+}
+
+/// Framed body bytes a request waiting for a connection may hold before its client's
+/// connection is paused (and a connection's backlog past which the same happens).
+pub(crate) const BODY_HOLD: usize = 256 * 1024;
 
 /// Where an upstream connection stands.
 pub(crate) enum LinkState {
@@ -500,7 +528,16 @@ fn prepare(
     fetch: Fetch,
 ) -> Result<Job, UpstreamError> {
     let mut bytes = Vec::with_capacity(128 + req.body.len());
-    let sent = encode(req, &spec.host, &mut bytes)?;
+    let (sent, out) = encode_streamed(req, &spec.host, &mut bytes)?;
+    let body = out.map(|out| {
+        Box::new(BodyOut {
+            out,
+            pending: Vec::new(),
+            finished: false,
+            held: false,
+            posted: 0,
+        })
+    });
     Ok(Job {
         route: Route {
             conn,
@@ -513,15 +550,34 @@ fn prepare(
         idempotent: req.is_idempotent(),
         retried: false,
         reused: false,
+        body,
     })
 }
 
-/// Appends `req` whole to `out` (see [`UpstreamRequest::encode`]).
-pub(crate) fn encode(
+/// Appends `req` to `out`: whole, or its head alone when its body is streamed (then
+/// with the body's framing state).
+fn encode_streamed(
     req: &UpstreamRequest<'_>,
     host: &str,
     out: &mut Vec<u8>,
-) -> Result<Sent, UpstreamError> {
+) -> Result<(Sent, Option<Outgoing>), UpstreamError> {
+    let Some(len) = req.streamed else {
+        return encode(req, host, out).map(|sent| (sent, None));
+    };
+    let kind = match len {
+        Some(n) => BodyKind::Length(n),
+        None => BodyKind::Chunked,
+    };
+    with_host(req, host, |head| client::prepare_head(head, kind, out))
+        .map(|(sent, o)| (sent, Some(o)))
+}
+
+/// Runs `f` on `req`'s head with `Host` added unless it names one.
+fn with_host<R>(
+    req: &UpstreamRequest<'_>,
+    host: &str,
+    f: impl FnOnce(&RequestHead<'_>) -> Result<R, ClientError>,
+) -> Result<R, UpstreamError> {
     let has_host = req
         .headers
         .iter()
@@ -532,7 +588,7 @@ pub(crate) fn encode(
             target: req.target,
             headers: req.headers,
         };
-        client::prepare(&head, req.body, out)
+        f(&head)
     } else if req.headers.len() < FEW_FIELDS {
         // `Host` first, then the caller's: on the stack for the usual handful.
         let mut few = [("", ""); FEW_FIELDS];
@@ -543,7 +599,7 @@ pub(crate) fn encode(
             target: req.target,
             headers: &few[..=req.headers.len()],
         };
-        client::prepare(&head, req.body, out)
+        f(&head)
     } else {
         let mut fields: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 1);
         fields.push(("Host", host));
@@ -553,7 +609,19 @@ pub(crate) fn encode(
             target: req.target,
             headers: &fields,
         };
-        client::prepare(&head, req.body, out)
+        f(&head)
     }
     .map_err(UpstreamError::InvalidRequest)
+}
+
+/// Appends `req` whole to `out` (see [`UpstreamRequest::encode`]).
+pub(crate) fn encode(
+    req: &UpstreamRequest<'_>,
+    host: &str,
+    out: &mut Vec<u8>,
+) -> Result<Sent, UpstreamError> {
+    if req.streamed.is_some() {
+        return encode_streamed(req, host, out).map(|(sent, _)| sent);
+    }
+    with_host(req, host, |head| client::prepare(head, req.body, out))
 }

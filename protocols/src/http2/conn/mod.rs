@@ -621,6 +621,7 @@ impl<T> H2Conn<T> {
             headers: &raw,
             body: &parts.body,
             keep_alive: true,
+            streamed: false,
         };
         let H2Conn {
             streams,
