@@ -746,7 +746,6 @@ fn an_unfinished_header_block_times_out() {
     let t0 = c.port.now;
     let timeout = Limits::default().header_read_timeout;
     assert_eq!(c.conn.deadline(), Some(t0 + timeout));
-    // Other input does not put it off (it would be a PROTOCOL_ERROR anyway).
     advance(&mut c, timeout.as_secs() - 1);
     fire(&mut c);
     assert!(c.take().is_empty());
