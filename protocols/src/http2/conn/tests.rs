@@ -842,5 +842,9 @@ proptest! {
         }
         c.send(&b);
         c.conn.writable(&mut c.app, &mut c.port);
+        // Nor do its deadlines, whatever is due.
+        advance(&mut c, 3600);
+        fire(&mut c);
+        let _ = c.conn.deadline();
     }
 }
