@@ -56,6 +56,34 @@ pub struct HttpArgs {
     /// start with its preface
     #[arg(long)]
     pub no_h2: bool,
+
+    /// Seconds an HTTP/2 response may wait on a flow-control window the client keeps at
+    /// zero, or on output it does not read, before its stream is reset (CANCEL) or the
+    /// connection ends (GOAWAY ENHANCE_YOUR_CALM)
+    #[arg(long, value_name = "SECS",
+          default_value_t = H2Config::default().stall_timeout.as_secs_f64())]
+    pub h2_stall_timeout: f64,
+}
+
+impl HttpArgs {
+    /// The HTTP/2 settings these flags describe (`None` with `--no-h2`): the stall
+    /// timeout, and no DATA produced past the runtime's write backlog.
+    pub fn h2(&self) -> Option<H2Config> {
+        (!self.no_h2).then(|| H2Config {
+            stall_timeout: secs_arg(self.h2_stall_timeout),
+            max_send_backlog: self.server.write_backlog,
+            ..H2Config::default()
+        })
+    }
+}
+
+/// A duration flag in seconds, kept within 1 ms and about 11 days (not finite: the most).
+fn secs_arg(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.001, 1e6)
+    } else {
+        1e6
+    })
 }
 
 /// The HTTP/1.1 limits, one flag each (shared by every server that speaks HTTP).
@@ -95,13 +123,7 @@ pub struct LimitArgs {
 impl LimitArgs {
     /// The protocol limits these flags describe.
     pub fn limits(&self) -> Limits {
-        let secs = |s: f64| {
-            Duration::from_secs_f64(if s.is_finite() {
-                s.clamp(0.001, 1e6)
-            } else {
-                1e6
-            })
-        };
+        let secs = secs_arg;
         Limits {
             max_request_line: self.max_request_line,
             max_header_bytes: self.max_header_bytes,
@@ -119,7 +141,7 @@ pub fn run(args: &HttpArgs) -> ExitCode {
     let limits = args.limits.limits();
     let builder = args.server.builder();
     let shards = builder.config().shards;
-    let h2 = (!args.no_h2).then(H2Config::default);
+    let h2 = args.h2();
     // Under TLS, ALPN offers h2 first when HTTP/2 is on (RFC 9113 §3.2).
     let alpn = if h2.is_some() {
         TlsOptions::http()

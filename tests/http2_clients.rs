@@ -117,16 +117,16 @@ fn no_h2_serves_http1_only() {
     assert_eq!(out.stdout, b"Hello, World!");
 }
 
-#[test]
-fn hyper_h2_frame_level() {
-    let server = Server::start(&[]);
+/// Runs tests/py/h2_client.py against `server` with `arg` (the server's pid, or a case
+/// name); asserts that it printed "ok".
+fn hyper_h2(server: &Server, arg: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h2_client.py");
     let python = std::env::var("RINGMASTER_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = run(
         Command::new(python)
             .arg(script)
             .arg(server.addr.to_string())
-            .arg(server.pid().to_string()),
+            .arg(arg),
         Duration::from_secs(90),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -136,6 +136,21 @@ fn hyper_h2_frame_level() {
         "h2 client failed:\n{stdout}\n{stderr}"
     );
     assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
+fn hyper_h2_frame_level() {
+    let server = Server::start(&[]);
+    hyper_h2(&server, &server.pid().to_string());
+}
+
+/// A client that keeps its window at zero gets RST_STREAM CANCEL after
+/// `--h2-stall-timeout`, counted, and its connection goes on.
+#[test]
+fn hyper_h2_zero_window_stall_is_cancelled() {
+    let server = Server::start(&["--h2-stall-timeout", "1"]);
+    hyper_h2(&server, "stall");
+    assert_eq!(server.counter("http", "h2_stream_stalls"), 1);
 }
 
 #[test]

@@ -2,11 +2,13 @@
 """Frame-level HTTP/2 cases against `ringmaster http` with hyper-h2 (Python `h2`).
 
 Usage: h2_client.py HOST:PORT SERVER_PID
+       h2_client.py HOST:PORT stall
 
 Cleartext with prior knowledge (h2c). Every loop is bounded in count and time; the
 address must be 127.0.0.1. The last case sends SIGTERM to SERVER_PID and checks the
-GOAWAY. Prints "ok" when every case passed; exits non-zero with the failing case
-otherwise.
+GOAWAY. With `stall`, the one case is a client that keeps its window at zero, against a
+server started with a short `--h2-stall-timeout` (about a second). Prints "ok" when
+every case passed; exits non-zero with the failing case otherwise.
 """
 
 import os
@@ -213,6 +215,27 @@ def rapid_reset(addr):
     assert t.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, t
 
 
+def zero_window_stall(addr):
+    """A response stuck on a zero stream window is reset with CANCEL after the stall
+    timeout; the connection goes on."""
+    c = Conn(addr, window=0)
+    c.pump(lambda: c.of(h2.events.SettingsAcknowledged))
+    start = time.monotonic()
+    sid = c.get("/bytes/1000")
+    c.pump(lambda: c.of(h2.events.StreamReset), limit=5)
+    waited = time.monotonic() - start
+    r = c.of(h2.events.StreamReset)[0]
+    assert r.stream_id == sid, r
+    assert r.error_code == h2.errors.ErrorCodes.CANCEL, r
+    assert 0.5 <= waited <= 4.0, waited
+    assert c.status(sid) == b"200" and not c.bodies.get(sid), c.bodies
+    # A bodiless answer still comes on the same connection.
+    head = c.get("/plaintext", method="HEAD")
+    c.pump(lambda: head in c.ended)
+    assert c.status(head) == b"200"
+    assert not c.of(h2.events.ConnectionTerminated)
+
+
 def goaway_on_sigterm(addr, pid):
     c = Conn(addr)
     sid = c.get("/delay/300")
@@ -252,6 +275,14 @@ def goaway_on_sigterm(addr, pid):
 
 
 def main():
+    if sys.argv[2] == "stall":
+        try:
+            zero_window_stall(sys.argv[1])
+        except Exception as e:  # noqa: BLE001
+            print("FAIL zero_window_stall: %r" % (e,))
+            sys.exit(1)
+        print("ok")
+        return
     addr, pid = sys.argv[1], int(sys.argv[2])
     cases = [
         settings_and_ack,

@@ -20,7 +20,8 @@
 //! this connection, and the state machine routes it on to the exchange.
 //!
 //! Timers: a connection has at most one protocol timer, armed for its nearest deadline
-//! (header read or keep-alive idle). It is not re-armed per request: when it fires it
+//! (header read or keep-alive idle; on HTTP/2 also the SETTINGS acknowledgement and the
+//! flow-control and write stalls). It is not re-armed per request: when it fires it
 //! checks the deadline, which may have moved later, and sleeps again if so.
 
 use std::net::SocketAddr;
@@ -247,6 +248,9 @@ impl Port for IoPort<'_, '_> {
     fn close_without_linger(&mut self) {
         self.io.close_without_linger();
     }
+    fn abort(&mut self) {
+        self.io.abort();
+    }
     fn pause_reading(&mut self) {
         self.io.pause_reading();
     }
@@ -375,9 +379,9 @@ impl<A: App> Http<A> {
                 None => {
                     conn.timer = None;
                     let now = io.now();
-                    self.with_h2_port(conn, io, |core, _app, port| {
+                    self.with_h2_port(conn, io, |core, app, port| {
                         if core.deadline().is_some_and(|due| now >= due) {
-                            core.expire(port);
+                            core.expire(app, port);
                         }
                     });
                 }

@@ -68,6 +68,10 @@ pub(crate) trait Port {
     fn close_without_linger(&mut self) {
         self.close();
     }
+    /// Closes now, dropping queued output: the peer does not read it. Default: `close`.
+    fn abort(&mut self) {
+        self.close();
+    }
     /// Stops delivering input.
     fn pause_reading(&mut self);
     /// Delivers input again (unconsumed bytes first).

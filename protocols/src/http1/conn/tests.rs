@@ -18,6 +18,8 @@ pub(crate) struct TestPort {
     pub writable_asked: usize,
     pub counters: HttpCounters,
     pub now: Instant,
+    /// What `backlog` reports: output the simulated peer has not read.
+    pub backlog: usize,
 }
 
 impl TestPort {
@@ -31,6 +33,7 @@ impl TestPort {
             writable_asked: 0,
             counters: HttpCounters::default(),
             now: Instant::now(),
+            backlog: 0,
         }
     }
     pub(crate) fn take(&mut self) -> String {
@@ -57,7 +60,7 @@ impl Port for TestPort {
         self.writable_asked += 1;
     }
     fn backlog(&self) -> usize {
-        0
+        self.backlog
     }
     fn now(&self) -> Instant {
         self.now

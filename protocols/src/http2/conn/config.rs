@@ -5,6 +5,8 @@
 //! per-connection budgets) and [`H2Counters`] (how often each was hit, per shard). The
 //! connection state machine applies them.
 
+use std::time::Duration;
+
 use crate::http2::frame::{Setting, DEFAULT_MAX_FRAME_SIZE};
 
 /// The SETTINGS an HTTP/2 connection advertises and the budgets it enforces.
@@ -37,6 +39,19 @@ pub struct H2Config {
     /// Output queued on the connection past which a frame that asks for an answer
     /// (SETTINGS, PING) is taken as a flood from a peer that does not read.
     pub max_control_backlog: usize,
+    /// How long our SETTINGS may wait for the peer's acknowledgement; past it GOAWAY
+    /// SETTINGS_TIMEOUT (RFC 9113 section 6.5.3).
+    pub settings_timeout: Duration,
+    /// How long a response may wait on a flow-control window the peer keeps at zero, or
+    /// on output the peer does not read: a stream stuck on its own window is reset with
+    /// CANCEL, a connection stuck on its window or its write backlog ends with GOAWAY
+    /// ENHANCE_YOUR_CALM.
+    pub stall_timeout: Duration,
+    /// Output queued on the connection (`Port::backlog`) past which no more DATA is
+    /// produced until it drains: response bodies wait in their streams' queues instead.
+    /// Keep it at least half the runtime's write-backlog limit (the writable-again
+    /// callback comes at that half); `ringmaster http` sets it to `--write-backlog`.
+    pub max_send_backlog: usize,
 }
 
 impl Default for H2Config {
@@ -52,6 +67,9 @@ impl Default for H2Config {
             max_resets_per_sec: 200,
             max_control_per_sec: 1000,
             max_control_backlog: 1 << 20,
+            settings_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            max_send_backlog: 4 << 20,
         }
     }
 }
@@ -100,11 +118,23 @@ pub struct H2Counters {
     pub goaway_sent: u64,
     /// PING frames answered.
     pub pings: u64,
+    /// Connections ended because our SETTINGS went unacknowledged (SETTINGS_TIMEOUT).
+    pub settings_timeouts: u64,
+    /// Connections ended because a header block (HEADERS without END_HEADERS) did not
+    /// complete within the header-read timeout.
+    pub header_timeouts: u64,
+    /// Streams reset (CANCEL) after their response sat on a zero window too long.
+    pub stream_stalls: u64,
+    /// Connections ended after their responses sat on a zero connection window too long.
+    pub window_stalls: u64,
+    /// Connections ended after their output sat past the send backlog too long (a peer
+    /// that does not read).
+    pub write_stalls: u64,
 }
 
 impl H2Counters {
     /// Every counter with its name, for reports.
-    pub fn fields(&self) -> [(&'static str, u64); 14] {
+    pub fn fields(&self) -> [(&'static str, u64); 19] {
         [
             ("h2_connections", self.connections),
             ("h2_streams", self.streams),
@@ -120,6 +150,11 @@ impl H2Counters {
             ("h2_flow_control_errors", self.flow_control_errors),
             ("h2_goaway_sent", self.goaway_sent),
             ("h2_pings", self.pings),
+            ("h2_settings_timeouts", self.settings_timeouts),
+            ("h2_header_timeouts", self.header_timeouts),
+            ("h2_stream_stalls", self.stream_stalls),
+            ("h2_window_stalls", self.window_stalls),
+            ("h2_write_stalls", self.write_stalls),
         ]
     }
 }

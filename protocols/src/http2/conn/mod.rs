@@ -7,7 +7,8 @@
 //! frames (nothing else may arrive in between, and it is bounded), both directions of
 //! flow control (section 5.2), GOAWAY on drain and on errors, and the defences of the
 //! connection (reset and control-frame budgets per second, the header block bound,
-//! REFUSED_STREAM past MAX_CONCURRENT_STREAMS). It never touches a socket.
+//! REFUSED_STREAM past MAX_CONCURRENT_STREAMS, no DATA produced past the send backlog,
+//! and the stalls bounded in time: see `deadlines`). It never touches a socket.
 //!
 //! Streams answer in any order: each has its own exchange writing to its own
 //! [`stream::SendQueue`]; a response waiting on a timer holds no other stream up.
@@ -19,10 +20,13 @@
 //! checked against sections 8.2 and 8.3, and its body), `stream` (one stream, its send
 //! queue and the exchange's sink), `callbacks` (the application's timers, offload
 //! results, notifiers, calls, upstream replies and writable-again, routed to their
-//! stream).
+//! stream), `deadlines` (the one deadline of the connection: idle, an unfinished header
+//! block, an unacknowledged SETTINGS, and responses stalled on a zero window or on a
+//! peer that does not read).
 
 mod callbacks;
 pub mod config;
+mod deadlines;
 mod request;
 mod stream;
 #[cfg(test)]
@@ -62,6 +66,8 @@ const FRAMES_PER_TURN: usize = 4;
 
 /// A header block in progress: HEADERS without END_HEADERS, then CONTINUATION frames.
 struct Continuation {
+    /// When its HEADERS arrived (the block must end within the header-read timeout).
+    since: Instant,
     stream_id: u32,
     end_stream: bool,
     kind: BlockKind,
@@ -92,6 +98,7 @@ pub(crate) struct H2Conn<T> {
     cfg: H2Config,
     max_body: u64,
     idle_timeout: Duration,
+    header_timeout: Duration,
     streams: Vec<Stream<T>>,
     dec: Decoder,
     enc: Encoder,
@@ -104,6 +111,8 @@ pub(crate) struct H2Conn<T> {
     peer_settings_seen: bool,
     /// The client acknowledged our SETTINGS.
     settings_acked: bool,
+    /// When our SETTINGS were sent.
+    settings_sent: Instant,
     /// The highest stream id the client used.
     last_stream: u32,
     goaway_sent: bool,
@@ -123,6 +132,12 @@ pub(crate) struct H2Conn<T> {
     next_seq: u32,
     budget: Budget,
     last_active: Instant,
+    /// Since when a body has waited on a connection window of zero or less, with no
+    /// DATA sent.
+    conn_stalled_since: Option<Instant>,
+    /// Since when a body has waited because the output queued is past
+    /// [`H2Config::max_send_backlog`] (the peer does not read).
+    write_stalled_since: Option<Instant>,
 }
 
 impl<T> H2Conn<T> {
@@ -132,6 +147,7 @@ impl<T> H2Conn<T> {
             cfg: cfg.clone(),
             max_body: limits.max_body,
             idle_timeout: limits.idle_timeout,
+            header_timeout: limits.header_read_timeout,
             streams: Vec::new(),
             dec: Decoder::new(cfg.max_header_list_size as usize),
             enc: Encoder::new(cfg.encoder_table_size as usize),
@@ -140,6 +156,7 @@ impl<T> H2Conn<T> {
             preface_seen: false,
             peer_settings_seen: false,
             settings_acked: false,
+            settings_sent: now,
             last_stream: 0,
             goaway_sent: false,
             draining: false,
@@ -157,6 +174,8 @@ impl<T> H2Conn<T> {
                 control: 0,
             },
             last_active: now,
+            conn_stalled_since: None,
+            write_stalled_since: None,
         }
     }
 
@@ -185,6 +204,7 @@ impl<T> H2Conn<T> {
                     pos = PREFACE.len();
                     port.counters().h2.connections += 1;
                     encode_settings(port.buf(), &self.cfg.settings());
+                    self.settings_sent = port.now();
                 }
             }
         }
@@ -410,6 +430,7 @@ impl<T> H2Conn<T> {
             return self.fail(ErrorCode::EnhanceYourCalm, "header block too large", port);
         }
         self.cont = Some(Continuation {
+            since: port.now(),
             stream_id: sid,
             end_stream,
             kind,
@@ -805,8 +826,11 @@ impl<T> H2Conn<T> {
     }
 
     /// Sends queued response bodies as DATA within the windows, a few frames per stream
-    /// per turn; resets streams whose exchange gave up; forgets finished streams.
+    /// per turn, while the output queued is under [`H2Config::max_send_backlog`] (past
+    /// it, writable-again resumes); resets streams whose exchange gave up; forgets
+    /// finished streams; notes what is stalled.
     fn flush(&mut self, port: &mut dyn Port) {
+        let mut backlog_full = false;
         let mut progress = true;
         while progress && !self.closed {
             progress = false;
@@ -839,6 +863,10 @@ impl<T> H2Conn<T> {
                     if room <= 0 {
                         break;
                     }
+                    if port.backlog() >= self.cfg.max_send_backlog {
+                        backlog_full = true;
+                        break;
+                    }
                     let Some((bytes, whole)) = s.send.front(room as usize) else {
                         break;
                     };
@@ -853,6 +881,8 @@ impl<T> H2Conn<T> {
                     self.conn_send -= n as i64;
                     s.send_window -= n as i64;
                     s.send.end_sent = last;
+                    s.stalled_since = None;
+                    self.conn_stalled_since = None;
                     progress = true;
                 }
                 if s.send.end_sent && s.state == StreamState::HalfClosedRemote && s.task.is_none() {
@@ -860,6 +890,12 @@ impl<T> H2Conn<T> {
                     continue;
                 }
                 i += 1;
+            }
+        }
+        if !self.closed {
+            self.note_stalls(port.now(), backlog_full);
+            if backlog_full {
+                port.want_writable();
             }
         }
     }
@@ -893,27 +929,6 @@ impl<T> H2Conn<T> {
             self.closed = true;
             port.close();
         }
-    }
-
-    /// When the connection should be closed for idleness, if it is idle.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        if self.closed || !self.streams.is_empty() || self.cont.is_some() {
-            return None;
-        }
-        self.last_active.checked_add(self.idle_timeout)
-    }
-
-    /// The idle deadline passed: GOAWAY and close.
-    pub(crate) fn expire(&mut self, port: &mut dyn Port) {
-        if self.closed {
-            return;
-        }
-        port.counters().idle_closed += 1;
-        port.counters().h2.goaway_sent += 1;
-        encode_goaway(port.buf(), self.last_stream, ErrorCode::NoError, b"idle");
-        self.goaway_sent = true;
-        self.closed = true;
-        port.close();
     }
 
     /// The tasks still held, for [`App::on_cancel`] when the connection goes away.

@@ -10,6 +10,7 @@
 //! connection's `flush` finds window for them.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use ringmaster_runtime::Segment;
 
@@ -51,6 +52,11 @@ pub(crate) struct SendQueue {
 }
 
 impl SendQueue {
+    /// Body bytes wait to leave as DATA (and so need flow-control credit).
+    pub(crate) fn has_data(&self) -> bool {
+        self.head_sent && !self.end_sent && self.queued > 0
+    }
+
     /// The unsent part of the front piece, at most `max` bytes: its bytes, and whether
     /// it is program-lifetime memory (sent without a copy).
     pub(crate) fn front(&self, max: usize) -> Option<(&[u8], Option<&'static [u8]>)> {
@@ -102,6 +108,9 @@ pub(crate) struct Stream<T> {
     pub(crate) recv_window: i64,
     /// Request body bytes received since the last stream WINDOW_UPDATE.
     pub(crate) recv_unacked: u32,
+    /// Since when its body has waited on a stream window of zero or less, with no DATA
+    /// sent (a stall; the connection's deadline covers it, no timer of its own).
+    pub(crate) stalled_since: Option<Instant>,
 }
 
 impl<T> Stream<T> {
@@ -117,6 +126,7 @@ impl<T> Stream<T> {
             send_window,
             recv_window,
             recv_unacked: 0,
+            stalled_since: None,
         }
     }
 }

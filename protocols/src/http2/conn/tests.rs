@@ -589,6 +589,230 @@ fn content_length_must_match_the_body() {
     );
 }
 
+/// A client's SETTINGS frame on its own.
+fn settings_frame(settings: &[Setting]) -> Vec<u8> {
+    let mut b = Vec::new();
+    encode_settings(&mut b, settings);
+    b
+}
+
+/// A POST /echo of `body` on `sid`, the body in DATA frames of at most 16 KiB.
+fn echo(c: &mut Client, sid: u32, body: &[u8]) {
+    c.request(sid, "POST", "/echo", false);
+    let mut b = Vec::new();
+    let mut chunks = body.chunks(16_384).peekable();
+    while let Some(chunk) = chunks.next() {
+        encode_data(&mut b, sid, chunk, chunks.peek().is_none());
+    }
+    c.send(&b);
+}
+
+/// The clock moves on by `secs`.
+fn advance(c: &mut Client, secs: u64) {
+    c.port.now += Duration::from_secs(secs);
+}
+
+/// Fires the protocol timer as the driver does: only once the deadline has passed.
+fn fire(c: &mut Client) {
+    if c.conn.deadline().is_some_and(|due| c.port.now >= due) {
+        c.conn.expire(&mut c.app, &mut c.port);
+    }
+}
+
+fn stall_cfg() -> H2Config {
+    H2Config {
+        stall_timeout: Duration::from_secs(5),
+        ..H2Config::default()
+    }
+}
+
+/// An idle connection's only deadline is the idle timeout (no timer per stream).
+#[test]
+fn an_idle_connection_has_only_the_idle_deadline() {
+    let mut c = Client::ready();
+    let t0 = c.port.now;
+    assert_eq!(c.conn.deadline(), Some(t0 + Limits::default().idle_timeout));
+    c.request(1, "GET", "/later/1", true);
+    // A stream waiting on the application is no stall: no deadline.
+    assert_eq!(c.conn.deadline(), None);
+}
+
+/// A response stuck on a stream window the peer keeps at zero: RST_STREAM CANCEL after
+/// the stall timeout (a window update that lets DATA out restarts the clock); the
+/// connection goes on.
+#[test]
+fn a_stream_stalled_on_a_zero_window_is_cancelled() {
+    let mut c = Client::ready_with(stall_cfg());
+    c.send(&settings_frame(&[Setting::InitialWindowSize(4)]));
+    c.take();
+    echo(&mut c, 1, b"0123456789");
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "0123", false)]
+    );
+    let t0 = c.port.now;
+    assert_eq!(c.conn.deadline(), Some(t0 + Duration::from_secs(5)));
+    advance(&mut c, 4);
+    let mut b = Vec::new();
+    encode_window_update(&mut b, 1, 2);
+    c.send(&b);
+    assert_eq!(c.take(), vec![data(1, "45", false)]);
+    // Progress restarted the clock.
+    advance(&mut c, 4);
+    fire(&mut c);
+    assert!(c.take().is_empty());
+    advance(&mut c, 1);
+    fire(&mut c);
+    assert_eq!(
+        c.take(),
+        vec![Out::Rst {
+            sid: 1,
+            code: ErrorCode::Cancel
+        }]
+    );
+    assert_eq!(c.port.counters.h2.stream_stalls, 1);
+    assert_eq!(c.conn.open_streams(), 0);
+    assert!(!c.port.closed);
+    c.request(3, "HEAD", "/ok", true);
+    assert_eq!(c.take(), vec![headers(3, "200", true)]);
+}
+
+/// Responses stuck on a connection window the peer keeps at zero: GOAWAY
+/// ENHANCE_YOUR_CALM and the close after the stall timeout.
+#[test]
+fn a_connection_stalled_on_a_zero_window_ends() {
+    let mut c = Client::ready_with(stall_cfg());
+    c.send(&settings_frame(&[Setting::InitialWindowSize(1 << 20)]));
+    c.take();
+    echo(&mut c, 1, &[b'a'; 40_000]);
+    echo(&mut c, 3, &[b'b'; 40_000]);
+    let sent: usize = c
+        .take()
+        .iter()
+        .map(|o| match o {
+            Out::Data { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(sent, 65_535, "the whole connection window and no more");
+    advance(&mut c, 5);
+    fire(&mut c);
+    assert_eq!(
+        c.take(),
+        vec![Out::GoAway {
+            last: 3,
+            code: ErrorCode::EnhanceYourCalm
+        }]
+    );
+    assert!(c.port.closed);
+    assert_eq!(c.port.counters.h2.window_stalls, 1);
+    assert_eq!(c.port.counters.h2.stream_stalls, 0);
+}
+
+/// Section 6.5.3: our SETTINGS unacknowledged past the timeout end the connection with
+/// SETTINGS_TIMEOUT; acknowledged, they set no deadline.
+#[test]
+fn unacknowledged_settings_time_out() {
+    let mut c = Client::new(H2Config::default());
+    c.take();
+    let t0 = c.port.now;
+    let timeout = H2Config::default().settings_timeout;
+    assert_eq!(c.conn.deadline(), Some(t0 + timeout));
+    c.request(1, "HEAD", "/", true);
+    c.take();
+    advance(&mut c, timeout.as_secs());
+    fire(&mut c);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::SettingsTimeout,
+            ..
+        }]
+    ));
+    assert!(c.port.closed);
+    assert_eq!(c.port.counters.h2.settings_timeouts, 1);
+}
+
+/// HEADERS without END_HEADERS and no CONTINUATION: past the header-read timeout the
+/// connection ends with PROTOCOL_ERROR.
+#[test]
+fn an_unfinished_header_block_times_out() {
+    let mut c = Client::ready();
+    let block = c.block(&[(":method", "GET"), (":scheme", "http"), (":path", "/")]);
+    let mut b = Vec::new();
+    encode_frame_header(&mut b, block.len(), kind::HEADERS, flags::END_STREAM, 1);
+    b.extend_from_slice(&block);
+    c.send(&b);
+    let t0 = c.port.now;
+    let timeout = Limits::default().header_read_timeout;
+    assert_eq!(c.conn.deadline(), Some(t0 + timeout));
+    advance(&mut c, timeout.as_secs() - 1);
+    fire(&mut c);
+    assert!(c.take().is_empty());
+    advance(&mut c, 1);
+    fire(&mut c);
+    assert_eq!(
+        c.take(),
+        vec![Out::GoAway {
+            last: 1,
+            code: ErrorCode::ProtocolError
+        }]
+    );
+    assert!(c.port.closed);
+    assert_eq!(c.port.counters.h2.header_timeouts, 1);
+}
+
+/// A client that does not read: past the send backlog no DATA is produced (bodies wait
+/// in their streams, new streams past the limit are refused, so memory stays bounded),
+/// writable-again is asked for, and past the stall timeout the connection ends.
+#[test]
+fn a_client_that_never_reads_is_bounded_then_closed() {
+    let cfg = H2Config {
+        max_send_backlog: 1000,
+        max_concurrent_streams: 2,
+        ..stall_cfg()
+    };
+    let mut c = Client::ready_with(cfg);
+    c.send(&settings_frame(&[Setting::InitialWindowSize(1 << 20)]));
+    c.take();
+    c.port.backlog = 1000;
+    let asked = c.port.writable_asked;
+    echo(&mut c, 1, &[b'x'; 100]);
+    echo(&mut c, 3, &[b'x'; 100]);
+    c.request(5, "GET", "/", true);
+    assert_eq!(
+        c.take(),
+        vec![
+            headers(1, "200", false),
+            headers(3, "200", false),
+            Out::Rst {
+                sid: 5,
+                code: ErrorCode::RefusedStream
+            }
+        ]
+    );
+    assert!(c.port.writable_asked > asked);
+    // The peer reads a little: the bodies go.
+    c.port.backlog = 0;
+    c.conn.writable(&mut c.app, &mut c.port);
+    assert_eq!(c.take().len(), 2);
+    // Then nothing more.
+    c.port.backlog = 5000;
+    echo(&mut c, 7, &[b'y'; 100]);
+    assert_eq!(c.take(), vec![headers(7, "200", false)]);
+    advance(&mut c, 5);
+    fire(&mut c);
+    assert_eq!(
+        c.take(),
+        vec![Out::GoAway {
+            last: 7,
+            code: ErrorCode::EnhanceYourCalm
+        }]
+    );
+    assert!(c.port.closed);
+    assert_eq!(c.port.counters.h2.write_stalls, 1);
+}
+
 #[test]
 fn an_idle_connection_is_small() {
     let size = std::mem::size_of::<H2Conn<Task>>();
@@ -618,5 +842,9 @@ proptest! {
         }
         c.send(&b);
         c.conn.writable(&mut c.app, &mut c.port);
+        // Nor do its deadlines, whatever is due.
+        advance(&mut c, 3600);
+        fire(&mut c);
+        let _ = c.conn.deadline();
     }
 }
