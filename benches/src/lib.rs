@@ -142,6 +142,16 @@ pub struct LoadArgs {
     #[arg(long, short = 'p', value_name = "D", default_value_t = 1)]
     pub pipeline: usize,
 
+    /// http: speak HTTP/2 (h2c with prior knowledge; with --tls, h2 by ALPN, which the
+    /// server must choose). The request is the same; responses may come in any order.
+    #[arg(long)]
+    pub h2: bool,
+
+    /// --h2: concurrent streams (requests in flight) per connection, within the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "h2")]
+    pub streams: usize,
+
     /// Open loop: R messages/s in total on a fixed schedule, latency measured from when
     /// each message was due, not when it was sent (no coordinated omission, as wrk2).
     /// Without it: closed loop, each connection sends as soon as it may.
@@ -291,7 +301,18 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
     if args.pipeline == 0 {
         return usage("--pipeline must be at least 1");
     }
-    if args.connect_per_request && args.pipeline > 1 {
+    if args.h2 {
+        if args.target != Target::Http {
+            return usage("--h2 is for the http target");
+        }
+        if args.pipeline > 1 {
+            return usage("--h2 keeps --streams requests in flight per connection: drop --pipeline");
+        }
+        if args.streams == 0 {
+            return usage("--streams must be at least 1");
+        }
+    }
+    if args.connect_per_request && depth(args) > 1 {
         return usage("--connect-per-request sends one message per connection: drop --pipeline");
     }
     if args.requests == Some(0) {
@@ -347,6 +368,19 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
             }
             proto::TargetPlan::UdpEcho { size: args.size }
         }
+        Target::Http if args.h2 => proto::TargetPlan::H2(Arc::new(
+            proto::H2Spec::new(
+                &args.addr,
+                args.tls,
+                &args.method,
+                args.path.as_deref().unwrap_or("/plaintext"),
+                &args.headers,
+                args.body_size,
+                args.expect_status,
+                args.expect_length,
+            )
+            .map_err(Failure::Usage)?,
+        )),
         Target::Http => proto::TargetPlan::Http(Arc::new(
             proto::HttpSpec::new(
                 &args.addr,
@@ -399,11 +433,13 @@ fn tls_plan(args: &LoadArgs) -> Result<tls::TlsPlan, Failure> {
         None => default_sni(&args.addr),
     };
     let alpn = match (args.tls_alpn.is_empty(), args.target) {
+        (true, Target::Http) if args.h2 => vec!["h2".to_string()],
         (true, Target::Http | Target::Ws) => vec!["http/1.1".to_string()],
         _ => args.tls_alpn.clone(),
     };
+    let require = args.h2.then_some("h2");
     // A bad --tls-ca file is a usage error: the run never starts.
-    tls::TlsPlan::new(trust, &sni, &alpn, args.tls_resume).map_err(Failure::Usage)
+    tls::TlsPlan::new(trust, &sni, &alpn, args.tls_resume, require).map_err(Failure::Usage)
 }
 
 /// The host of `HOST:PORT` when it is a name; `localhost` for an address (what a
@@ -415,6 +451,15 @@ fn default_sni(addr: &str) -> String {
         "localhost".to_string()
     } else {
         host.to_string()
+    }
+}
+
+/// Messages in flight per connection: `--streams` with `--h2`, else `--pipeline`.
+fn depth(args: &LoadArgs) -> usize {
+    if args.h2 {
+        args.streams
+    } else {
+        args.pipeline
     }
 }
 
@@ -450,7 +495,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
             connections,
             target: plan.target.clone(),
             tls: plan.tls.clone(),
-            pipeline: args.pipeline,
+            pipeline: depth(args),
             interval,
             stagger,
             connect_per_request: args.connect_per_request,
@@ -596,7 +641,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
         note: udp_small.then_some(
             "udp-echo below 16 B runs on the epoll engine: the uring engine's payload names its flow in 16 B (--engine uring ignored)",
         ),
-        pipeline: args.pipeline,
+        pipeline: depth(args),
         mode: if args.rate.is_some() {
             "open"
         } else {
