@@ -306,7 +306,9 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
             return usage("--h2 is for the http target");
         }
         if args.pipeline > 1 {
-            return usage("--h2 keeps --streams requests in flight per connection: drop --pipeline");
+            return usage(
+                "--h2 keeps --streams requests in flight per connection: drop --pipeline",
+            );
         }
         if args.streams == 0 {
             return usage("--streams must be at least 1");
@@ -642,6 +644,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
             "udp-echo below 16 B runs on the epoll engine: the uring engine's payload names its flow in 16 B (--engine uring ignored)",
         ),
         pipeline: depth(args),
+        h2: args.h2,
         mode: if args.rate.is_some() {
             "open"
         } else {

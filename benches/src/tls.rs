@@ -26,7 +26,9 @@ use rustls::client::Resumption;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::{
+    AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
+};
 
 use crate::proto::{BadResponse, Conversation};
 use crate::stats::ErrorKind;
@@ -244,7 +246,14 @@ impl<C: Conversation> Conversation for Tls<C> {
                 Ok(0) | Err(_) => return Err(BadResponse),
                 Ok(_) => {}
             }
-            conn.process_new_packets().map_err(|_| BadResponse)?;
+            if let Err(e) = conn.process_new_packets() {
+                // A server without the protocol we require may refuse the handshake.
+                let refused = rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol);
+                if let (Some(want), true) = (&self.plan.require_alpn, e == refused) {
+                    explain_alpn(want, None);
+                }
+                return Err(BadResponse);
+            }
             if !self.alpn_checked && !conn.is_handshaking() {
                 self.alpn_checked = true;
                 if let Some(want) = &self.plan.require_alpn {
@@ -292,8 +301,14 @@ fn explain_alpn(want: &[u8], got: Option<&[u8]>) {
         return;
     }
     let want = String::from_utf8_lossy(want);
-    let got = got.map_or("none".into(), |g| format!("`{}`", String::from_utf8_lossy(g)));
+    let what = match got {
+        Some(g) => format!(
+            "chose `{}` by ALPN, not `{want}`",
+            String::from_utf8_lossy(g)
+        ),
+        None => format!("accepted no protocol offered by ALPN (`{want}`)"),
+    };
     eprintln!(
-        "ringmaster load: the server chose {got} by ALPN, not `{want}`: it does not serve {want} over TLS (is HTTP/2 off on it?)"
+        "ringmaster load: the server {what}: it does not serve {want} over TLS (is HTTP/2 off on it?)"
     );
 }

@@ -93,9 +93,7 @@ impl H2Spec {
                 ));
             }
             if name == "te" && !value.eq_ignore_ascii_case("trailers") {
-                return Err(format!(
-                    "--header `{h}`: HTTP/2 allows only `TE: trailers`"
-                ));
+                return Err(format!("--header `{h}`: HTTP/2 allows only `TE: trailers`"));
             }
             if name == "host" {
                 authority = value.to_string();
@@ -249,7 +247,10 @@ impl H2 {
                 frame::encode_settings_ack(&mut self.out);
                 self.got_settings = true;
             }
-            Frame::Ping { ack: false, payload } => frame::encode_ping_ack(&mut self.out, payload),
+            Frame::Ping {
+                ack: false,
+                payload,
+            } => frame::encode_ping_ack(&mut self.out, payload),
             Frame::Ping { ack: true, .. } | Frame::Priority { .. } | Frame::Unknown { .. } => {}
             Frame::GoAway(_) => {
                 self.fault = ErrorKind::Closed;
