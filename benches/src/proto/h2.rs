@@ -183,6 +183,8 @@ pub(crate) struct H2 {
     body_waiting: bool,
     /// Connection-level DATA received and not yet given back.
     conn_unacked: u32,
+    /// Some window is half used: WINDOW_UPDATE after this feed.
+    updates_due: bool,
     continuation: Option<Pending>,
     /// Scratch for encoding a request's header block.
     block: Vec<u8>,
@@ -207,6 +209,7 @@ impl H2 {
             conn_send_window: INITIAL_CONN_WINDOW,
             body_waiting: false,
             conn_unacked: 0,
+            updates_due: false,
             continuation: None,
             block: Vec::new(),
             fault: ErrorKind::BadResponse,
@@ -328,11 +331,7 @@ impl H2 {
                 if d.end_stream {
                     return self.complete(k).map(|()| true);
                 }
-                if st.unacked >= UPDATE_AT {
-                    frame::encode_window_update(&mut self.out, st.id, st.unacked);
-                    st.unacked = 0;
-                }
-                self.give_back_conn();
+                self.updates_due |= st.unacked >= UPDATE_AT || self.conn_unacked >= UPDATE_AT;
             }
         }
         Ok(false)
@@ -362,11 +361,20 @@ impl H2 {
         self.body_waiting = waiting;
     }
 
-    /// Gives the connection window back once half of it is used.
-    fn give_back_conn(&mut self) {
+    /// After a feed: gives back the windows (connection and streams) of which half
+    /// is used. Not frame by frame: what arrived in one feed was sent before the server
+    /// could see an update, so it must fit the windows as they were.
+    fn give_back(&mut self) {
+        self.updates_due = false;
         if self.conn_unacked >= UPDATE_AT {
             frame::encode_window_update(&mut self.out, 0, self.conn_unacked);
             self.conn_unacked = 0;
+        }
+        for st in &mut self.streams {
+            if st.unacked >= UPDATE_AT {
+                frame::encode_window_update(&mut self.out, st.id, st.unacked);
+                st.unacked = 0;
+            }
         }
     }
 
@@ -445,7 +453,7 @@ impl H2 {
             return Err(self.bad());
         }
         // The stream's window dies with it; the connection's is given back.
-        self.give_back_conn();
+        self.updates_due |= self.conn_unacked >= UPDATE_AT;
         self.completed.push(k);
         Ok(())
     }
@@ -483,6 +491,7 @@ impl Conversation for H2 {
         self.conn_send_window = INITIAL_CONN_WINDOW;
         self.body_waiting = false;
         self.conn_unacked = 0;
+        self.updates_due = false;
         self.continuation = None;
         self.fault = ErrorKind::BadResponse;
     }
@@ -537,17 +546,22 @@ impl Conversation for H2 {
     }
 
     fn feed(&mut self, data: &[u8]) -> Result<usize, BadResponse> {
-        if self.buf.is_empty() {
+        let done = if self.buf.is_empty() {
             let (used, done) = self.frames(data)?;
             self.buf.extend_from_slice(&data[used..]);
-            return Ok(done);
+            done
+        } else {
+            self.buf.extend_from_slice(data);
+            let buf = std::mem::take(&mut self.buf);
+            let r = self.frames(&buf);
+            self.buf = buf;
+            let (used, done) = r?;
+            self.buf.drain(..used);
+            done
+        };
+        if self.updates_due {
+            self.give_back();
         }
-        self.buf.extend_from_slice(data);
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.frames(&buf);
-        self.buf = buf;
-        let (used, done) = r?;
-        self.buf.drain(..used);
         Ok(done)
     }
 
@@ -557,5 +571,206 @@ impl Conversation for H2 {
 
     fn out_of_order(&mut self) -> Option<&mut Vec<usize>> {
         Some(&mut self.completed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringmaster_protocols::http2::ErrorCode;
+
+    fn spec(expect_length: Option<u64>, body: usize) -> Arc<H2Spec> {
+        let method = if body > 0 { "POST" } else { "GET" };
+        let spec = H2Spec::new("h:1", false, method, "/p", &[], body, 200, expect_length);
+        Arc::new(spec.unwrap())
+    }
+
+    /// A client past the handshake (the server's SETTINGS fed) with `n` streams open.
+    fn open(spec: Arc<H2Spec>, n: usize) -> H2 {
+        let mut h = H2::new(spec);
+        h.reset();
+        let mut out = Vec::new();
+        h.poll_output(&mut out);
+        assert!(out.starts_with(PREFACE));
+        assert!(!h.ready(), "requests wait for the server's SETTINGS");
+        let mut settings = Vec::new();
+        frame::encode_settings(&mut settings, &[Setting::MaxConcurrentStreams(100)]);
+        assert_eq!(h.feed(&settings), Ok(0));
+        assert!(h.ready());
+        for _ in 0..n {
+            h.push_request(&mut out);
+        }
+        h
+    }
+
+    /// A response head on stream `id` as the server would encode it.
+    fn head(enc: &mut Encoder, id: u32, status: &str, length: Option<&str>, end: bool) -> Vec<u8> {
+        let mut fields = vec![(&b":status"[..], status.as_bytes())];
+        if let Some(l) = length {
+            fields.push((b"content-length", l.as_bytes()));
+        }
+        let mut block = Vec::new();
+        enc.encode(fields, &mut block);
+        let mut out = Vec::new();
+        frame::encode_headers(&mut out, id, &block, end, 16_384);
+        out
+    }
+
+    fn response(enc: &mut Encoder, id: u32, body: &[u8]) -> Vec<u8> {
+        let len = body.len().to_string();
+        let mut out = head(enc, id, "200", Some(&len), false);
+        frame::encode_data(&mut out, id, body, true);
+        out
+    }
+
+    fn taken(h: &mut H2) -> Vec<usize> {
+        h.out_of_order().unwrap().drain(..).collect()
+    }
+
+    #[test]
+    fn responses_in_any_order_name_their_position_in_flight() {
+        let mut h = open(spec(Some(5), 0), 3);
+        let mut enc = Encoder::new(4096);
+        // Streams 1, 3, 5 in flight; 3 answers first, then 1, then 5.
+        let mut bytes = response(&mut enc, 3, b"hello");
+        bytes.extend(response(&mut enc, 1, b"hello"));
+        bytes.extend(response(&mut enc, 5, b"hello"));
+        // Fed in small pieces: frames split anywhere.
+        let done: usize = bytes.chunks(7).map(|c| h.feed(c).unwrap()).sum();
+        assert_eq!(done, 3);
+        assert_eq!(taken(&mut h), [1, 0, 0]);
+    }
+
+    #[test]
+    fn wrong_status_length_or_framing_is_bad() {
+        let cases: [(&str, Option<&str>, &[u8]); 3] = [
+            ("404", Some("5"), b"hello"),
+            ("200", Some("6"), b"hello"), // content-length and DATA disagree
+            ("200", Some("4"), b"hell"),  // not --expect-length
+        ];
+        for (status, len, body) in cases {
+            let mut h = open(spec(Some(5), 0), 1);
+            let mut enc = Encoder::new(4096);
+            let mut bytes = head(&mut enc, 1, status, len, false);
+            frame::encode_data(&mut bytes, 1, body, true);
+            assert_eq!(h.feed(&bytes), Err(BadResponse), "{status} {len:?}");
+            assert_eq!(h.fault(), ErrorKind::BadResponse);
+        }
+        // DATA on a stream never opened, and DATA before the head.
+        let mut h = open(spec(None, 0), 1);
+        let mut bytes = Vec::new();
+        frame::encode_data(&mut bytes, 3, b"x", true);
+        assert_eq!(h.feed(&bytes), Err(BadResponse));
+        let mut h = open(spec(None, 0), 1);
+        let mut bytes = Vec::new();
+        frame::encode_data(&mut bytes, 1, b"x", true);
+        assert_eq!(h.feed(&bytes), Err(BadResponse));
+    }
+
+    #[test]
+    fn reset_and_goaway_are_errors_of_their_kind() {
+        let mut h = open(spec(None, 0), 1);
+        let mut bytes = Vec::new();
+        frame::encode_rst_stream(&mut bytes, 1, ErrorCode::RefusedStream);
+        assert_eq!(h.feed(&bytes), Err(BadResponse));
+        assert_eq!(h.fault(), ErrorKind::Reset);
+        let mut h = open(spec(None, 0), 1);
+        let mut bytes = Vec::new();
+        frame::encode_goaway(&mut bytes, 0, ErrorCode::NoError, b"");
+        assert_eq!(h.feed(&bytes), Err(BadResponse));
+        assert_eq!(h.fault(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn settings_and_ping_are_answered() {
+        let mut h = open(spec(None, 0), 0);
+        let mut out = Vec::new();
+        h.poll_output(&mut out);
+        let mut ack = Vec::new();
+        frame::encode_settings_ack(&mut ack);
+        assert!(out.ends_with(&ack));
+        let mut ping = Vec::new();
+        frame::encode_ping(&mut ping, *b"12345678");
+        assert_eq!(h.feed(&ping), Ok(0));
+        out.clear();
+        h.poll_output(&mut out);
+        let mut pong = Vec::new();
+        frame::encode_ping_ack(&mut pong, *b"12345678");
+        assert_eq!(out, pong);
+    }
+
+    #[test]
+    fn large_bodies_are_given_window_and_overruns_are_bad() {
+        let mut h = open(spec(Some(100_000), 0), 1);
+        let mut enc = Encoder::new(4096);
+        let mut bytes = head(&mut enc, 1, "200", None, false);
+        let chunk = [b'x'; 16_384];
+        let mut sent = 0;
+        let mut updates = 0;
+        while sent < 100_000 {
+            let n = (100_000 - sent).min(chunk.len());
+            frame::encode_data(&mut bytes, 1, &chunk[..n], sent + n == 100_000);
+            sent += n;
+            let done = h.feed(&bytes).unwrap();
+            bytes.clear();
+            let mut out = Vec::new();
+            h.poll_output(&mut out);
+            updates += out.len() / 13; // WINDOW_UPDATE frames are 13 bytes
+            assert_eq!(done, usize::from(sent == 100_000));
+        }
+        assert!(updates >= 2, "{updates}"); // connection and stream windows refilled
+                                            // A server that ignores our window: 80 KiB without a WINDOW_UPDATE.
+        let mut h = open(spec(None, 0), 1);
+        let mut bytes = head(&mut enc, 1, "200", None, false);
+        for _ in 0..5 {
+            frame::encode_data(&mut bytes, 1, &chunk, false);
+        }
+        assert_eq!(h.feed(&bytes), Err(BadResponse));
+    }
+
+    #[test]
+    fn request_bodies_wait_for_the_servers_window() {
+        let mut h = open(spec(None, 100_000), 0);
+        let mut out = Vec::new();
+        h.push_request(&mut out);
+        // HEADERS, then 65,535 bytes of DATA: the default windows.
+        let data = |out: &[u8]| {
+            let mut at = 0;
+            let mut n = 0;
+            while let Ok(Some((f, k))) = frame::decode(&out[at..], 1 << 20) {
+                if let Frame::Data(d) = f {
+                    n += d.data.len();
+                }
+                at += k;
+            }
+            n
+        };
+        assert_eq!(data(&out), 65_535);
+        let mut update = Vec::new();
+        frame::encode_window_update(&mut update, 0, 50_000);
+        frame::encode_window_update(&mut update, 1, 50_000);
+        assert_eq!(h.feed(&update), Ok(0));
+        out.clear();
+        h.poll_output(&mut out);
+        assert_eq!(data(&out), 100_000 - 65_535);
+    }
+
+    #[test]
+    fn a_head_over_continuation_frames_and_trailers() {
+        let mut h = open(spec(Some(2), 0), 1);
+        let mut enc = Encoder::new(4096);
+        let mut block = Vec::new();
+        enc.encode(
+            [(&b":status"[..], &b"200"[..]), (b"x-pad", &[b'p'; 40])],
+            &mut block,
+        );
+        let mut bytes = Vec::new();
+        frame::encode_headers(&mut bytes, 1, &block, false, 16); // split in 16-byte pieces
+        frame::encode_data(&mut bytes, 1, b"ok", false);
+        let mut trailers = Vec::new();
+        enc.encode([(&b"x-trailer"[..], &b"t"[..])], &mut trailers);
+        frame::encode_headers(&mut bytes, 1, &trailers, true, 16_384);
+        assert_eq!(h.feed(&bytes), Ok(1));
+        assert_eq!(taken(&mut h), [0]);
     }
 }
