@@ -5,10 +5,12 @@
 //! prints messages/s, bytes/s, errors by kind, latency percentiles (hdrhistogram) and,
 //! with `--server-pid`, the server's CPU time per message and its RSS. `http` sends a
 //! fixed HTTP/1.1 request (keep-alive, `--pipeline` deep, or a connection per request)
-//! and checks each response's status and framing; `ws` makes the WebSocket opening
-//! handshake (RFC 6455; no frame before the `101`, whose `Sec-WebSocket-Accept` is
-//! checked), then sends masked binary frames and validates every echo byte for byte;
-//! `udp-echo` plays datagram ping-pong. `--tls` runs any TCP target over TLS (rustls,
+//! and checks each response's status and framing (with `--h2`, HTTP/2: h2c with prior
+//! knowledge, or h2 by ALPN under `--tls`, `--streams` requests in flight per
+//! connection, answered in any order, each validated and timed on its own); `ws`
+//! makes the WebSocket opening handshake (RFC 6455; no frame before the `101`, whose
+//! `Sec-WebSocket-Accept` is checked), then sends masked binary frames and validates
+//! every echo byte for byte; `udp-echo` plays datagram ping-pong. `--tls` runs any TCP target over TLS (rustls,
 //! `ring` provider), trusting `--tls-ca FILE` or, with `--tls-insecure`, any certificate;
 //! every new connection makes a full handshake unless `--tls-resume`, so with
 //! `--connect-per-request` the figure is full handshakes per second.
@@ -378,8 +380,10 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
                 args.path.as_deref().unwrap_or("/plaintext"),
                 &args.headers,
                 args.body_size,
-                args.expect_status,
-                args.expect_length,
+                proto::Expect {
+                    status: args.expect_status,
+                    length: args.expect_length,
+                },
             )
             .map_err(Failure::Usage)?,
         )),
@@ -1318,6 +1322,37 @@ mod tests {
         // an echo.
         let r = load(&args(addr, &["--duration", "0.3", "--timeout", "0.1"]));
         assert_eq!(r.messages, 0, "{r:?}");
+    }
+
+    #[test]
+    fn h2_flags_are_checked() {
+        let a = ["--addr", "127.0.0.1:1"];
+        for bad in [
+            &["tcp-echo", "--h2"][..],
+            &["http", "--h2", "-p", "4"],
+            &["http", "--h2", "--streams", "0"],
+            &["http", "--h2", "--streams", "2", "--connect-per-request"],
+            &["http", "--h2", "--header", "Connection: close"],
+            &["http", "--h2", "--header", "TE: gzip"],
+        ] {
+            let args = parse(&[bad, &a[..]].concat());
+            assert!(matches!(check(&args), Err(Failure::Usage(_))), "{bad:?}");
+        }
+        // --streams needs --h2.
+        let no_h2 = ["http", "--addr", "127.0.0.1:1", "--streams", "4"];
+        assert!(Cli::try_parse_from(std::iter::once("load").chain(no_h2)).is_err());
+        let ok = parse(&[
+            "http",
+            "--h2",
+            "--streams",
+            "8",
+            "-H",
+            "Host: x",
+            &a[0],
+            &a[1],
+        ]);
+        assert!(check(&ok).is_ok());
+        assert_eq!(depth(&ok), 8);
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod ws;
 
 use std::sync::Arc;
 
-pub(crate) use h2::{H2Spec, H2};
+pub(crate) use h2::{Expect, H2Spec, H2};
 pub(crate) use http::{Http, HttpSpec};
 pub(crate) use ws::{Ws, WsSpec};
 

@@ -42,6 +42,13 @@ const CONNECTION_SPECIFIC: [&str; 5] = [
     "upgrade",
 ];
 
+/// What every response must be: its status, and its body length when given.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    pub status: u16,
+    pub length: Option<u64>,
+}
+
 /// The request every stream sends, and what every response must be.
 #[derive(Debug)]
 pub(crate) struct H2Spec {
@@ -56,8 +63,8 @@ pub(crate) struct H2Spec {
 impl H2Spec {
     /// The request `METHOD PATH` to `authority` (unless `headers` has a `Host`, which
     /// becomes `:authority`), with `headers` (`Name: value`) and a body of `body_size`
-    /// bytes; `tls` picks the `:scheme`. Returns a usage message for an argument that
-    /// cannot go on the wire.
+    /// bytes; `tls` picks the `:scheme`; responses must be as `expect` says. Returns a
+    /// usage message for an argument that cannot go on the wire.
     pub(crate) fn new(
         authority: &str,
         tls: bool,
@@ -65,8 +72,7 @@ impl H2Spec {
         path: &str,
         headers: &[String],
         body_size: usize,
-        expect_status: u16,
-        expect_length: Option<u64>,
+        expect: Expect,
     ) -> Result<Self, String> {
         // The same checks as HTTP/1.1 (method token, path, header syntax, framing).
         super::HttpSpec::new(
@@ -75,8 +81,8 @@ impl H2Spec {
             path,
             headers,
             body_size,
-            expect_status,
-            expect_length,
+            expect.status,
+            expect.length,
         )?;
         if method == "CONNECT" {
             return Err("--h2: CONNECT has no :path (not supported)".into());
@@ -119,8 +125,8 @@ impl H2Spec {
             fields,
             body: (0..body_size).map(|i| b'a' + (i % 26) as u8).collect(),
             head_method: method == "HEAD",
-            expect_status,
-            expect_length,
+            expect_status: expect.status,
+            expect_length: expect.length,
         })
     }
 
@@ -581,7 +587,11 @@ mod tests {
 
     fn spec(expect_length: Option<u64>, body: usize) -> Arc<H2Spec> {
         let method = if body > 0 { "POST" } else { "GET" };
-        let spec = H2Spec::new("h:1", false, method, "/p", &[], body, 200, expect_length);
+        let expect = Expect {
+            status: 200,
+            length: expect_length,
+        };
+        let spec = H2Spec::new("h:1", false, method, "/p", &[], body, expect);
         Arc::new(spec.unwrap())
     }
 
