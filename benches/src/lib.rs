@@ -385,6 +385,7 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
                     length: args.expect_length,
                 },
             )
+            .map(|spec| spec.with_streams(args.streams))
             .map_err(Failure::Usage)?,
         )),
         Target::Http => proto::TargetPlan::Http(Arc::new(

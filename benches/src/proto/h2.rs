@@ -16,6 +16,7 @@
 //! a push. RST_STREAM counts as a reset and GOAWAY as a close: the connection is then
 //! dropped and replaced, as after any error.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ringmaster_protocols::http2::frame::{self, Frame, Setting, Settings};
@@ -33,6 +34,9 @@ const UPDATE_AT: u32 = RECV_WINDOW / 2;
 const INITIAL_CONN_WINDOW: i64 = 65_535;
 /// The largest response header list (and header block) we accept.
 const MAX_HEADER_LIST: usize = 64 * 1024;
+/// Whether the cap the server's SETTINGS_MAX_CONCURRENT_STREAMS put on `--streams`
+/// was explained (once a run).
+static CAP_EXPLAINED: AtomicBool = AtomicBool::new(false);
 /// Header fields that HTTP/2 forbids (RFC 9113 section 8.2.2).
 const CONNECTION_SPECIFIC: [&str; 5] = [
     "connection",
@@ -58,6 +62,9 @@ pub(crate) struct H2Spec {
     head_method: bool,
     expect_status: u16,
     expect_length: Option<u64>,
+    /// Streams asked for per connection (`--streams`), to say so when the server
+    /// allows fewer.
+    streams: usize,
 }
 
 impl H2Spec {
@@ -127,7 +134,13 @@ impl H2Spec {
             head_method: method == "HEAD",
             expect_status: expect.status,
             expect_length: expect.length,
+            streams: 1,
         })
+    }
+
+    /// The same, for `streams` per connection (`--streams`; 1 by default).
+    pub(crate) fn with_streams(self, streams: usize) -> Self {
+        H2Spec { streams, ..self }
     }
 
     /// Bytes of one request's fields and body (uncompressed: to size buffers).
@@ -255,6 +268,16 @@ impl H2 {
                 }
                 frame::encode_settings_ack(&mut self.out);
                 self.got_settings = true;
+                let cap = self
+                    .peer
+                    .max_concurrent_streams
+                    .map_or(usize::MAX, |m| m as usize);
+                if cap < self.spec.streams && !CAP_EXPLAINED.swap(true, Ordering::Relaxed) {
+                    eprintln!(
+                        "ringmaster load: the server allows {cap} concurrent streams per connection: --streams {} runs as {cap}",
+                        self.spec.streams
+                    );
+                }
             }
             Frame::Ping {
                 ack: false,
