@@ -1349,8 +1349,8 @@ mod tests {
             "8",
             "-H",
             "Host: x",
-            &a[0],
-            &a[1],
+            a[0],
+            a[1],
         ]);
         assert!(check(&ok).is_ok());
         assert_eq!(depth(&ok), 8);
