@@ -1,7 +1,8 @@
 //! The load generator against the real servers: `ringmaster load ws` against
-//! `ringmaster ws` (plain and `wss://`), and `ringmaster load tcp-echo|http --tls`
+//! `ringmaster ws` (plain and `wss://`), `ringmaster load tcp-echo|http --tls`
 //! against `ringmaster echo|http --tls-self-signed`, keep-alive and with a connection
-//! (so a full TLS handshake) per request. Each run asks for an exact number of
+//! (so a full TLS handshake) per request, and `ringmaster load http --h2` against
+//! `ringmaster http` (h2c with prior knowledge, and h2 by ALPN). Each run asks for an exact number of
 //! messages and must complete all of them without an error: a client or server that
 //! gets the protocol wrong shows up as bad responses, TLS errors or a shortfall.
 
@@ -184,6 +185,87 @@ fn https_and_tls_echo_keep_alive_and_a_handshake_per_request() {
         ];
         args.extend_from_slice(extra);
         assert_all_done(&load(&args), 1000, "tcp-echo", true);
+    }
+    let _ = std::fs::remove_file(&cert);
+}
+
+/// Asserts that the run's rate is a positive number.
+fn assert_rate(json: &str) {
+    let rate: f64 = field(json, "messages_per_s").parse().unwrap();
+    assert!(rate > 0.0, "{json}");
+    assert_eq!(field(json, "h2"), "true", "{json}");
+}
+
+#[test]
+fn h2_streams_plain_and_over_tls_with_flow_control() {
+    let cert = scratch("h2-cert.pem");
+    let cert_s = cert.to_string_lossy().into_owned();
+    let plain = ServerProc::start(&["http", "--listen", "127.0.0.1:0", "--shards", "2"]);
+    let tls = ServerProc::start(&[
+        "http",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--tls-self-signed",
+        "--tls-self-signed-out",
+        &cert_s,
+    ]);
+    let (plain_addr, tls_addr) = (plain.addr.to_string(), tls.addr.to_string());
+    for (addr, over_tls) in [(&plain_addr, false), (&tls_addr, true)] {
+        let tls_args: &[&str] = if over_tls {
+            &["--tls", "--tls-ca", &cert_s]
+        } else {
+            &[]
+        };
+        for (extra, n) in [
+            (&["--streams", "1", "--expect-length", "13"][..], 2000),
+            (&["--streams", "16", "--expect-length", "13"], 20_000),
+            // Bodies larger than the 64 KiB windows: WINDOW_UPDATE both ways.
+            (
+                &[
+                    "--streams",
+                    "4",
+                    "--path",
+                    "/bytes/100000",
+                    "--expect-length",
+                    "100000",
+                ],
+                400,
+            ),
+            (
+                &[
+                    "--streams",
+                    "8",
+                    "--method",
+                    "POST",
+                    "--path",
+                    "/echo",
+                    "--body-size",
+                    "70000",
+                    "--expect-length",
+                    "70000",
+                ],
+                400,
+            ),
+        ] {
+            let n_s = n.to_string();
+            let mut args = vec![
+                "http",
+                "--addr",
+                addr,
+                "-c",
+                "4",
+                "--h2",
+                "--requests",
+                &n_s,
+            ];
+            args.extend_from_slice(tls_args);
+            args.extend_from_slice(extra);
+            let json = load(&args);
+            assert_all_done(&json, n, "http", over_tls);
+            assert_rate(&json);
+        }
     }
     let _ = std::fs::remove_file(&cert);
 }

@@ -5,10 +5,12 @@
 //! prints messages/s, bytes/s, errors by kind, latency percentiles (hdrhistogram) and,
 //! with `--server-pid`, the server's CPU time per message and its RSS. `http` sends a
 //! fixed HTTP/1.1 request (keep-alive, `--pipeline` deep, or a connection per request)
-//! and checks each response's status and framing; `ws` makes the WebSocket opening
-//! handshake (RFC 6455; no frame before the `101`, whose `Sec-WebSocket-Accept` is
-//! checked), then sends masked binary frames and validates every echo byte for byte;
-//! `udp-echo` plays datagram ping-pong. `--tls` runs any TCP target over TLS (rustls,
+//! and checks each response's status and framing (with `--h2`, HTTP/2: h2c with prior
+//! knowledge, or h2 by ALPN under `--tls`, `--streams` requests in flight per
+//! connection, answered in any order, each validated and timed on its own); `ws`
+//! makes the WebSocket opening handshake (RFC 6455; no frame before the `101`, whose
+//! `Sec-WebSocket-Accept` is checked), then sends masked binary frames and validates
+//! every echo byte for byte; `udp-echo` plays datagram ping-pong. `--tls` runs any TCP target over TLS (rustls,
 //! `ring` provider), trusting `--tls-ca FILE` or, with `--tls-insecure`, any certificate;
 //! every new connection makes a full handshake unless `--tls-resume`, so with
 //! `--connect-per-request` the figure is full handshakes per second.
@@ -141,6 +143,16 @@ pub struct LoadArgs {
     /// Messages kept in flight per connection (1: ping-pong).
     #[arg(long, short = 'p', value_name = "D", default_value_t = 1)]
     pub pipeline: usize,
+
+    /// http: speak HTTP/2 (h2c with prior knowledge; with --tls, h2 by ALPN, which the
+    /// server must choose). The request is the same; responses may come in any order.
+    #[arg(long)]
+    pub h2: bool,
+
+    /// --h2: concurrent streams (requests in flight) per connection, within the
+    /// server's SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "h2")]
+    pub streams: usize,
 
     /// Open loop: R messages/s in total on a fixed schedule, latency measured from when
     /// each message was due, not when it was sent (no coordinated omission, as wrk2).
@@ -291,7 +303,20 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
     if args.pipeline == 0 {
         return usage("--pipeline must be at least 1");
     }
-    if args.connect_per_request && args.pipeline > 1 {
+    if args.h2 {
+        if args.target != Target::Http {
+            return usage("--h2 is for the http target");
+        }
+        if args.pipeline > 1 {
+            return usage(
+                "--h2 keeps --streams requests in flight per connection: drop --pipeline",
+            );
+        }
+        if args.streams == 0 {
+            return usage("--streams must be at least 1");
+        }
+    }
+    if args.connect_per_request && depth(args) > 1 {
         return usage("--connect-per-request sends one message per connection: drop --pipeline");
     }
     if args.requests == Some(0) {
@@ -347,6 +372,22 @@ fn check(args: &LoadArgs) -> Result<Plan, Failure> {
             }
             proto::TargetPlan::UdpEcho { size: args.size }
         }
+        Target::Http if args.h2 => proto::TargetPlan::H2(Arc::new(
+            proto::H2Spec::new(
+                &args.addr,
+                args.tls,
+                &args.method,
+                args.path.as_deref().unwrap_or("/plaintext"),
+                &args.headers,
+                args.body_size,
+                proto::Expect {
+                    status: args.expect_status,
+                    length: args.expect_length,
+                },
+            )
+            .map(|spec| spec.with_streams(args.streams))
+            .map_err(Failure::Usage)?,
+        )),
         Target::Http => proto::TargetPlan::Http(Arc::new(
             proto::HttpSpec::new(
                 &args.addr,
@@ -399,11 +440,13 @@ fn tls_plan(args: &LoadArgs) -> Result<tls::TlsPlan, Failure> {
         None => default_sni(&args.addr),
     };
     let alpn = match (args.tls_alpn.is_empty(), args.target) {
+        (true, Target::Http) if args.h2 => vec!["h2".to_string()],
         (true, Target::Http | Target::Ws) => vec!["http/1.1".to_string()],
         _ => args.tls_alpn.clone(),
     };
+    let require = args.h2.then_some("h2");
     // A bad --tls-ca file is a usage error: the run never starts.
-    tls::TlsPlan::new(trust, &sni, &alpn, args.tls_resume).map_err(Failure::Usage)
+    tls::TlsPlan::new(trust, &sni, &alpn, args.tls_resume, require).map_err(Failure::Usage)
 }
 
 /// The host of `HOST:PORT` when it is a name; `localhost` for an address (what a
@@ -415,6 +458,15 @@ fn default_sni(addr: &str) -> String {
         "localhost".to_string()
     } else {
         host.to_string()
+    }
+}
+
+/// Messages in flight per connection: `--streams` with `--h2`, else `--pipeline`.
+fn depth(args: &LoadArgs) -> usize {
+    if args.h2 {
+        args.streams
+    } else {
+        args.pipeline
     }
 }
 
@@ -450,7 +502,7 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
             connections,
             target: plan.target.clone(),
             tls: plan.tls.clone(),
-            pipeline: args.pipeline,
+            pipeline: depth(args),
             interval,
             stagger,
             connect_per_request: args.connect_per_request,
@@ -596,7 +648,8 @@ fn run_inner(args: &LoadArgs) -> Result<Report, Failure> {
         note: udp_small.then_some(
             "udp-echo below 16 B runs on the epoll engine: the uring engine's payload names its flow in 16 B (--engine uring ignored)",
         ),
-        pipeline: args.pipeline,
+        pipeline: depth(args),
+        h2: args.h2,
         mode: if args.rate.is_some() {
             "open"
         } else {
@@ -1270,6 +1323,37 @@ mod tests {
         // an echo.
         let r = load(&args(addr, &["--duration", "0.3", "--timeout", "0.1"]));
         assert_eq!(r.messages, 0, "{r:?}");
+    }
+
+    #[test]
+    fn h2_flags_are_checked() {
+        let a = ["--addr", "127.0.0.1:1"];
+        for bad in [
+            &["tcp-echo", "--h2"][..],
+            &["http", "--h2", "-p", "4"],
+            &["http", "--h2", "--streams", "0"],
+            &["http", "--h2", "--streams", "2", "--connect-per-request"],
+            &["http", "--h2", "--header", "Connection: close"],
+            &["http", "--h2", "--header", "TE: gzip"],
+        ] {
+            let args = parse(&[bad, &a[..]].concat());
+            assert!(matches!(check(&args), Err(Failure::Usage(_))), "{bad:?}");
+        }
+        // --streams needs --h2.
+        let no_h2 = ["http", "--addr", "127.0.0.1:1", "--streams", "4"];
+        assert!(Cli::try_parse_from(std::iter::once("load").chain(no_h2)).is_err());
+        let ok = parse(&[
+            "http",
+            "--h2",
+            "--streams",
+            "8",
+            "-H",
+            "Host: x",
+            a[0],
+            a[1],
+        ]);
+        assert!(check(&ok).is_ok());
+        assert_eq!(depth(&ok), 8);
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! Engines hold a [`Conv`] (an enum, so the hot path is a match, not a virtual call),
 //! made per connection by [`TargetPlan::conversation`].
 
+mod h2;
 mod http;
 mod ws;
 
 use std::sync::Arc;
 
+pub(crate) use h2::{Expect, H2Spec, H2};
 pub(crate) use http::{Http, HttpSpec};
 pub(crate) use ws::{Ws, WsSpec};
 
@@ -49,6 +51,13 @@ pub(crate) trait Conversation {
     fn fault(&self) -> ErrorKind {
         ErrorKind::BadResponse
     }
+    /// For a conversation whose responses may complete out of order (HTTP/2 streams):
+    /// the requests completed by `feed` since the engine last emptied this list, each
+    /// as its position among the requests then in flight (oldest first), in the order
+    /// they completed. `None` (the default): responses complete in the order sent.
+    fn out_of_order(&mut self) -> Option<&mut Vec<usize>> {
+        None
+    }
 }
 
 /// What a run's connections say, fixed for the run: makes each connection's [`Conv`].
@@ -61,6 +70,8 @@ pub(crate) enum TargetPlan {
     },
     /// HTTP/1.1 with this request and these expectations.
     Http(Arc<HttpSpec>),
+    /// HTTP/2 with this request on every stream and these expectations.
+    H2(Arc<H2Spec>),
     /// WebSocket echo with this handshake and payload size.
     Ws(Arc<WsSpec>),
     /// UDP echo with datagrams of this many bytes (its own engine: no `Conv`).
@@ -78,6 +89,7 @@ impl TargetPlan {
                 Conv::Echo(Echo::new(conn as u64, *size))
             }
             TargetPlan::Http(spec) => Conv::Http(Http::new(Arc::clone(spec))),
+            TargetPlan::H2(spec) => Conv::H2(Box::new(H2::new(Arc::clone(spec)))),
             TargetPlan::Ws(spec) => Conv::Ws(Ws::new(Arc::clone(spec), conn as u64)),
         }
     }
@@ -87,6 +99,7 @@ impl TargetPlan {
         match self {
             TargetPlan::TcpEcho { size } | TargetPlan::UdpEcho { size } => *size,
             TargetPlan::Http(spec) => spec.request_len(),
+            TargetPlan::H2(spec) => spec.request_len(),
             TargetPlan::Ws(spec) => spec.request_len(),
         }
     }
@@ -98,6 +111,8 @@ pub(crate) enum Conv {
     Echo(Echo),
     /// HTTP/1.1.
     Http(Http),
+    /// HTTP/2 (boxed: its HPACK tables make it the largest).
+    H2(Box<H2>),
     /// WebSocket.
     Ws(Ws),
     /// Any of the above under TLS (boxed: the variant would otherwise hold itself).
@@ -110,6 +125,7 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.reset(),
             Conv::Http(c) => c.reset(),
+            Conv::H2(c) => c.reset(),
             Conv::Ws(c) => c.reset(),
             Conv::Tls(c) => c.reset(),
         }
@@ -120,6 +136,7 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.poll_output(out),
             Conv::Http(c) => c.poll_output(out),
+            Conv::H2(c) => c.poll_output(out),
             Conv::Ws(c) => c.poll_output(out),
             Conv::Tls(c) => c.poll_output(out),
         }
@@ -130,6 +147,7 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.ready(),
             Conv::Http(c) => c.ready(),
+            Conv::H2(c) => c.ready(),
             Conv::Ws(c) => c.ready(),
             Conv::Tls(c) => c.ready(),
         }
@@ -140,6 +158,7 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.push_request(out),
             Conv::Http(c) => c.push_request(out),
+            Conv::H2(c) => c.push_request(out),
             Conv::Ws(c) => c.push_request(out),
             Conv::Tls(c) => c.push_request(out),
         }
@@ -150,8 +169,18 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.feed(data),
             Conv::Http(c) => c.feed(data),
+            Conv::H2(c) => c.feed(data),
             Conv::Ws(c) => c.feed(data),
             Conv::Tls(c) => c.feed(data),
+        }
+    }
+
+    #[inline]
+    fn out_of_order(&mut self) -> Option<&mut Vec<usize>> {
+        match self {
+            Conv::H2(c) => c.out_of_order(),
+            Conv::Tls(c) => c.out_of_order(),
+            Conv::Echo(_) | Conv::Http(_) | Conv::Ws(_) => None,
         }
     }
 
@@ -160,6 +189,7 @@ impl Conversation for Conv {
         match self {
             Conv::Echo(c) => c.fault(),
             Conv::Http(c) => c.fault(),
+            Conv::H2(c) => c.fault(),
             Conv::Ws(c) => c.fault(),
             Conv::Tls(c) => c.fault(),
         }

@@ -51,7 +51,10 @@ pub(crate) struct Report {
     pub engine: EngineKind,
     /// Something the reader must know about how the run was made.
     pub note: Option<&'static str>,
+    /// Messages in flight per connection (`--pipeline`, or `--streams` with `--h2`).
     pub pipeline: usize,
+    /// HTTP/2 (`--h2`): `pipeline` is then concurrent streams per connection.
+    pub h2: bool,
     /// "closed" or "open".
     pub mode: &'static str,
     /// Open loop: messages/s asked for.
@@ -118,8 +121,9 @@ impl Report {
         };
         let _ = writeln!(
             s,
-            "{}{} {}: {} connections{}, {} thread{}, {} B messages, pipeline {}, {}",
+            "{}{}{} {}: {} connections{}, {} thread{}, {} B messages, {} {}, {}",
             self.target,
+            if self.h2 { "/2" } else { "" },
             if self.tls { " over TLS" } else { "" },
             self.addr,
             self.connections,
@@ -131,6 +135,7 @@ impl Report {
             self.threads,
             if self.threads == 1 { "" } else { "s" },
             self.size,
+            if self.h2 { "streams" } else { "pipeline" },
             self.pipeline,
             mode,
         );
@@ -233,6 +238,7 @@ mod tests {
             engine: EngineKind::Uring,
             note: None,
             pipeline: 1,
+            h2: false,
             mode: "closed",
             rate: None,
             connect_per_request: false,

@@ -18,6 +18,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -25,7 +26,9 @@ use rustls::client::Resumption;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::{
+    AlertDescription, ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme,
+};
 
 use crate::proto::{BadResponse, Conversation};
 use crate::stats::ErrorKind;
@@ -35,7 +38,12 @@ use crate::stats::ErrorKind;
 pub(crate) struct TlsPlan {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
+    /// The protocol the server must choose by ALPN (`h2` for `--h2`), if any.
+    require_alpn: Option<Vec<u8>>,
 }
+
+/// Whether the one-line explanation of a wrong ALPN choice was printed (once a run).
+static ALPN_EXPLAINED: AtomicBool = AtomicBool::new(false);
 
 /// Which certificates the client accepts.
 pub(crate) enum Trust<'a> {
@@ -48,12 +56,14 @@ pub(crate) enum Trust<'a> {
 impl TlsPlan {
     /// The client configuration: `sni` names the server (and the certificate must be
     /// for it, unless `Trust::Any`), `alpn` is offered in order, `resume` keeps a
-    /// session cache. Errors are one line for the user.
+    /// session cache; `require_alpn`, the protocol the server must pick (the
+    /// handshake then fails as a TLS error otherwise). Errors are one line for the user.
     pub(crate) fn new(
         trust: Trust<'_>,
         sni: &str,
         alpn: &[String],
         resume: bool,
+        require_alpn: Option<&str>,
     ) -> Result<TlsPlan, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -92,6 +102,7 @@ impl TlsPlan {
         Ok(TlsPlan {
             config: Arc::new(config),
             name,
+            require_alpn: require_alpn.map(|p| p.as_bytes().to_vec()),
         })
     }
 }
@@ -157,6 +168,8 @@ pub(crate) struct Tls<C> {
     plain: Vec<u8>,
     /// Why the last feed failed.
     fault: ErrorKind,
+    /// The protocol chosen by ALPN was checked (when the plan requires one).
+    alpn_checked: bool,
 }
 
 impl<C: Conversation> Tls<C> {
@@ -168,6 +181,7 @@ impl<C: Conversation> Tls<C> {
             inner,
             plain: Vec::new(),
             fault: ErrorKind::Tls,
+            alpn_checked: false,
         }
     }
 
@@ -196,6 +210,7 @@ impl<C: Conversation> Conversation for Tls<C> {
         self.inner.reset();
         self.plain.clear();
         self.fault = ErrorKind::Tls;
+        self.alpn_checked = false;
         self.conn =
             ClientConnection::new(Arc::clone(&self.plan.config), self.plan.name.clone()).ok();
         if let Some(c) = self.conn.as_mut() {
@@ -231,7 +246,23 @@ impl<C: Conversation> Conversation for Tls<C> {
                 Ok(0) | Err(_) => return Err(BadResponse),
                 Ok(_) => {}
             }
-            conn.process_new_packets().map_err(|_| BadResponse)?;
+            if let Err(e) = conn.process_new_packets() {
+                // A server without the protocol we require may refuse the handshake.
+                let refused = rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol);
+                if let (Some(want), true) = (&self.plan.require_alpn, e == refused) {
+                    explain_alpn(want, None);
+                }
+                return Err(BadResponse);
+            }
+            if !self.alpn_checked && !conn.is_handshaking() {
+                self.alpn_checked = true;
+                if let Some(want) = &self.plan.require_alpn {
+                    if conn.alpn_protocol() != Some(want.as_slice()) {
+                        explain_alpn(want, conn.alpn_protocol());
+                        return Err(BadResponse);
+                    }
+                }
+            }
             let mut reader = conn.reader();
             loop {
                 // WouldBlock: no plaintext for now; empty: the server sent close_notify
@@ -257,4 +288,27 @@ impl<C: Conversation> Conversation for Tls<C> {
     fn fault(&self) -> ErrorKind {
         self.fault
     }
+
+    fn out_of_order(&mut self) -> Option<&mut Vec<usize>> {
+        self.inner.out_of_order()
+    }
+}
+
+/// Says once on stderr that the server did not pick the protocol `want` (each such
+/// connection also counts a TLS error).
+fn explain_alpn(want: &[u8], got: Option<&[u8]>) {
+    if ALPN_EXPLAINED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let want = String::from_utf8_lossy(want);
+    let what = match got {
+        Some(g) => format!(
+            "chose `{}` by ALPN, not `{want}`",
+            String::from_utf8_lossy(g)
+        ),
+        None => format!("accepted no protocol offered by ALPN (`{want}`)"),
+    };
+    eprintln!(
+        "ringmaster load: the server {what}: it does not serve {want} over TLS (is HTTP/2 off on it?)"
+    );
 }

@@ -58,6 +58,8 @@ struct Engine<'a, C> {
     conns: Vec<Conn<C>>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     buf: Vec<u8>,
+    /// Start times of the messages the last feed completed.
+    done_starts: Vec<Instant>,
     rec: Recorder,
     measuring: bool,
     /// Messages in flight on all connections.
@@ -87,6 +89,7 @@ pub(super) fn run(plan: &ThreadPlan, live: &Live) -> io::Result<ThreadReport> {
         conns,
         timers: BinaryHeap::new(),
         buf: vec![0; READ_BUF],
+        done_starts: Vec::new(),
         rec: Recorder::new(),
         measuring: false,
         in_flight: 0,
@@ -350,11 +353,12 @@ impl<C: Conversation> Engine<'_, C> {
                     return self.fail(i, kind, now);
                 }
             };
-            for _ in 0..done {
-                // The conversation never completes more messages than were sent.
-                let Some(start) = c.sched.starts.pop_front() else {
-                    return self.fail(i, ErrorKind::BadResponse, now);
-                };
+            // The conversation never completes more messages than were sent.
+            self.done_starts.clear();
+            if !c.sched.complete(&mut c.conv, done, &mut self.done_starts) {
+                return self.fail(i, ErrorKind::BadResponse, now);
+            }
+            for &start in &self.done_starts {
                 self.in_flight -= 1;
                 self.live_messages += 1;
                 completed = true;

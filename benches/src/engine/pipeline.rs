@@ -116,4 +116,38 @@ impl Schedule {
         }
         filled
     }
+
+    /// Takes from the messages in flight the `done` that the last `feed` completed,
+    /// appending their start times to `out`: the oldest ones, or those the conversation
+    /// names when its responses come out of order (HTTP/2). False when the conversation
+    /// completed more than were in flight or named one that is not (a bug or a
+    /// confused server: counted as a bad response).
+    pub(super) fn complete<C: Conversation>(
+        &mut self,
+        conv: &mut C,
+        done: usize,
+        out: &mut Vec<Instant>,
+    ) -> bool {
+        match conv.out_of_order() {
+            None => {
+                for _ in 0..done {
+                    let Some(start) = self.starts.pop_front() else {
+                        return false;
+                    };
+                    out.push(start);
+                }
+                true
+            }
+            Some(order) => {
+                let named = order.len() == done;
+                for k in order.drain(..) {
+                    let Some(start) = self.starts.remove(k) else {
+                        return false;
+                    };
+                    out.push(start);
+                }
+                named
+            }
+        }
+    }
 }

@@ -62,6 +62,8 @@ struct Load<C> {
     live_messages: u64,
     live_errors: u64,
     scratch: Vec<u8>,
+    /// Start times of the messages the last feed completed.
+    done_starts: Vec<Instant>,
     /// Where the report goes when the run ends.
     out: Arc<Mutex<Option<ThreadReport>>>,
     done: bool,
@@ -110,6 +112,7 @@ pub(super) fn run(plan: &ThreadPlan, live: &Arc<Live>) -> io::Result<ThreadRepor
                 live_messages: 0,
                 live_errors: 0,
                 scratch: Vec::new(),
+                done_starts: Vec::new(),
                 out: sink.clone(),
                 done: false,
                 retry: Vec::new(),
@@ -436,13 +439,14 @@ impl<C: Conversation + 'static> Handler for Load<C> {
                 return;
             }
         };
-        for _ in 0..done {
-            let Some(start) = self.conns[i].sched.starts.pop_front() else {
-                self.count_error(ErrorKind::BadResponse);
-                self.conns[i].closing = true;
-                io.abort();
-                return;
-            };
+        self.done_starts.clear();
+        if !c.sched.complete(&mut c.conv, done, &mut self.done_starts) {
+            self.count_error(ErrorKind::BadResponse);
+            self.conns[i].closing = true;
+            io.abort();
+            return;
+        }
+        for &start in &self.done_starts {
             self.in_flight -= 1;
             self.live_messages += 1;
             if self.measuring {
