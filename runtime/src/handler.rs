@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 
 use crate::call::{CallDone, Notification, Posted};
 use crate::close::Close;
+use crate::find::FindHandler;
 use crate::io::{Input, Io, ShardIo};
 use crate::job::OffloadDone;
 use crate::mailbox::Broadcast;
@@ -96,13 +97,6 @@ pub fn find_in<P: Handler>(handler: &mut P, ty: TypeId) -> Option<&mut dyn Any> 
     } else {
         handler.find(ty)
     }
-}
-
-/// A handler as a cross-shard call's work sees it: something to search by type (the
-/// handler trait itself is not object-safe, its `Conn` type differs per protocol).
-pub(crate) trait FindHandler {
-    /// [`find_in`] on this handler.
-    fn find_handler(&mut self, ty: TypeId) -> Option<&mut dyn Any>;
 }
 
 impl<H: Handler> FindHandler for H {

@@ -11,7 +11,7 @@ use crate::conn::ConnIo;
 use crate::conn::HalfClose;
 use crate::counters::Counters;
 use crate::ctx::{ConnAction, ConnectRequest, ShardCtx};
-use crate::handler::FindHandler;
+use crate::find::FindHandler;
 use crate::job::{OffloadError, Offloaded};
 use crate::mailbox::Broadcast;
 use crate::notifier::Notifier;

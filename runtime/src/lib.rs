@@ -37,6 +37,7 @@ mod config;
 mod counters;
 mod error;
 mod features;
+mod find;
 mod job;
 mod timer;
 mod token;
