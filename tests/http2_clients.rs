@@ -163,17 +163,7 @@ fn h2_over_tls_by_alpn_and_http1_for_a_client_without_it() {
         "1",
         "--tls-self-signed",
     ]);
-    let lines = server.stderr();
-    let line = lines
-        .iter()
-        .find(|l| l.contains("self-signed certificate in "))
-        .expect("the certificate's path on the startup line");
-    let cert = line
-        .split("self-signed certificate in ")
-        .nth(1)
-        .and_then(|r| r.split(')').next())
-        .unwrap()
-        .to_string();
+    let cert = common::self_signed_cert(&server);
     let url = format!("https://{}/plaintext", server.addr);
     for (flag, want) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let out = run(

@@ -10,7 +10,6 @@ mod http_support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::ServerProc;
@@ -92,17 +91,6 @@ fn get(s: &mut TcpStream, path: &str) -> Resp {
     r.remove(0)
 }
 
-/// The certificate file a `--tls-self-signed` server named on its startup line.
-fn self_signed_cert(server: &ServerProc) -> PathBuf {
-    let lines = server.stderr();
-    let line = lines
-        .iter()
-        .find(|l| l.contains("self-signed certificate in "))
-        .unwrap_or_else(|| panic!("no certificate path in {lines:?}"));
-    let rest = line.split("self-signed certificate in ").nth(1).unwrap();
-    PathBuf::from(rest.split(')').next().unwrap())
-}
-
 #[test]
 fn tls_upstream_checked_by_ca_file_and_name_relayed_and_counted() {
     let be = ServerProc::start(&[
@@ -113,7 +101,7 @@ fn tls_upstream_checked_by_ca_file_and_name_relayed_and_counted() {
         "1",
         "--tls-self-signed",
     ]);
-    let cert = self_signed_cert(&be);
+    let cert = std::path::PathBuf::from(common::self_signed_cert(&be));
     let tls = UpstreamTls::with_ca_file(&cert, "localhost").unwrap();
     let (gw, addr) = start(Upstream::builder(be.addr).tls(tls).build());
     let mut c = connect(addr);

@@ -491,13 +491,7 @@ fn websocket_passes_through_the_proxy() {
     // The same through a proxy that terminates TLS (wss:// to the proxy, ws:// to the
     // upstream): the tunnel's upstream bytes are encrypted by the client's connection.
     let mut px = proxy(&[ws.addr], &["--tls-self-signed"]);
-    let lines = px.stderr();
-    let cert = lines
-        .iter()
-        .find_map(|l| l.split("self-signed certificate in ").nth(1))
-        .and_then(|r| r.split(')').next())
-        .expect("the certificate's path on the startup line")
-        .to_string();
+    let cert = common::self_signed_cert(&px);
     let out = Command::new("timeout")
         .args(["120", "python3", script, "echo"])
         .arg(px.addr.to_string())
@@ -577,13 +571,7 @@ fn active_health_checks_keep_requests_off_a_failing_upstream() {
 fn tcp_mode_behind_tls_encrypts_what_comes_back() {
     let mut echo = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
     let mut px = proxy(&[echo.addr], &["--mode", "tcp", "--tls-self-signed"]);
-    let lines = px.stderr();
-    let cert = lines
-        .iter()
-        .find_map(|l| l.split("self-signed certificate in ").nth(1))
-        .and_then(|r| r.split(')').next())
-        .expect("the certificate's path on the startup line")
-        .to_string();
+    let cert = common::self_signed_cert(&px);
     // Python's ssl module as the client: 100 KiB out, the same back, decrypted.
     let script = r#"
 import socket, ssl, sys

@@ -210,3 +210,14 @@ pub fn bad_backend(mode: &str, extra: &[&str]) -> ServerProc {
         .expect("spawn python3 bad_backend.py");
     ServerProc::adopt(child)
 }
+
+/// The certificate file a `--tls-self-signed` server named on its startup line.
+pub fn self_signed_cert(server: &ServerProc) -> String {
+    let lines = server.stderr();
+    lines
+        .iter()
+        .find_map(|l| l.split("self-signed certificate in ").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no certificate path in {lines:?}"))
+        .to_string()
+}
