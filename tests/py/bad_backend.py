@@ -237,6 +237,10 @@ def answer(sock, req, mode, stats, close):
         ctype, body, counted = b"text/plain", req.raw_head + b"\r\n\r\n" + req.body, True
     else:
         ctype, body, counted = b"text/plain", b"hello from " + req.target + b"\n", True
+    if counted:
+        # Before the answer leaves: a client that has it and then asks /__stats must
+        # find it counted.
+        stats.answered()
     head = b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\n"
     if TAG:
         head += b"X-Backend: " + TAG + b"\r\n"
@@ -257,8 +261,6 @@ def answer(sock, req, mode, stats, close):
     else:
         head += b"Content-Length: %d\r\n\r\n" % len(body)
         sock.sendall(head + body if with_body else head)
-    if counted:
-        stats.answered()
 
 
 def serve(sock, args, stats):
