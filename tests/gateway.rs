@@ -238,7 +238,7 @@ fn chunked_and_close_delimited_bodies_relay_whole() {
 
 #[test]
 fn a_pooled_connection_the_backend_closed_while_idle_is_never_handed_out() {
-    let be = bad_backend("close-idle", &["--idle-close-ms", "150"]);
+    let be = bad_backend("close-idle", &["--idle-close-ms", "100"]);
     let gw = gateway(be.addr);
     let start = gw.fd_count();
     let mut c = connect(gw.addr);
@@ -246,8 +246,8 @@ fn a_pooled_connection_the_backend_closed_while_idle_is_never_handed_out() {
         let r = call(&mut c, "GET", &format!("/a{i}"));
         assert_eq!(r.status, 200);
         assert_eq!(r.body, format!("HELLO FROM /A{i}\n").as_bytes());
-        // Longer than the backend keeps an idle connection.
-        std::thread::sleep(Duration::from_millis(500));
+        // Far longer than the backend keeps an idle connection (100 ms).
+        std::thread::sleep(Duration::from_millis(800));
     }
     let (conns, reqs) = backend_stats(be.addr);
     assert_eq!(
