@@ -444,8 +444,7 @@ fn requested_upgrade<'a>(req: &Request<'a>) -> Option<&'a str> {
     let named = req
         .headers()
         .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(|&b| b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+        .any(|(_, v)| headers::names_option(v, "upgrade"));
     if !named {
         return None;
     }

@@ -6,6 +6,10 @@
 //! written afresh from the proxy's own parse, so what the upstream sees is one
 //! well-framed request whatever the client sent.
 
+use std::fmt::Write as _;
+
+use crate::http1::head::list;
+
 /// The `Via` value this proxy adds (RFC 9110 §7.6.3).
 pub const VIA: &str = "1.1 ringmaster";
 
@@ -22,26 +26,26 @@ pub const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// The field names a `Connection` field value lists (its options), lower-cased.
-fn connection_options<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(|&b| b == b',') {
-                let t = String::from_utf8_lossy(token).trim().to_ascii_lowercase();
-                if !t.is_empty() {
-                    out.push(t);
-                }
-            }
-        }
-    }
-    out
+/// The field names `Connection` fields list (their options), borrowed from the
+/// message: no allocation unless a message has a `Connection` field.
+fn connection_options<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<&'a [u8]> {
+    fields
+        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, value)| list(value))
+        .collect()
 }
 
 /// Whether a field stays on this hop only.
-fn hop_by_hop(name: &str, named: &[String]) -> bool {
+fn hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || named.iter().any(|n| name.eq_ignore_ascii_case(n))
+        || named
+            .iter()
+            .any(|n| name.as_bytes().eq_ignore_ascii_case(n))
+}
+
+/// Whether `value` (a `Connection` field's) names `option`.
+pub fn names_option(value: &[u8], option: &str) -> bool {
+    list(value).any(|t| t.eq_ignore_ascii_case(option.as_bytes()))
 }
 
 /// Why a request cannot be forwarded as it is.
@@ -96,7 +100,8 @@ where
         if !scratch.is_empty() {
             scratch.push_str(", ");
         }
-        scratch.push_str(&ip.to_string());
+        // Into the reused buffer: no string of its own per request.
+        let _ = write!(scratch, "{ip}");
     }
     out.retain(|(n, _)| {
         !n.eq_ignore_ascii_case("x-forwarded-for")

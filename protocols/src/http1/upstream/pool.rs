@@ -416,7 +416,7 @@ impl Pools {
         pool.open -= 1;
         pool.connecting -= 1;
         pool.stats.connect_failures += 1;
-        if error.raw_os_error() == Some(EADDRNOTAVAIL) {
+        if error.kind() == std::io::ErrorKind::AddrNotAvailable {
             pool.stats.source_exhausted += 1;
         }
         if pool.queue.len() > pool.connecting {
@@ -424,7 +424,7 @@ impl Pools {
                 let e = if error.kind() == std::io::ErrorKind::TimedOut {
                     UpstreamError::ConnectTimeout
                 } else {
-                    UpstreamError::Connect(error.raw_os_error().unwrap_or(libc_eio()))
+                    UpstreamError::Connect(error.raw_os_error().unwrap_or(EIO))
                 };
                 self.finish(link.pool, job.route, Err(e), ops);
             }
@@ -501,13 +501,9 @@ pub(crate) fn link_of_tag(tag: u64) -> Option<usize> {
     (tag & !0xffff_ffff == UPSTREAM_TAG).then_some((tag & 0xffff_ffff) as usize)
 }
 
-/// The errno of a source address out of ports (Linux).
-const EADDRNOTAVAIL: i32 = 99;
-
-/// EIO, for a connect error the OS gave without an errno (never, in practice).
-fn libc_eio() -> i32 {
-    5
-}
+/// EIO, for a connect error the OS gave without an errno (never, in practice: the
+/// runtime reports every failure with one).
+const EIO: i32 = 5;
 
 /// The connection a health check names as its exchange's: none (its outcome is the
 /// pool's own, see `Route::probe`).

@@ -9,7 +9,6 @@
 
 use ringmaster_runtime::{CallDone, CallError, ConnToken, Notification};
 
-use super::stream::StreamSink;
 use super::{H2Conn, LOW_WATER};
 use crate::http1::app::App;
 use crate::http1::compose::RoutedCall;
@@ -198,29 +197,15 @@ impl<T> H2Conn<T> {
         port: &mut dyn Port,
         call: impl FnOnce(&mut T, &mut Exchange<'_>),
     ) {
-        let H2Conn {
-            streams,
-            enc,
-            block,
-            peer_max_frame,
-            ..
-        } = self;
-        let Some(s) = streams.get_mut(i) else {
+        let Some((mut sink, state, slot)) = self.stream_io(i) else {
             return;
         };
-        if let Some(t) = s.task.as_mut() {
-            let mut sink = StreamSink {
-                id: s.id,
-                send: &mut s.send,
-                enc,
-                max_frame: *peer_max_frame,
-                block,
-            };
-            let mut ex = Exchange::for_stream(port, &mut sink, &mut s.ex);
+        if let Some(t) = slot.as_mut() {
+            let mut ex = Exchange::for_stream(port, &mut sink, state);
             call(t, &mut ex);
         }
-        if s.ex.phase == Phase::Done {
-            s.task = None;
+        if state.phase == Phase::Done {
+            *slot = None;
         }
     }
 }

@@ -644,6 +644,35 @@ impl<T> H2Conn<T> {
             keep_alive: true,
             streamed: false,
         };
+        let Some((mut sink, state, slot)) = self.stream_io(i) else {
+            return;
+        };
+        *state = ExchangeState::new(seq, method == "HEAD", false, true);
+        let mut ex = Exchange::for_stream(port, &mut sink, state);
+        let mut task = app.on_request(&req, &mut ex);
+        let done = ex.is_done();
+        if task.is_none() && !done {
+            // The application neither answered nor kept a task: nobody ever will.
+            port.counters().app_errors += 1;
+            let mut ex = Exchange::for_stream(port, &mut sink, state);
+            if ex.is_started() {
+                ex.abort();
+            } else {
+                ex.respond(Response::text(500, "Internal Server Error\n"));
+            }
+        }
+        if state.phase == Phase::Done {
+            task = None;
+        }
+        *slot = task;
+    }
+
+    /// Stream `i`'s output (a sink over its send queue and the connection's encoder),
+    /// its exchange state and its task, borrowed apart so an `Exchange` can be made.
+    pub(super) fn stream_io(
+        &mut self,
+        i: usize,
+    ) -> Option<(StreamSink<'_>, &mut ExchangeState, &mut Option<T>)> {
         let H2Conn {
             streams,
             enc,
@@ -651,34 +680,15 @@ impl<T> H2Conn<T> {
             peer_max_frame,
             ..
         } = self;
-        let Some(s) = streams.get_mut(i) else {
-            return;
-        };
-        s.ex = ExchangeState::new(seq, method == "HEAD", false, true);
-        let mut sink = StreamSink {
+        let s = streams.get_mut(i)?;
+        let sink = StreamSink {
             id: s.id,
             send: &mut s.send,
             enc,
             max_frame: *peer_max_frame,
             block,
         };
-        let mut ex = Exchange::for_stream(port, &mut sink, &mut s.ex);
-        let mut task = app.on_request(&req, &mut ex);
-        let done = ex.is_done();
-        if task.is_none() && !done {
-            // The application neither answered nor kept a task: nobody ever will.
-            port.counters().app_errors += 1;
-            let mut ex = Exchange::for_stream(port, &mut sink, &mut s.ex);
-            if ex.is_started() {
-                ex.abort();
-            } else {
-                ex.respond(Response::text(500, "Internal Server Error\n"));
-            }
-        }
-        if s.ex.phase == Phase::Done {
-            task = None;
-        }
-        s.task = task;
+        Some((sink, &mut s.ex, &mut s.task))
     }
 
     /// Answers stream `i` with a bodiless `status` and resets it (NO_ERROR: the request
@@ -690,21 +700,7 @@ impl<T> H2Conn<T> {
         status: u16,
         port: &mut dyn Port,
     ) {
-        let H2Conn {
-            streams,
-            enc,
-            block,
-            peer_max_frame,
-            ..
-        } = self;
-        if let Some(s) = streams.get_mut(i) {
-            let mut sink = StreamSink {
-                id: s.id,
-                send: &mut s.send,
-                enc,
-                max_frame: *peer_max_frame,
-                block,
-            };
+        if let Some((mut sink, _, _)) = self.stream_io(i) {
             use crate::http1::stream_out::StreamOut;
             sink.head(
                 port,
