@@ -74,9 +74,15 @@ pub(crate) struct ConnIo {
     pub no_linger: bool,
     /// Where the handler's `Io::shutdown_write` stands.
     pub half: HalfClose,
-    pub recv_armed: bool,
-    /// The receive is being ended (cancelled, or its socket shut down).
-    pub recv_cancelling: bool,
+    /// Where the connection's receive stands.
+    pub recv: Recv,
+    /// Arm one-shot receives rather than a multishot one. A multishot receive keeps
+    /// filling buffers until its cancel lands, and what it brings after the handler (or
+    /// the runtime) paused reading for backpressure must be kept whole: for a peer that
+    /// sends faster than the connection drains, that is unbounded over many pauses. Set
+    /// when reading stops for backpressure; cleared when a receive finds the socket
+    /// drained (the peer no longer outruns us, and one multishot serves best again).
+    pub recv_single: bool,
     /// The last receive said more input was already waiting in the socket.
     pub input_pending: bool,
     /// Waiting for the buffer ring to refill (ENOBUFS).
@@ -93,6 +99,17 @@ pub(crate) struct ConnIo {
     /// descriptor's peer address: lent to the kernel (boxed, so it stays put while the
     /// slab may move the slot) until that operation's completion.
     pub addr: Option<Lent<Box<socket2::SockAddr>>>,
+}
+
+/// A connection's receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recv {
+    /// None armed.
+    Idle,
+    /// Armed (multishot, or one-shot with `recv_single`).
+    Armed,
+    /// Armed and being ended (cancelled, or its socket shut down).
+    Cancelling,
 }
 
 /// A connection's half-close (`Io::shutdown_write`).
@@ -128,8 +145,8 @@ impl ConnIo {
             eof_pending: false,
             no_linger: false,
             half: HalfClose::No,
-            recv_armed: false,
-            recv_cancelling: false,
+            recv: Recv::Idle,
+            recv_single: false,
             input_pending: false,
             parked: false,
             inflight: 0,

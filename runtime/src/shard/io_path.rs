@@ -10,7 +10,7 @@ use io_uring::cqueue;
 use socket2::SockRef;
 
 use super::*;
-use crate::conn::HalfClose;
+use crate::conn::{HalfClose, Recv};
 use crate::sys::sock::Sock;
 
 impl<H: Handler> Shard<H> {
@@ -39,11 +39,14 @@ impl<H: Handler> Shard<H> {
             return;
         };
         if !more {
-            slot.io.recv_armed = false;
-            slot.io.recv_cancelling = false;
+            slot.io.recv = Recv::Idle;
             slot.io.inflight -= 1;
         }
         slot.io.input_pending = cqueue::sock_nonempty(flags);
+        if res > 0 && !more && !slot.io.input_pending && slot.io.reading_enabled() {
+            // Caught up with the peer: back to one multishot receive.
+            slot.io.recv_single = false;
+        }
         if res > 0 {
             ctx.counters.bytes_in += res as u64;
             ctx.counters.recv_completions += 1;
@@ -304,18 +307,26 @@ impl<H: Handler> Shard<H> {
 
         if let (Some(target), true) = (target, slot.io.phase != Phase::Closed) {
             let want = slot.io.wants_recv();
-            if want && !slot.io.recv_armed && !slot.io.parked {
-                ring.recv_multi(
-                    target,
-                    bufs.bgid(),
-                    ring.features.recv_bundles,
-                    pack(OpKind::Recv, token),
-                );
-                slot.io.recv_armed = true;
+            if want && slot.io.recv == Recv::Idle && !slot.io.parked {
+                if slot.io.recv_single {
+                    ring.recv_once(target, bufs.bgid(), pack(OpKind::Recv, token));
+                } else {
+                    ring.recv_multi(
+                        target,
+                        bufs.bgid(),
+                        ring.features.recv_bundles,
+                        pack(OpKind::Recv, token),
+                    );
+                }
+                slot.io.recv = Recv::Armed;
                 slot.io.inflight += 1;
-            } else if !want && slot.io.recv_armed && !slot.io.recv_cancelling {
+            } else if !want && slot.io.recv == Recv::Armed {
                 ring.cancel_user_data(pack(OpKind::Recv, token), pack_shard(OpKind::Cancel));
-                slot.io.recv_cancelling = true;
+                slot.io.recv = Recv::Cancelling;
+                if slot.io.backpressured || slot.io.link_paused || slot.io.held {
+                    // Backpressure: from now on at most one buffer arrives after a pause.
+                    slot.io.recv_single = true;
+                }
             }
         }
 
@@ -495,9 +506,9 @@ pub(super) fn close_conn<H: Handler>(
     }
     slot.io.send.discard_unsent();
     slot.io.carry = Vec::new();
-    let only_recv = slot.io.recv_armed && slot.io.inflight == 1;
-    if only_recv && !slot.io.recv_cancelling {
-        slot.io.recv_cancelling = true;
+    let only_recv = slot.io.recv != Recv::Idle && slot.io.inflight == 1;
+    if only_recv && slot.io.recv == Recv::Armed {
+        slot.io.recv = Recv::Cancelling;
         if let (Sock::Plain(fd), false) = (sock, reset && !was_lingering) {
             let how = if was_lingering {
                 std::net::Shutdown::Read

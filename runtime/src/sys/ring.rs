@@ -333,6 +333,20 @@ impl Ring {
         unsafe { self.push(e.user_data(user_data)) }
     }
 
+    /// Arms one receive (not multishot) into one buffer of group `bgid`: at most that
+    /// buffer's bytes arrive, however fast the peer sends, which is what a connection
+    /// whose reading keeps being paused wants (see `ConnIo::recv_single`).
+    pub(crate) fn recv_once(&mut self, sock: Target, bgid: u16, user_data: u64) {
+        let e = on_target!(sock, |f| opcode::Recv::new(f, std::ptr::null_mut(), 0)
+            .buf_group(bgid)
+            .build()
+            .flags(io_uring::squeue::Flags::BUFFER_SELECT));
+        // SAFETY: no pointers (the null buffer is never used: BUFFER_SELECT makes the
+        // kernel pick one from the registered ring, whose memory lives as long as the
+        // ring, see BufRing).
+        unsafe { self.push(e.user_data(user_data)) }
+    }
+
     /// Submits a send (SEND_ZC when `zc`) of `src`'s bytes from `offset` (at most
     /// [`MAX_SEND`] of them; returns how many). `src` records the operation and cannot be
     /// changed or freed until its final completion (for zero-copy, the notification)

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""How much a proxy's peak memory grows while a body streams through it faster than
+one side can take it (issue 16: backpressure must bound what the proxy holds).
+
+usage: benches/proxy-held-memory.py PROXY_BIN SCENARIO BACKEND_BIN
+  SCENARIO: up (128 MiB POST echoed back, fast reader), upslow (64 MiB, reader sleeping
+  0.5 ms per 64 KiB read), down (48 MiB /bytes download), downslow (the same, slow
+  reader). Prints the growth of the proxy's VmHWM after a warm-up transfer (which
+  faults in the buffer ring and the allocator's pools every later transfer reuses).
+"""
+import socket, subprocess, sys, threading, time, re
+def start(binary, args):
+    p = subprocess.Popen([binary]+args, stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    addr = re.search(r'listening on (\S+)', line).group(1)
+    h, port = addr.rsplit(':',1)
+    threading.Thread(target=lambda: p.stderr.read(), daemon=True).start()
+    return p, (h, int(port))
+def hwm(pid):
+    for l in open(f'/proc/{pid}/status'):
+        if l.startswith('VmHWM'): return int(l.split()[1])
+def upload(addr, n, slow_read=0.0):
+    s = socket.create_connection(addr)
+    s.sendall(f'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n'.encode())
+    got = [0]
+    def rd():
+        while True:
+            d = s.recv(1<<16)
+            if not d: break
+            got[0]+=len(d)
+            if got[0] >= n: break
+            if slow_read: time.sleep(slow_read)
+    t = threading.Thread(target=rd); t.start()
+    chunk = bytes(1<<20)
+    for _ in range(n>>20): s.sendall(chunk)
+    t.join(); s.close()
+def download(addr, n, slow_read):
+    s = socket.create_connection(addr)
+    s.sendall(f'GET /bytes/{n} HTTP/1.1\r\nHost: x\r\n\r\n'.encode())
+    got=0
+    while got < n:
+        d = s.recv(1<<16)
+        if not d: break
+        got += len(d)
+        if slow_read: time.sleep(slow_read)
+    s.close()
+binary, scen = sys.argv[1], sys.argv[2]
+be, ba = start(sys.argv[3], ['http','--listen','127.0.0.1:0','--shards','1','--max-body','300000000'])
+px, pa = start(binary, ['proxy','--listen','127.0.0.1:0','--shards','1','--upstream',f'{ba[0]}:{ba[1]}','--max-body','300000000'])
+time.sleep(0.2)
+download(pa, 32<<20, 0); upload(pa, 32<<20)
+b = hwm(px.pid)
+if scen == 'up': upload(pa, 128<<20)
+elif scen == 'upslow': upload(pa, 64<<20, 0.0005)
+elif scen == 'down': download(pa, 48<<20, 0)
+elif scen == 'downslow': download(pa, 48<<20, 0.0005)
+print(scen, 'grew', (hwm(px.pid)-b)//1024, 'MiB')
+px.terminate(); be.terminate(); px.wait(); be.wait()
