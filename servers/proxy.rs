@@ -131,6 +131,10 @@ pub struct ProxyArgs {
     /// Answer GET /.ringmaster/stats with the per-upstream counters (HTTP mode)
     #[arg(long)]
     pub stats: bool,
+
+    /// TCP mode: move bytes with io_uring SPLICE through a pipe per direction instead of receives and sends (an experiment: slower for small messages, see docs/BENCHMARKS.md; uses plain descriptors; not with --tls-*)
+    #[arg(long)]
+    pub splice: bool,
 }
 
 fn secs(s: f64) -> Duration {
@@ -150,13 +154,23 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let builder = args.server.builder();
+    let tls_front = args.tls.tls_cert.is_some() || args.tls.tls_self_signed;
+    if args.splice && (args.mode != Mode::Tcp || tls_front) {
+        eprintln!(
+            "ringmaster: --splice moves bytes between sockets as they are: only with --mode tcp and without --tls-*"
+        );
+        return ExitCode::from(2);
+    }
+    let mut builder = args.server.builder();
+    if args.splice {
+        builder = builder.direct_descriptors(false);
+    }
     let fail_timeout = secs(args.fail_timeout);
     if args.mode == Mode::Tcp {
         let ups = args.upstreams.clone();
         let (policy, fails, connect) = (args.balance, args.max_fails, secs(args.connect_timeout));
         let sources = args.source_addrs.clone();
-        let tls_front = args.tls.tls_cert.is_some() || args.tls.tls_self_signed;
+        let splice = args.splice;
         return run_maybe_tls(
             "proxy (tcp)",
             builder,
@@ -165,7 +179,14 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
             None,
             move |shard| {
                 let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);
-                tcp::TcpProxy::new(ups.clone(), bal, connect, sources.clone(), tls_front)
+                let relay = if tls_front {
+                    tcp::Relay::PostToTls
+                } else if splice {
+                    tcp::Relay::Splice
+                } else {
+                    tcp::Relay::Copy
+                };
+                tcp::TcpProxy::new(ups.clone(), bal, connect, sources.clone(), relay)
             },
         );
     }

@@ -363,8 +363,35 @@ fn curl_and_h11_through_the_proxy_to_ringmaster_http() {
 
 #[test]
 fn tcp_mode_passes_bytes_both_ways_and_half_close_through() {
+    tcp_mode_case(&["--mode", "tcp"]);
+}
+
+#[test]
+fn tcp_mode_with_splice_passes_the_same_bytes_without_a_receive_or_a_send() {
+    tcp_mode_case(&["--mode", "tcp", "--splice"]);
+    // Only where it means something: one line, exit 2.
+    for bad in [
+        &["--splice"][..],
+        &["--mode", "tcp", "--splice", "--tls-self-signed"],
+    ] {
+        let mut args = vec![
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+        ];
+        args.extend_from_slice(bad);
+        let (code, err) = common::run_to_end(&args);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.contains("--splice"), "{err}");
+    }
+}
+
+fn tcp_mode_case(mode: &[&str]) {
+    let splice = mode.contains(&"--splice");
     let mut echo = ServerProc::start(&["echo", "--listen", "127.0.0.1:0", "--shards", "1"]);
-    let mut px = proxy(&[echo.addr], &["--mode", "tcp"]);
+    let mut px = proxy(&[echo.addr], mode);
     let start = px.fd_count();
     for _ in 0..3 {
         let mut c = connect(px.addr);
@@ -388,9 +415,15 @@ fn tcp_mode_passes_bytes_both_ways_and_half_close_through() {
     fds_return(&px, start);
     px.stop();
     echo.stop();
+    if splice {
+        // Every byte went through the pipes: the runtime received and sent nothing.
+        assert_eq!(px.counter("recv_completions"), 0);
+        assert_eq!(px.counter("sends"), 0);
+        assert!(px.counter("bytes_in") >= 2 * 3 * 200_000);
+    }
 
     // An upstream that cannot be reached: the client connection closes at once.
-    let mut px = proxy(&[closed_port()], &["--mode", "tcp"]);
+    let mut px = proxy(&[closed_port()], mode);
     let mut c = connect(px.addr);
     c.set_read_timeout(Some(LIMIT)).unwrap();
     let mut b = [0u8; 16];

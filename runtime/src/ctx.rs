@@ -67,6 +67,8 @@ pub(crate) enum ConnAction {
     Post(Box<dyn Any>),
     /// Link the asking connection and the target (see `Io::link`).
     Link,
+    /// Splice the asking connection's input into the target (see `Io::splice_to`).
+    Splice,
 }
 
 /// The shard state handlers reach through `Io` and `ShardIo`.

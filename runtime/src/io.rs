@@ -351,6 +351,23 @@ impl<'a> Io<'a> {
         self.shard.conn_op(from, target, ConnAction::Link);
     }
 
+    /// From now on, this connection's input goes to another connection of this shard
+    /// (by token) inside the kernel: `IORING_OP_SPLICE` from the socket into a pipe of
+    /// its own and from the pipe into the target's socket, never through user space.
+    /// `on_data` is no longer called; [`Event::Eof`](crate::Event::Eof) still comes once
+    /// the input has ended and everything read was passed on. Input already received
+    /// (the carry-over) goes first. Both sockets must be plain descriptors (run with
+    /// `direct_descriptors(false)`), and nothing else may write to the target while
+    /// this runs (its send queue would interleave). A splice that fails aborts this
+    /// connection. For relays of large transfers: each splice is a hand-off to a
+    /// kernel worker thread, which costs more than a receive and a send for small
+    /// messages (docs/BENCHMARKS.md has the figures). Applied once this callback
+    /// returns; a gone target is reported as for `write_to`.
+    pub fn splice_to(&mut self, target: ConnToken) {
+        let from = self.op_origin();
+        self.shard.conn_op(from, target, ConnAction::Splice);
+    }
+
     pub(crate) fn new(conn: &'a mut ConnIo, shard: &'a mut ShardCtx) -> Self {
         Io {
             conn,

@@ -36,6 +36,7 @@ mod accept;
 mod by_token;
 mod control;
 mod io_path;
+mod splice;
 mod timers;
 mod udp_io;
 
@@ -101,6 +102,8 @@ pub(crate) struct Shard<H: Handler> {
     parked: Vec<ConnToken>,
     exiting: bool,
     drain_expired: bool,
+    /// Connections whose input is spliced to another (`Io::splice_to`), by slot.
+    splices: std::collections::HashMap<u32, splice::Splice>,
 }
 
 impl<H: Handler> Shard<H> {
@@ -209,6 +212,7 @@ impl<H: Handler> Shard<H> {
             parked: Vec::new(),
             exiting: false,
             drain_expired: false,
+            splices: std::collections::HashMap::new(),
         };
         Ok((shard, features))
     }
@@ -305,6 +309,9 @@ impl<H: Handler> Shard<H> {
             OpKind::PeerName => self.on_peer_name(token, c),
             OpKind::Shutdown => self.on_shutdown(token, c),
             OpKind::FdInstall => self.on_fd_installed(token, c),
+            OpKind::SplicePoll | OpKind::SpliceIn | OpKind::SpliceOut => {
+                self.on_splice(kind, token, res)
+            }
             OpKind::Close => {
                 if c.result() < 0 {
                     self.ctx.counters.close_errors += 1;

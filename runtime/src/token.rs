@@ -69,6 +69,12 @@ pub(crate) enum OpKind {
     Shutdown = 12,
     /// A direct descriptor installed as a plain one (`Io::request_fd`).
     FdInstall = 13,
+    /// A spliced connection's poll for input.
+    SplicePoll = 14,
+    /// A splice from a connection's socket into its pipe.
+    SpliceIn = 15,
+    /// A splice from a connection's pipe into its peer's socket.
+    SpliceOut = 16,
 }
 
 impl OpKind {
@@ -87,6 +93,9 @@ impl OpKind {
             11 => OpKind::Close,
             12 => OpKind::Shutdown,
             13 => OpKind::FdInstall,
+            14 => OpKind::SplicePoll,
+            15 => OpKind::SpliceIn,
+            16 => OpKind::SpliceOut,
             _ => return None,
         })
     }

@@ -25,10 +25,20 @@ pub struct TcpProxy {
     /// Local addresses to connect from, in turn (none: the kernel's choice).
     sources: Vec<std::net::IpAddr>,
     next_source: usize,
+    relay: Relay,
+}
+
+/// How bytes cross from one side to the other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Relay {
+    /// Each read is queued on the other side (`Io::write_to`).
+    Copy,
     /// The client side is under TLS (`--tls-*`): bytes for it are posted, so that its
     /// own callback writes (and the TLS layer encrypts) them; `write_to` would put them
     /// on the socket below TLS.
-    tls_front: bool,
+    PostToTls,
+    /// In the kernel, socket -> pipe -> socket (`Io::splice_to`, `--splice`).
+    Splice,
 }
 
 /// Upstream bytes for a client connection under TLS.
@@ -77,7 +87,7 @@ impl TcpProxy {
         bal: Balancer,
         connect_timeout: Duration,
         sources: Vec<std::net::IpAddr>,
-        tls_front: bool,
+        relay: Relay,
     ) -> Self {
         TcpProxy {
             ups,
@@ -85,7 +95,7 @@ impl TcpProxy {
             connect_timeout,
             sources,
             next_source: 0,
-            tls_front,
+            relay,
         }
     }
 
@@ -131,6 +141,9 @@ impl Handler for TcpProxy {
         self.bal.succeeded(up);
         io.link(client);
         io.post(client, Msg::Paired(io.token()));
+        if self.relay == Relay::Splice {
+            io.splice_to(client);
+        }
         Side {
             peer: Some(client),
             upstream: Some(up),
@@ -141,7 +154,7 @@ impl Handler for TcpProxy {
 
     fn on_data(&mut self, side: &mut Side, input: &mut Input<'_>, io: &mut Io<'_>) {
         if let Some(peer) = side.peer {
-            if self.tls_front && side.upstream.is_some() {
+            if self.relay == Relay::PostToTls && side.upstream.is_some() {
                 io.post(peer, ForClient(input.bytes().to_vec()));
             } else {
                 io.write_to(peer, input.bytes());
@@ -160,7 +173,11 @@ impl Handler for TcpProxy {
             Event::Posted(p) => match p.take::<Msg>() {
                 Ok(Msg::Paired(up)) => {
                     side.peer = Some(up);
-                    io.resume_reading();
+                    if self.relay == Relay::Splice {
+                        io.splice_to(up);
+                    } else {
+                        io.resume_reading();
+                    }
                 }
                 Ok(Msg::PeerEof) => {
                     side.output_done = true;

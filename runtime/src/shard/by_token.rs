@@ -71,6 +71,12 @@ impl<H: Handler> Shard<H> {
             ConnAction::Post(value) => {
                 deliver_event(handler, ctx, slot, Event::Posted(Posted::new(from, value)));
             }
+            ConnAction::Splice => {
+                if let Some(from) = from {
+                    self.start_splice(from, target);
+                }
+                return;
+            }
             ConnAction::Link => {
                 if let Some(from) = from {
                     ctx.links.insert(from.slot, (from, target));

@@ -200,6 +200,7 @@ impl<H: Handler> Shard<H> {
             handler,
             ring,
             bufs,
+            splices,
             ..
         } = self;
         let Some(slot) = slots.get_mut(idx as usize) else {
@@ -330,7 +331,18 @@ impl<H: Handler> Shard<H> {
             }
         }
 
+        if let Some(sp) = splices.get_mut(&idx).filter(|s| s.is_for(token)) {
+            if slot.io.phase == Phase::Closed || slot.io.abort_requested {
+                splice::end(sp);
+            } else {
+                splice::drive(handler, ctx, ring, slot, sp);
+            }
+        }
+
         if slot.io.phase == Phase::Closed && slot.io.is_quiet() {
+            if splices.get(&idx).is_some_and(|s| s.is_for(token)) {
+                splices.remove(&idx);
+            }
             if let Some(key) = slot.io.idle_timer.take() {
                 ctx.timers.cancel(key);
             }

@@ -6,9 +6,20 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// Takes ownership of a descriptor the kernel just created for us (an accept result).
 pub(crate) fn adopt(fd: RawFd) -> OwnedFd {
     debug_assert!(fd >= 0);
-    // SAFETY: `fd` comes from a successful accept completion; nothing else in the
-    // process has seen it, so this is its only owner and it is closed exactly once.
+    // SAFETY: `fd` comes from a successful accept completion (or `pipe2`); nothing else
+    // in the process has seen it, so this is its only owner and it is closed exactly once.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A non-blocking pipe: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a live array of the two ints the call fills in.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((adopt(fds[0]), adopt(fds[1])))
 }
 
 /// The soft limit on open descriptors (`RLIMIT_NOFILE`), if it can be read.

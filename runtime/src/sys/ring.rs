@@ -347,6 +347,28 @@ impl Ring {
         unsafe { self.push(e.user_data(user_data)) }
     }
 
+    /// Arms a one-shot poll for input (or the peer's end of it) on a plain descriptor.
+    pub(crate) fn poll_in(&mut self, fd: RawFd, user_data: u64) {
+        let mask = (libc::POLLIN | libc::POLLRDHUP) as u32;
+        let e = opcode::PollAdd::new(Fd(fd), mask).build();
+        // SAFETY: no pointers.
+        unsafe { self.push(e.user_data(user_data)) }
+    }
+
+    /// Moves up to `len` bytes from `from` to `to` (plain descriptors, one of them a
+    /// pipe) inside the kernel (`IORING_OP_SPLICE`; the kernel runs it on an io-wq
+    /// worker, never inline). `SPLICE_F_NONBLOCK` keeps the pipe side from blocking.
+    pub(crate) fn splice(&mut self, from: RawFd, to: RawFd, len: u32, user_data: u64) {
+        let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+        let e = opcode::Splice::new(Fd(from), -1, Fd(to), -1, len)
+            .flags(flags)
+            .build();
+        // SAFETY: no pointers; both descriptors are owned by the splice state, which
+        // outlives the operation (it is dropped only once its connection's slot is
+        // freed, after every completion).
+        unsafe { self.push(e.user_data(user_data)) }
+    }
+
     /// Submits a send (SEND_ZC when `zc`) of `src`'s bytes from `offset` (at most
     /// [`MAX_SEND`] of them; returns how many). `src` records the operation and cannot be
     /// changed or freed until its final completion (for zero-copy, the notification)
