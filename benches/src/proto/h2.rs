@@ -26,10 +26,10 @@ use ringmaster_protocols::http2::PREFACE;
 use super::{BadResponse, Conversation};
 use crate::stats::ErrorKind;
 
-/// Our receive window (the protocol's default, kept): WINDOW_UPDATE once half of it is
-/// consumed, so the server never waits for us while we keep reading.
-const RECV_WINDOW: u32 = 65_535;
-const UPDATE_AT: u32 = RECV_WINDOW / 2;
+/// Our receive window by default (the protocol's own, kept unless `--h2-window` says
+/// otherwise): WINDOW_UPDATE once half of it is consumed, so the server never waits for
+/// us while we keep reading.
+pub(crate) const DEFAULT_RECV_WINDOW: u32 = 65_535;
 /// The connection's send window at the start (section 6.9.2: SETTINGS never change it).
 const INITIAL_CONN_WINDOW: i64 = 65_535;
 /// The largest response header list (and header block) we accept.
@@ -65,6 +65,8 @@ pub(crate) struct H2Spec {
     /// Streams asked for per connection (`--streams`), to say so when the server
     /// allows fewer.
     streams: usize,
+    /// Our receive window, stream and connection (`--h2-window`).
+    recv_window: u32,
 }
 
 impl H2Spec {
@@ -135,12 +137,30 @@ impl H2Spec {
             expect_status: expect.status,
             expect_length: expect.length,
             streams: 1,
+            recv_window: DEFAULT_RECV_WINDOW,
         })
     }
 
     /// The same, for `streams` per connection (`--streams`; 1 by default).
     pub(crate) fn with_streams(self, streams: usize) -> Self {
         H2Spec { streams, ..self }
+    }
+
+    /// The same, with receive windows of `window` bytes (`--h2-window`; the protocol's
+    /// 65,535 by default), from DEFAULT_RECV_WINDOW to frame::MAX_WINDOW_SIZE. A large
+    /// body then comes without waiting for our WINDOW_UPDATEs, as browsers and h2load
+    /// set it up: the server's cost, not the window's round trips, is what is measured.
+    pub(crate) fn with_window(self, window: u32) -> Self {
+        let recv_window = window.clamp(DEFAULT_RECV_WINDOW, frame::MAX_WINDOW_SIZE);
+        H2Spec {
+            recv_window,
+            ..self
+        }
+    }
+
+    /// Half the receive window: consumed that far, a window is given back.
+    fn update_at(&self) -> u32 {
+        self.recv_window / 2
     }
 
     /// Bytes of one request's fields and body (uncompressed: to size buffers).
@@ -350,7 +370,8 @@ impl H2 {
                 self.conn_unacked += d.flow_len;
                 let st = &mut self.streams[k];
                 st.unacked += d.flow_len;
-                if self.conn_unacked > RECV_WINDOW || st.unacked > RECV_WINDOW {
+                let window = self.spec.recv_window;
+                if self.conn_unacked > window || st.unacked > window {
                     return Err(self.bad());
                 }
                 if st.status.is_none() {
@@ -360,7 +381,8 @@ impl H2 {
                 if d.end_stream {
                     return self.complete(k).map(|()| true);
                 }
-                self.updates_due |= st.unacked >= UPDATE_AT || self.conn_unacked >= UPDATE_AT;
+                let at = self.spec.update_at();
+                self.updates_due |= st.unacked >= at || self.conn_unacked >= at;
             }
         }
         Ok(false)
@@ -395,12 +417,13 @@ impl H2 {
     /// could see an update, so it must fit the windows as they were.
     fn give_back(&mut self) {
         self.updates_due = false;
-        if self.conn_unacked >= UPDATE_AT {
+        let at = self.spec.update_at();
+        if self.conn_unacked >= at {
             frame::encode_window_update(&mut self.out, 0, self.conn_unacked);
             self.conn_unacked = 0;
         }
         for st in &mut self.streams {
-            if st.unacked >= UPDATE_AT {
+            if st.unacked >= at {
                 frame::encode_window_update(&mut self.out, st.id, st.unacked);
                 st.unacked = 0;
             }
@@ -482,7 +505,7 @@ impl H2 {
             return Err(self.bad());
         }
         // The stream's window dies with it; the connection's is given back.
-        self.updates_due |= self.conn_unacked >= UPDATE_AT;
+        self.updates_due |= self.conn_unacked >= self.spec.update_at();
         self.completed.push(k);
         Ok(())
     }
@@ -529,7 +552,19 @@ impl Conversation for H2 {
         if self.preface_due {
             self.preface_due = false;
             out.extend_from_slice(PREFACE);
-            frame::encode_settings(out, &[Setting::EnablePush(false)]);
+            let window = self.spec.recv_window;
+            if window == DEFAULT_RECV_WINDOW {
+                frame::encode_settings(out, &[Setting::EnablePush(false)]);
+            } else {
+                // The streams' windows by SETTINGS (applied before our first HEADERS, which
+                // follow them), the connection's by WINDOW_UPDATE (SETTINGS never change it).
+                let settings = [
+                    Setting::EnablePush(false),
+                    Setting::InitialWindowSize(window),
+                ];
+                frame::encode_settings(out, &settings);
+                frame::encode_window_update(out, 0, window - DEFAULT_RECV_WINDOW);
+            }
         }
         out.append(&mut self.out);
         if self.body_waiting {
@@ -759,6 +794,45 @@ mod tests {
             frame::encode_data(&mut bytes, 1, &chunk, false);
         }
         assert_eq!(h.feed(&bytes), Err(BadResponse));
+    }
+
+    #[test]
+    fn a_larger_window_is_announced_and_lets_a_whole_body_in() {
+        let spec = spec(Some(1 << 20), 0);
+        let spec = Arc::new(Arc::try_unwrap(spec).unwrap().with_window(4 << 20));
+        let mut h = H2::new(spec);
+        h.reset();
+        let mut out = Vec::new();
+        h.poll_output(&mut out);
+        // SETTINGS with the stream window, then the connection's WINDOW_UPDATE.
+        let mut at = PREFACE.len();
+        let mut seen = (false, 0);
+        while let Ok(Some((f, n))) = frame::decode(&out[at..], 1 << 20) {
+            match f {
+                Frame::Settings(s) => {
+                    seen.0 = s.iter().any(|x| x == Setting::InitialWindowSize(4 << 20));
+                }
+                Frame::WindowUpdate {
+                    stream_id: 0,
+                    increment,
+                } => seen.1 = increment,
+                _ => {}
+            }
+            at += n;
+        }
+        assert_eq!(seen, (true, (4 << 20) - 65_535));
+        let mut settings = Vec::new();
+        frame::encode_settings(&mut settings, &[]);
+        assert_eq!(h.feed(&settings), Ok(0));
+        h.push_request(&mut out);
+        // 1 MiB at once, far past the default window: not an overrun.
+        let mut enc = Encoder::new(4096);
+        let mut bytes = head(&mut enc, 1, "200", None, false);
+        let chunk = [b'x'; 16_384];
+        for k in 0..64 {
+            frame::encode_data(&mut bytes, 1, &chunk, k == 63);
+        }
+        assert_eq!(h.feed(&bytes), Ok(1));
     }
 
     #[test]
