@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::mem;
 
+use crate::sys::gather::Gather;
 use crate::sys::lend::{Lent, SendBuf, SendSource};
 use crate::sys::ring::{Completion, Ring};
 use crate::sys::sock::Target;
@@ -84,6 +85,8 @@ enum Current {
     Plain { buf: Lent<SendBuf>, copied: bool },
     /// Sent zero-copy from the last entry of the zero-copy list.
     Zc,
+    /// Several plain segments in one vectored send.
+    Gather(Lent<Box<Gather>>),
 }
 
 /// The next send: where its bytes live (lent memory of this queue) and from which
@@ -105,14 +108,17 @@ const TAIL_CAPACITY: usize = 1024;
 /// a segment (and a send) of their own.
 const COALESCE_MAX: usize = 4096;
 
-/// Larger byte buffers queued one after another (a relay's reads, one per receive
-/// buffer) join the copied segment before them up to this size: one send of 64 KiB
-/// costs less than four of 16 KiB, far more than the copy that merges them.
-const MERGE_MAX: usize = 64 * 1024;
+/// At most this many segments, and about this many bytes, go out in one vectored send
+/// (`SENDMSG`) when several wait: one send of 64 KiB costs far less than four of 16 KiB
+/// (a relay's reads, one per receive buffer), and a response head and its body, or an
+/// HTTP/2 frame header and its payload, leave together without being copied together.
+const GATHER_SEGMENTS: usize = 64;
+const GATHER_BYTES: usize = 256 * 1024;
 
 enum Src<'a> {
     Plain(&'a mut Lent<SendBuf>),
     Zc(&'a mut Lent<Vec<SendBuf>>),
+    Gather(&'a mut Lent<Box<Gather>>),
 }
 
 impl NextSend<'_> {
@@ -121,17 +127,23 @@ impl NextSend<'_> {
         match self.src {
             Src::Plain(buf) => ring.send(sock, buf, self.offset, false, user_data),
             Src::Zc(list) => ring.send(sock, list, self.offset, true, user_data),
+            Src::Gather(msg) => ring.send_gather(sock, msg, self.offset, user_data),
         }
     }
 
-    /// The bytes it would send (tests stand in for the ring).
+    /// The bytes it would send, in pieces (tests stand in for the ring).
     #[cfg(test)]
-    fn bytes(&self) -> &[u8] {
-        let all = match &self.src {
+    fn parts(&mut self) -> Vec<&[u8]> {
+        let all = match &mut self.src {
             Src::Plain(buf) => buf.get().map_or(&[][..], SendBuf::bytes),
             Src::Zc(list) => list.get().map_or(&[][..], |l| l.send_bytes()),
+            Src::Gather(msg) => {
+                let g = msg.get_mut().expect("not lent yet");
+                g.prepare(self.offset);
+                return g.vectors();
+            }
         };
-        &all[self.offset..]
+        vec![&all[self.offset..]]
     }
 
     /// Records the operation as `submit` would, without a ring.
@@ -140,6 +152,7 @@ impl NextSend<'_> {
         match self.src {
             Src::Plain(buf) => buf.lend_for_test(user_data),
             Src::Zc(list) => list.lend_for_test(user_data),
+            Src::Gather(msg) => msg.lend_for_test(user_data),
         }
     }
 }
@@ -272,26 +285,12 @@ impl SendQueue {
         if buf.is_empty() {
             return;
         }
-        if buf.len() <= COALESCE_MAX || self.tail_len().is_some_and(|n| n + buf.len() <= MERGE_MAX)
-        {
+        if buf.len() <= COALESCE_MAX {
             self.tail_for(buf.len()).extend_from_slice(&buf);
             return;
         }
         self.backlog += buf.len();
         self.segments.push_back(Queued::Copied(buf));
-    }
-
-    /// The length of the copied segment `tail` would append to, if there is one.
-    fn tail_len(&self) -> Option<usize> {
-        if self.current_appendable() {
-            if let Current::Plain { buf, .. } = &self.current {
-                return buf.get().map(|b| b.bytes().len());
-            }
-        }
-        match self.segments.back() {
-            Some(Queued::Copied(v)) => Some(v.len()),
-            _ => None,
-        }
     }
 
     /// Queues an owned buffer. A small one that goes out plainly joins the end of the
@@ -354,6 +353,22 @@ impl SendQueue {
             };
             self.sent = 0;
             let zc_on = !self.zc_off;
+            let plain = |q: &Queued| match q {
+                Queued::Copied(_) => true,
+                Queued::Owned { zc, .. } | Queued::Static { zc, .. } => !zc || !zc_on,
+            };
+            if plain(&seg) && self.segments.front().is_some_and(|next| plain(next)) {
+                self.current = Current::Gather(Lent::new(self.gather(seg)));
+                self.in_flight = true;
+                let Current::Gather(msg) = &mut self.current else {
+                    unreachable!("just made")
+                };
+                return Some(NextSend {
+                    src: Src::Gather(msg),
+                    offset: 0,
+                    zc: false,
+                });
+            }
             self.current = match seg {
                 Queued::Copied(v) => Current::Plain {
                     buf: Lent::new(SendBuf::Vec(v)),
@@ -390,9 +405,36 @@ impl SendQueue {
                 ),
                 true,
             ),
+            Current::Gather(msg) => (Src::Gather(msg), false),
             Current::Idle => unreachable!("a current segment was just chosen"),
         };
         Some(NextSend { src, offset, zc })
+    }
+
+    /// `first` and the plain segments after it, within the gather bounds, as one
+    /// vectored send. A tail handed out by `tail` moves with it: nothing appends to a
+    /// segment once it is taken from the list.
+    fn gather(&mut self, first: Queued) -> Box<Gather> {
+        let zc_on = !self.zc_off;
+        let mut g = Gather::new();
+        let mut next = Some(first);
+        while let Some(seg) = next.take() {
+            g.push(match seg {
+                Queued::Copied(v) | Queued::Owned { buf: v, .. } => SendBuf::Vec(v),
+                Queued::Static { buf, .. } => SendBuf::Static(buf),
+            });
+            if g.count() >= GATHER_SEGMENTS || g.len() >= GATHER_BYTES {
+                break;
+            }
+            next = match self.segments.front() {
+                Some(Queued::Copied(v)) if !v.is_empty() => self.segments.pop_front(),
+                Some(Queued::Owned { zc, .. } | Queued::Static { zc, .. }) if !zc || !zc_on => {
+                    self.segments.pop_front()
+                }
+                _ => None,
+            };
+        }
+        g
     }
 
     /// The in-flight send's result `c` arrived (`c.result()` bytes sent). Returns true if
@@ -410,6 +452,10 @@ impl SendQueue {
                 z.settle(c);
                 z.get().map_or(0, |l| l.send_bytes().len())
             }),
+            Current::Gather(msg) => {
+                msg.settle(c);
+                msg.get().map_or(0, |g| g.len())
+            }
             Current::Idle => return false,
         };
         let n = (c.result().max(0) as usize).min(len - self.sent);
@@ -431,6 +477,17 @@ impl SendQueue {
                 }
             }
             Current::Zc => self.release_zc(),
+            Current::Gather(msg) => {
+                // The first buffer, if it was copied bytes, becomes the spare.
+                if let Ok(g) = msg.into_inner() {
+                    if let Some(SendBuf::Vec(mut v)) = g.into_bufs().into_iter().next() {
+                        if v.capacity() <= SPARE_MAX_CAPACITY && self.spare.is_none() {
+                            v.clear();
+                            self.spare = Some(v);
+                        }
+                    }
+                }
+            }
             Current::Idle => {}
         }
         if self.segments.is_empty() {
@@ -453,6 +510,9 @@ impl SendQueue {
                 if let Some(z) = self.zc.as_deref_mut() {
                     z.settle(c);
                 }
+            }
+            Current::Gather(msg) => {
+                msg.settle(c);
             }
             Current::Idle => {}
         }
@@ -526,15 +586,21 @@ mod tests {
         len: u32,
         zc: bool,
         ptr: *const u8,
+        /// The bytes, in order (several pieces for a vectored send).
+        bytes: Vec<u8>,
+        pieces: usize,
     }
 
     fn start(q: &mut SendQueue) -> Option<Started> {
-        let next = q.start_next()?;
-        let bytes = next.bytes();
+        let mut next = q.start_next()?;
+        let zc = next.zc;
+        let parts = next.parts();
         let s = Started {
-            len: bytes.len() as u32,
-            zc: next.zc,
-            ptr: bytes.as_ptr(),
+            len: parts.iter().map(|p| p.len()).sum::<usize>() as u32,
+            zc,
+            ptr: parts[0].as_ptr(),
+            bytes: parts.concat(),
+            pieces: parts.len(),
         };
         next.lend_for_test(if s.zc { SEND_ZC } else { SEND });
         Some(s)
@@ -618,12 +684,20 @@ mod tests {
         q.write(b"a");
         q.push_owned(vec![b'b'; 2 * COALESCE_MAX], false);
         q.write(b"c");
-        let mut lens = vec![];
-        while let Some(s) = start(&mut q) {
-            lens.push(s.len);
-            done(&mut q, s.zc, s.len as usize);
-        }
-        assert_eq!(lens, vec![1, 2 * COALESCE_MAX as u32, 1]);
+        let s = start(&mut q).unwrap();
+        assert_eq!(
+            s.pieces, 3,
+            "one vectored send, no copy of the owned buffer"
+        );
+        let mut want = b"a".to_vec();
+        want.extend_from_slice(&[b'b'; 2 * COALESCE_MAX]);
+        want.push(b'c');
+        assert!(s.bytes == want, "in order");
+        assert!(done(&mut q, s.zc, 10), "short");
+        let s = start(&mut q).unwrap();
+        assert!(s.bytes == want[10..], "resumed mid-buffer");
+        assert!(!done(&mut q, s.zc, s.len as usize));
+        assert!(q.start_next().is_none());
     }
 
     #[test]
@@ -793,27 +867,41 @@ mod tests {
         assert!(q.is_empty());
         assert!(q.start_next().is_none());
         q.push_bytes(b"small".to_vec());
-        q.push_bytes(vec![1; MERGE_MAX]);
+        q.push_bytes(vec![1; 2 * COALESCE_MAX]);
         q.tail();
+        let s = start(&mut q).unwrap();
         assert_eq!(
-            start(&mut q).unwrap().len,
-            5,
-            "one too large to merge is its own segment"
+            (s.len as usize, s.pieces),
+            (5 + 2 * COALESCE_MAX, 2),
+            "a segment of its own, gathered into the same send"
         );
-        assert!(!done(&mut q, false, 5));
-        assert_eq!(start(&mut q).unwrap().len as usize, MERGE_MAX);
+        assert!(!done(&mut q, false, 5 + 2 * COALESCE_MAX));
+        assert!(q.start_next().is_none(), "the empty tail sends nothing");
     }
 
     #[test]
-    fn a_relays_reads_merge_into_sends_of_up_to_64_kib() {
+    fn a_relays_reads_leave_together_in_vectored_sends() {
         let mut q = SendQueue::default();
-        for i in 0..6u8 {
+        for i in 0..20u8 {
             q.push_bytes(vec![i; 16 * 1024]);
         }
-        assert_eq!(q.backlog(), 6 * 16 * 1024);
+        assert_eq!(q.backlog(), 20 * 16 * 1024);
         let s = start(&mut q).unwrap();
-        assert_eq!(s.len as usize, MERGE_MAX, "four reads in one send");
-        assert!(!done(&mut q, false, MERGE_MAX));
-        assert_eq!(start(&mut q).unwrap().len as usize, 2 * 16 * 1024, "then the rest");
+        assert_eq!(
+            (s.len as usize, s.pieces),
+            (GATHER_BYTES, GATHER_BYTES / (16 * 1024)),
+            "up to the gather bound in one send, each read a piece of it"
+        );
+        assert!(s.bytes[..16 * 1024].iter().all(|&b| b == 0));
+        assert!(!done(&mut q, false, GATHER_BYTES));
+        let s = start(&mut q).unwrap();
+        assert_eq!(
+            s.len as usize,
+            20 * 16 * 1024 - GATHER_BYTES,
+            "then the rest"
+        );
+        assert_eq!(s.bytes[0], 16, "in order");
+        assert!(!done(&mut q, false, s.len as usize));
+        assert!(q.start_next().is_none());
     }
 }

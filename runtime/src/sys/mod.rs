@@ -25,6 +25,7 @@ use std::io;
 
 pub(crate) mod buf_ring;
 pub(crate) mod fd;
+pub(crate) mod gather;
 pub(crate) mod lend;
 pub(crate) mod msg;
 pub(crate) mod region;

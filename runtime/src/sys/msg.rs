@@ -36,7 +36,7 @@ const _: () = {
 };
 
 /// A `msghdr` with every field empty.
-fn empty_msghdr() -> libc::msghdr {
+pub(super) fn empty_msghdr() -> libc::msghdr {
     libc::msghdr {
         msg_name: std::ptr::null_mut(),
         msg_namelen: 0,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring, Probe};
 
+use crate::sys::gather::Gather;
 use crate::sys::lend::{Lent, SendSource};
 use crate::sys::msg::{DatagramMsg, RecvTemplate};
 use crate::sys::sock::{Sock, Target};
@@ -367,6 +368,33 @@ impl Ring {
         // outlives the operation (it is dropped only once its connection's slot is
         // freed, after every completion).
         unsafe { self.push(e.user_data(user_data)) }
+    }
+
+    /// Submits one vectored send (`SENDMSG`) of `msg`'s buffers from `offset`; returns
+    /// the bytes it covers. `msg` records the operation and cannot be changed or freed
+    /// until its completion is settled on it.
+    pub(crate) fn send_gather(
+        &mut self,
+        sock: Target,
+        msg: &mut Lent<Box<Gather>>,
+        offset: usize,
+        user_data: u64,
+    ) -> u32 {
+        let Some(g) = msg.get_mut() else {
+            debug_assert!(false, "a gathered send submitted twice");
+            return 0;
+        };
+        let len = g.len().saturating_sub(offset) as u32;
+        let hdr = g.prepare(offset);
+        msg.lend(user_data, false);
+        let e = on_target!(sock, |f| opcode::SendMsg::new(f, hdr)
+            .flags(libc::MSG_NOSIGNAL as u32)
+            .build());
+        // SAFETY: `hdr`, its vectors and the buffers they point into live in the box,
+        // inside a `Lent` that now owes the completion: unchanged, unmoved and unfreed
+        // until then.
+        unsafe { self.push(e.user_data(user_data)) }
+        len
     }
 
     /// Submits a send (SEND_ZC when `zc`) of `src`'s bytes from `offset` (at most
