@@ -357,7 +357,7 @@ impl SendQueue {
                 Queued::Copied(_) => true,
                 Queued::Owned { zc, .. } | Queued::Static { zc, .. } => !zc || !zc_on,
             };
-            if plain(&seg) && self.segments.front().is_some_and(|next| plain(next)) {
+            if plain(&seg) && self.segments.front().is_some_and(plain) {
                 self.current = Current::Gather(Lent::new(self.gather(seg)));
                 self.in_flight = true;
                 let Current::Gather(msg) = &mut self.current else {
