@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use ringmaster_protocols::http1::encode::trailer_allowed;
 use ringmaster_protocols::http1::upstream::forward as headers;
 use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
 use ringmaster_protocols::http1::{
@@ -486,6 +487,13 @@ impl App for Proxy {
             fields.push(("Connection", "Upgrade"));
             fields.push(("Upgrade", proto));
         }
+        // A client that takes trailers has them asked for on its behalf (RFC 9110
+        // section 10.1.4; TE is hop-by-hop, so it is named in Connection): some
+        // upstreams send trailers only then.
+        if ex.accepts_trailers() {
+            fields.push(("TE", "trailers"));
+            fields.push(("Connection", "TE"));
+        }
         let mut call = UpstreamRequest::new(req.method(), req.target())
             .headers(&fields)
             .body(req.body());
@@ -574,11 +582,24 @@ impl App for Proxy {
                 }
             }
             UpstreamEvent::Body(b) => ex.send_chunk(b),
-            UpstreamEvent::End => {
+            UpstreamEvent::End(trailers) => {
                 self.bal.standing[task.up].inflight -= 1;
-                if !ex.is_done() {
-                    ex.finish();
+                if ex.is_done() {
+                    return;
                 }
+                // Trailers go on to a client that takes them (`TE: trailers`, or
+                // HTTP/2), those allowed in a trailer section only; otherwise they are
+                // dropped (RFC 9110 section 6.5.1), the body ending as it would have.
+                let fields: Vec<(&str, &str)> = if ex.accepts_trailers() {
+                    trailers
+                        .iter()
+                        .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                        .filter(|&(n, v)| trailer_allowed(n, v))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                ex.finish_with_trailers(&fields);
             }
             UpstreamEvent::Failed(e) => {
                 let now = ex.now();

@@ -12,7 +12,7 @@ use ringmaster_runtime::{CallDone, Notification, OffloadDone, ShardEvent, ShardI
 
 #[cfg(doc)]
 use super::encode;
-use super::encode::{FieldSet, Fields};
+use super::encode::{trailer_allowed, FieldSet, Fields};
 use super::exchange::Exchange;
 use super::head::{absolute_parts, RawHeader, Version};
 use super::upstream::{Fetch, UpstreamEvent};
@@ -132,7 +132,8 @@ pub trait App: 'static {
     /// connection closed ([`App::on_cancel`] gets the task).
     ///
     /// The default relays the response: its status and `Content-Type`, then its body
-    /// as it arrives (with `Content-Length` when the upstream gave one), or a 101 with
+    /// as it arrives (with `Content-Length` when the upstream gave one), its trailer
+    /// fields when the client takes them ([`Exchange::accepts_trailers`]), or a 101 with
     /// its handshake fields (the connection then tunnels to the upstream); a failure
     /// before the head is answered with [`UpstreamError::status`](super::UpstreamError::status) (502, 503 or 504),
     /// after it the response is cut short (the client sees the truncation). An
@@ -186,7 +187,15 @@ pub fn relay(event: UpstreamEvent<'_>, ex: &mut Exchange<'_>) {
             }
         }
         UpstreamEvent::Body(b) => ex.send_chunk(b),
-        UpstreamEvent::End => ex.finish(),
+        UpstreamEvent::End(trailers) if !trailers.is_empty() && ex.accepts_trailers() => {
+            let fields: Vec<(&str, &str)> = trailers
+                .iter()
+                .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                .filter(|&(n, v)| trailer_allowed(n, v))
+                .collect();
+            ex.finish_with_trailers(&fields);
+        }
+        UpstreamEvent::End(_) => ex.finish(),
         UpstreamEvent::Failed(e) if !ex.is_started() => {
             ex.respond(Response::text(e.status(), "upstream failed\n"));
         }

@@ -216,6 +216,9 @@ impl Pools {
                     true
                 }
                 Some(ClientEvent::End(end)) => {
+                    if !end.trailers.is_empty() {
+                        reply.trailers = Some(Box::new(end.trailers.to_owned_parts()));
+                    }
                     outcome = Some(Ok(end.reusable));
                     false
                 }
