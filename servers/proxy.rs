@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use ringmaster_protocols::http1::client::FieldsView;
 use ringmaster_protocols::http1::encode::trailer_allowed;
 use ringmaster_protocols::http1::upstream::forward as headers;
 use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
@@ -277,6 +278,9 @@ pub struct Forward {
     again: Option<Box<Again>>,
     /// The request upstream, whose body the client's pieces go to when streamed.
     fetch: Fetch,
+    /// The trailer fields that ended the client's chunked body (those allowed in a
+    /// trailer section), held from `on_trailers` until the body's end goes upstream.
+    trailers: Option<Box<Vec<(String, String)>>>,
 }
 
 /// What an exchange of the proxy waits for.
@@ -525,6 +529,7 @@ impl App for Proxy {
                 tried,
                 again,
                 fetch,
+                trailers: None,
             })),
             Err(status) => {
                 ex.respond(Response::text(status, "upstream unavailable\n"));
@@ -649,7 +654,30 @@ impl App for Proxy {
     fn on_body(&mut self, task: &mut Task, piece: &[u8], last: bool, ex: &mut Exchange<'_>) {
         if let Task::Forward(f) = task {
             // Gone: the request failed or was answered, as on_upstream hears.
-            let _ = ex.fetch_body(f.fetch, piece, last);
+            let _ = match f.trailers.take() {
+                Some(t) if last => {
+                    let fields: Vec<(&str, &str)> =
+                        t.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    ex.fetch_body_with_trailers(f.fetch, piece, &fields)
+                }
+                _ => ex.fetch_body(f.fetch, piece, last),
+            };
+        }
+    }
+
+    // A chunked request body's trailers go upstream with its end (the body is re-framed
+    // chunked, as it came), without those not allowed in a trailer section.
+    fn on_trailers(&mut self, task: &mut Task, trailers: FieldsView<'_>, _ex: &mut Exchange<'_>) {
+        if let Task::Forward(f) = task {
+            let kept: Vec<(String, String)> = trailers
+                .iter()
+                .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                .filter(|&(n, v)| trailer_allowed(n, v))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect();
+            if !kept.is_empty() {
+                f.trailers = Some(Box::new(kept));
+            }
         }
     }
 

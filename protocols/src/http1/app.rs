@@ -10,6 +10,7 @@
 
 use ringmaster_runtime::{CallDone, Notification, OffloadDone, ShardEvent, ShardIo};
 
+use super::client::FieldsView;
 #[cfg(doc)]
 use super::encode;
 use super::encode::{trailer_allowed, FieldSet, Fields};
@@ -122,6 +123,22 @@ pub trait App: 'static {
         _task: &mut Self::Task,
         _piece: &[u8],
         _last: bool,
+        _ex: &mut Exchange<'_>,
+    ) {
+    }
+
+    /// The trailer section that ended a chunked request body taken in pieces (see
+    /// [`App::stream_body`]), when it had fields: called after the body's last data and
+    /// before the [`App::on_body`] call that ends it (whose piece is then empty). The
+    /// fields are as the client sent them: pass on only those
+    /// [`encode::trailer_allowed`] accepts (framing, routing and authentication fields
+    /// are not allowed in trailers, RFC 9110 section 6.5.1); a proxy gives them to
+    /// [`Exchange::fetch_body_with_trailers`]. A body taken whole has its trailers
+    /// dropped. Default: nothing (they are dropped).
+    fn on_trailers(
+        &mut self,
+        _task: &mut Self::Task,
+        _trailers: FieldsView<'_>,
         _ex: &mut Exchange<'_>,
     ) {
     }

@@ -625,7 +625,23 @@ impl<'x> Exchange<'x> {
         piece: &[u8],
         last: bool,
     ) -> Result<(), UpstreamError> {
-        self.port.fetch_body(fetch, piece, last)
+        self.port.fetch_body(fetch, piece, last, &[])
+    }
+
+    /// Like [`Exchange::fetch_body`] with `last`, ending the body with a trailer
+    /// section: `trailers`, those [`encode::trailer_allowed`] accepts (the others are
+    /// dropped). They go when the request's body is chunked
+    /// ([`UpstreamRequest::body_stream`](super::UpstreamRequest::body_stream) with no
+    /// length); a `Content-Length` body cannot carry them, and they are dropped (RFC
+    /// 9110 section 6.5.1). The way a proxy passes on a client's request trailers
+    /// ([`App::on_trailers`]).
+    pub fn fetch_body_with_trailers(
+        &mut self,
+        fetch: Fetch,
+        piece: &[u8],
+        trailers: &[(&str, &str)],
+    ) -> Result<(), UpstreamError> {
+        self.port.fetch_body(fetch, piece, true, trailers)
     }
 
     /// This shard's counters for `upstream` (requests, reuse, connect time, failures,

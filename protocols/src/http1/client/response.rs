@@ -19,6 +19,13 @@ pub(crate) struct Span {
     value: (usize, usize),
 }
 
+impl Span {
+    /// A field whose name and value sit at these (offset, length) places.
+    pub(crate) fn new(name: (usize, usize), value: (usize, usize)) -> Self {
+        Span { name, value }
+    }
+}
+
 /// Header or trailer fields, borrowed from the input they arrived in.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldsView<'a> {
