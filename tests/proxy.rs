@@ -132,14 +132,16 @@ Transfer-Encoding: chunked\r\n\
     for gone in [
         "x-drop",
         "keep-alive",
-        "te",
         "proxy-connection",
         "upgrade",
         "transfer-encoding",
-        "connection",
     ] {
         assert_eq!(has(gone), None, "{gone} is hop-by-hop: {head}");
     }
+    // The client's `TE: trailers` is asked for again on the proxy's own hop (on its
+    // behalf, named in Connection as TE must be), the rest of its TE and Connection not.
+    assert_eq!(has("te").as_deref(), Some("trailers"), "{head}");
+    assert_eq!(has("connection").as_deref(), Some("TE"), "{head}");
     assert_eq!(has("content-length").as_deref(), Some("11"));
     assert_eq!(has("x-keep").as_deref(), Some("yes"));
     assert_eq!(
@@ -710,4 +712,142 @@ fn upload(addr: SocketAddr, path: &str, body: &[u8], chunked: bool) -> Resp {
     writer.join().unwrap();
     assert_eq!(r.len(), 1, "POST {path}: no response");
     r.remove(0)
+}
+
+/// Reads from `s` until `done` says the bytes so far are whole, or the peer closes.
+fn read_until(s: &mut TcpStream, done: impl Fn(&str) -> bool) -> (String, bool) {
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if done(&text) {
+            return (text, false);
+        }
+        assert!(Instant::now() < deadline, "no whole response: {text:?}");
+        match s.read(&mut buf) {
+            Ok(0) => return (text, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Sends `raw` and reads one chunked response whole, framing included: its head and
+/// what follows it up to the end of its trailer section.
+fn raw_chunked(addr: SocketAddr, raw: &[u8]) -> (String, String) {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let (text, closed) = read_until(&mut s, |text| {
+        let Some((_, rest)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        // After the last chunk's line: an empty trailer section, or fields then CRLF.
+        rest.find("\r\n0\r\n").is_some_and(|at| {
+            let after = &rest[at + 5..];
+            after.starts_with("\r\n") || after.contains("\r\n\r\n")
+        })
+    });
+    assert!(!closed, "closed before the response ended: {text:?}");
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), rest.to_string())
+}
+
+/// The trailer section of a raw chunked body (what follows its last chunk's line).
+fn trailer_section(body: &str) -> &str {
+    let at = body.find("\r\n0\r\n").expect("a last chunk");
+    &body[at + 5..]
+}
+
+#[test]
+fn response_trailers_pass_through_to_a_client_that_takes_them_only() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    // TE: trailers: the allowed trailer fields come through, after the body.
+    let (head, body) = raw_chunked(
+        px.addr,
+        b"GET /t HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: TE\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        body.contains("te: trailers\n"),
+        "the upstream was asked for trailers: {body:?}"
+    );
+    let len = body.split("\r\n").nth(1).unwrap().len();
+    assert_eq!(
+        trailer_section(&body),
+        format!("X-Checksum: {len}\r\nX-Done: yes\r\n\r\n"),
+        "allowed trailers only (Set-Cookie dropped): {body:?}"
+    );
+    // No TE: trailers: the same response ends with an empty trailer section.
+    let (head, body) = raw_chunked(px.addr, b"GET /t HTTP/1.1\r\nHost: x\r\nTE: gzip\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        body.contains("te: -\n"),
+        "nothing asked for upstream: {body:?}"
+    );
+    assert_eq!(trailer_section(&body), "\r\n", "{body:?}");
+    // An HTTP/1.0 client: no chunked coding, so no trailers whatever it says; the body
+    // ends with the connection.
+    let mut s = connect(px.addr);
+    s.write_all(b"GET /t HTTP/1.0\r\nTE: trailers\r\n\r\n")
+        .unwrap();
+    let (text, closed) = read_until(&mut s, |_| false);
+    assert!(closed);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(
+        body.starts_with("hello from /t\n") && body.ends_with("body: \n"),
+        "the body, and nothing after it: {body:?}"
+    );
+    drop(s);
+    // What is left: the proxy's one pooled connection to the backend.
+    fds_return(&px, start + 1);
+    px.stop();
+    be.stop();
+}
+
+#[test]
+fn request_trailers_reach_the_upstream_without_forbidden_fields() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    let head = "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let body = "5\r\nhello\r\n0\r\nX-Req-Sum: 5\r\nHost: evil\r\nContent-Length: 1\r\n\
+Authorization: Basic eA==\r\nX-Two:  a b \r\n\r\n";
+    // With its head in one write (a body complete on arrival), and after it.
+    for split in [false, true] {
+        let mut s = connect(px.addr);
+        if split {
+            s.write_all(head.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            s.write_all(body.as_bytes()).unwrap();
+        } else {
+            s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        }
+        let (r, _) = read_responses(&mut s, 1, LIMIT);
+        assert_eq!(r.len(), 1, "split={split}");
+        assert_eq!(r[0].status, 200, "split={split}");
+        let seen = String::from_utf8(r[0].body.clone()).unwrap();
+        assert!(
+            seen.ends_with("te: -\ntrailer: X-Req-Sum: 5\ntrailer: X-Two: a b\nbody: hello\n"),
+            "split={split}: {seen:?}"
+        );
+    }
+    // What is left: the proxy's one pooled connection to the backend.
+    fds_return(&px, start + 1);
+    px.stop();
+    be.stop();
 }
