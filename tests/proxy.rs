@@ -851,3 +851,81 @@ Authorization: Basic eA==\r\nX-Two:  a b \r\n\r\n";
     px.stop();
     be.stop();
 }
+
+/// An HTTP/2 client (Python `h2`, cleartext with prior knowledge) that GETs `path`
+/// and prints the response's trailer fields (`name=value` lines), then `body:` and
+/// the body. Bounded: 10 s, and a stream that does not end is a failure.
+const H2_GET: &str = r#"
+import socket, sys, time
+import h2.config, h2.connection, h2.events
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "GET"), (":path", sys.argv[2]), (":scheme", "http"),
+                   (":authority", "x")], end_stream=True)
+s.sendall(c.data_to_send())
+body, trailers, ended, deadline = b"", [], False, time.monotonic() + 10
+while not ended:
+    assert time.monotonic() < deadline, "no end of stream"
+    data = s.recv(65536)
+    assert data, "closed before the end of the stream"
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.DataReceived):
+            body += ev.data
+            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            trailers = [(n.decode(), v.decode()) for n, v in ev.headers]
+        elif isinstance(ev, h2.events.StreamEnded):
+            ended = True
+        elif isinstance(ev, h2.events.StreamReset):
+            raise AssertionError("stream reset")
+    s.sendall(c.data_to_send())
+for n, v in trailers:
+    print(f"{n}={v}")
+print("body:" + body.decode())
+"#;
+
+#[test]
+fn an_http2_client_gets_the_upstreams_trailers_after_the_body() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let out = Command::new("python3")
+        .args(["-c", H2_GET, &px.addr.to_string(), "/t"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (trailers, body) = text.split_once("body:").unwrap();
+    // HTTP/2 always carries trailers: the upstream is asked for them, and the allowed
+    // ones come as a HEADERS frame ending the stream after the DATA.
+    assert!(body.contains("te: trailers\n"), "{body:?}");
+    let len = body.trim_end_matches('\n').len() + 1;
+    assert_eq!(
+        trailers,
+        format!("x-checksum={len}\nx-done=yes\n"),
+        "{text}"
+    );
+    // A body past the stream's first window (64 KiB): the trailers wait for the last
+    // DATA, which waits for the client's WINDOW_UPDATEs.
+    let out = Command::new("python3")
+        .args(["-c", H2_GET, &px.addr.to_string(), "/t?pad=300000"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (trailers, body) = text.split_once("body:").unwrap();
+    assert!(body.contains(&format!("\n{}\n", "x".repeat(300_000))));
+    let len = body.trim_end_matches('\n').len() + 1;
+    assert_eq!(trailers, format!("x-checksum={len}\nx-done=yes\n"));
+    px.stop();
+    be.stop();
+}

@@ -28,7 +28,8 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
                    `te: -`, then `trailer: NAME: VALUE` for each trailer field of a chunked
                    request body, then `body: BODY`), and ending with a trailer section:
                    `X-Checksum: LEN` (the body's length), `Set-Cookie: late=1` (a field
-                   not allowed in trailers) and `X-Done: yes`, whatever the request's TE
+                   not allowed in trailers) and `X-Done: yes`, whatever the request's TE;
+                   a target ending in `?pad=N` puts a line of N `x` before `body:`
   drop-second      like ok for a connection's first request; its second request is read
                    and the connection closed without an answer (a FIN): the race of a
                    pooled connection the server closes just as the client reuses it
@@ -254,6 +255,9 @@ def answer(sock, req, mode, stats, close):
         body += b"te: " + (req.header(b"te") or b"-") + b"\n"
         for name, value in req.trailers:
             body += b"trailer: " + name + b": " + value + b"\n"
+        pad = req.target.rpartition(b"?pad=")[2]
+        if pad.isdigit():
+            body += b"x" * int(pad) + b"\n"
         body += b"body: " + req.body + b"\n"
         ctype, counted = b"text/plain", True
     else:
