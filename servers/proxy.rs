@@ -280,7 +280,7 @@ pub struct Forward {
     fetch: Fetch,
     /// The trailer fields that ended the client's chunked body (those allowed in a
     /// trailer section), held from `on_trailers` until the body's end goes upstream.
-    trailers: Option<Box<Vec<(String, String)>>>,
+    trailers: Option<Box<[(String, String)]>>,
 }
 
 /// What an exchange of the proxy waits for.
@@ -676,7 +676,7 @@ impl App for Proxy {
                 .map(|(n, v)| (n.to_owned(), v.to_owned()))
                 .collect();
             if !kept.is_empty() {
-                f.trailers = Some(Box::new(kept));
+                f.trailers = Some(kept.into_boxed_slice());
             }
         }
     }

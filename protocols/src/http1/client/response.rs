@@ -49,7 +49,7 @@ impl<'a> FieldsView<'a> {
     /// The bytes the fields sit in (up to the end of the last one) and their spans,
     /// copied: to keep them past the input's life and rebuild the view with
     /// [`FieldsView::new`].
-    pub(crate) fn to_owned_parts(&self) -> (Vec<u8>, Vec<Span>) {
+    pub(crate) fn copied_parts(self) -> (Vec<u8>, Vec<Span>) {
         let end = self
             .spans
             .iter()

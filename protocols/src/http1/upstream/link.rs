@@ -217,7 +217,7 @@ impl Pools {
                 }
                 Some(ClientEvent::End(end)) => {
                     if !end.trailers.is_empty() {
-                        reply.trailers = Some(Box::new(end.trailers.to_owned_parts()));
+                        reply.trailers = Some(Box::new(end.trailers.copied_parts()));
                     }
                     outcome = Some(Ok(end.reusable));
                     false

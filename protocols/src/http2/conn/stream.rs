@@ -50,11 +50,11 @@ pub(crate) struct SendQueue {
     pub(crate) end_sent: bool,
     /// The exchange gave up: the stream is to be reset with INTERNAL_ERROR.
     pub(crate) reset: bool,
-    /// A trailer section to send once the body is all sent (lower-cased names, checked),
-    /// boxed: one pointer per stream, allocated only by a response that has trailers.
+    /// A trailer section to send once the body is all sent (lower-cased names, checked):
+    /// 16 bytes per stream, allocated only by a response that has trailers.
     /// Kept as fields, not encoded, until then: HPACK blocks must leave in the order
     /// they are encoded, and other streams' heads may leave before this body's end.
-    pub(crate) trailers: Option<Box<Vec<(String, String)>>>,
+    pub(crate) trailers: Option<Box<[(String, String)]>>,
 }
 
 impl SendQueue {
@@ -297,7 +297,7 @@ impl StreamOut for StreamSink<'_> {
             }
         }
         if !kept.is_empty() {
-            self.send.trailers = Some(Box::new(kept));
+            self.send.trailers = Some(kept.into_boxed_slice());
         }
         dropped
     }
