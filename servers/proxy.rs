@@ -6,7 +6,11 @@
 //! attempt is answered 400 by the server's parser and never reaches an upstream), its
 //! hop-by-hop fields removed and `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added
 //! (`headers`), sent to the upstream the balancer picks (`balance`), and the response
-//! streamed back with its own hop-by-hop fields removed. Failures: an upstream that
+//! streamed back with its own hop-by-hop fields removed. Trailers pass both ways, those
+//! allowed in a trailer section only: a chunked request's to the upstream (its body
+//! re-framed chunked), and an upstream's to a client that takes them (`TE: trailers`
+//! over HTTP/1.1, which the proxy then asks the upstream for on its behalf, or HTTP/2);
+//! other clients' responses end without them. Failures: an upstream that
 //! cannot be reached is replaced by the next for idempotent methods while nothing of
 //! the response went out, else 502; no response head within `--upstream-timeout` 504; a
 //! malformed response 502; a body cut short closes the client connection.

@@ -2,7 +2,8 @@
 //! curl, Python h11) on 127.0.0.1 and real upstreams (`ringmaster http`, `ringmaster
 //! echo`, and the misbehaving backends of `tests/py/bad_backend.py`). Checked: the
 //! fields the upstream receives (hop-by-hop removed, `Via`, `X-Forwarded-*`, CRLF only,
-//! one well-framed request), smuggling attempts stopped at the proxy, pipelined order
+//! one well-framed request), trailers both ways (to a client that takes them only, over
+//! HTTP/1.1 and HTTP/2), smuggling attempts stopped at the proxy, pipelined order
 //! across upstreams, the retry rules, 502/504 and truncation, balancing, TCP mode with
 //! half-close, and the proxy's descriptors back at their start after each case. Every
 //! loop is bounded in count and time.
