@@ -15,8 +15,7 @@ use std::time::Instant;
 use ringmaster_runtime::Segment;
 
 use super::request::RequestParts;
-use crate::http1::encode::trailer_allowed;
-use crate::http1::encode::{field_allowed, put_u64, Fields};
+use crate::http1::encode::{field_allowed, put_u64, trailer_allowed, Fields};
 use crate::http1::exchange_state::ExchangeState;
 use crate::http1::port::Port;
 use crate::http1::stream_out::StreamOut;
