@@ -930,3 +930,58 @@ fn an_http2_client_gets_the_upstreams_trailers_after_the_body() {
     px.stop();
     be.stop();
 }
+
+/// A strict HTTP/1.1 client (Python `h11`) that GETs `path` with `TE: trailers` and
+/// prints the trailer fields of the response (`name=value` lines), then `body:` and the
+/// body. Bounded: 10 s.
+const H11_GET: &str = r#"
+import socket, sys, time
+import h11
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h11.Connection(h11.CLIENT)
+s.sendall(c.send(h11.Request(method="GET", target=sys.argv[2],
+                             headers=[("Host", "x"), ("TE", "trailers"), ("Connection", "TE")])))
+s.sendall(c.send(h11.EndOfMessage()))
+body, trailers, deadline = b"", None, time.monotonic() + 10
+while trailers is None:
+    assert time.monotonic() < deadline, "no end of message"
+    ev = c.next_event()
+    if ev is h11.NEED_DATA:
+        c.receive_data(s.recv(65536))
+    elif isinstance(ev, h11.Data):
+        body += bytes(ev.data)
+    elif isinstance(ev, h11.EndOfMessage):
+        trailers = [(n.decode(), v.decode()) for n, v in ev.headers]
+    elif isinstance(ev, h11.ConnectionClosed):
+        raise AssertionError("closed mid-response")
+for n, v in trailers:
+    print(f"{n}={v}")
+print("body:" + body.decode())
+"#;
+
+#[test]
+fn a_strict_http11_client_reads_the_trailers_the_proxy_passes_on() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let out = Command::new("python3")
+        .args(["-c", H11_GET, &px.addr.to_string(), "/t"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (trailers, body) = text.split_once("body:").unwrap();
+    let len = body.trim_end_matches('\n').len() + 1;
+    // h11 lower-cases names.
+    assert_eq!(
+        trailers,
+        format!("x-checksum={len}\nx-done=yes\n"),
+        "{text}"
+    );
+    px.stop();
+    be.stop();
+}
