@@ -6,7 +6,11 @@
 //! attempt is answered 400 by the server's parser and never reaches an upstream), its
 //! hop-by-hop fields removed and `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added
 //! (`headers`), sent to the upstream the balancer picks (`balance`), and the response
-//! streamed back with its own hop-by-hop fields removed. Failures: an upstream that
+//! streamed back with its own hop-by-hop fields removed. Trailers pass both ways, those
+//! allowed in a trailer section only: a chunked request's to the upstream (its body
+//! re-framed chunked), and an upstream's to a client that takes them (`TE: trailers`
+//! over HTTP/1.1, which the proxy then asks the upstream for on its behalf, or HTTP/2);
+//! other clients' responses end without them. Failures: an upstream that
 //! cannot be reached is replaced by the next for idempotent methods while nothing of
 //! the response went out, else 502; no response head within `--upstream-timeout` 504; a
 //! malformed response 502; a body cut short closes the client connection.
@@ -20,6 +24,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use ringmaster_protocols::http1::client::FieldsView;
+use ringmaster_protocols::http1::encode::trailer_allowed;
 use ringmaster_protocols::http1::upstream::forward as headers;
 use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
 use ringmaster_protocols::http1::{
@@ -297,6 +303,9 @@ pub struct Forward {
     again: Option<Box<Again>>,
     /// The request upstream, whose body the client's pieces go to when streamed.
     fetch: Fetch,
+    /// The trailer fields that ended the client's chunked body (those allowed in a
+    /// trailer section), held from `on_trailers` until the body's end goes upstream.
+    trailers: Option<Box<[(String, String)]>>,
 }
 
 /// What an exchange of the proxy waits for.
@@ -507,6 +516,13 @@ impl App for Proxy {
             fields.push(("Connection", "Upgrade"));
             fields.push(("Upgrade", proto));
         }
+        // A client that takes trailers has them asked for on its behalf (RFC 9110
+        // section 10.1.4; TE is hop-by-hop, so it is named in Connection): some
+        // upstreams send trailers only then.
+        if ex.accepts_trailers() {
+            fields.push(("TE", "trailers"));
+            fields.push(("Connection", "TE"));
+        }
         let mut call = UpstreamRequest::new(req.method(), req.target())
             .headers(&fields)
             .body(req.body());
@@ -538,6 +554,7 @@ impl App for Proxy {
                 tried,
                 again,
                 fetch,
+                trailers: None,
             })),
             Err(status) => {
                 ex.respond(Response::text(status, "upstream unavailable\n"));
@@ -595,11 +612,24 @@ impl App for Proxy {
                 }
             }
             UpstreamEvent::Body(b) => ex.send_chunk(b),
-            UpstreamEvent::End => {
+            UpstreamEvent::End(trailers) => {
                 self.bal.standing[task.up].inflight -= 1;
-                if !ex.is_done() {
-                    ex.finish();
+                if ex.is_done() {
+                    return;
                 }
+                // Trailers go on to a client that takes them (`TE: trailers`, or
+                // HTTP/2), those allowed in a trailer section only; otherwise they are
+                // dropped (RFC 9110 section 6.5.1), the body ending as it would have.
+                let fields: Vec<(&str, &str)> = if ex.accepts_trailers() {
+                    trailers
+                        .iter()
+                        .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                        .filter(|&(n, v)| trailer_allowed(n, v))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                ex.finish_with_trailers(&fields);
             }
             UpstreamEvent::Failed(e) => {
                 let now = ex.now();
@@ -649,7 +679,30 @@ impl App for Proxy {
     fn on_body(&mut self, task: &mut Task, piece: &[u8], last: bool, ex: &mut Exchange<'_>) {
         if let Task::Forward(f) = task {
             // Gone: the request failed or was answered, as on_upstream hears.
-            let _ = ex.fetch_body(f.fetch, piece, last);
+            let _ = match f.trailers.take() {
+                Some(t) if last => {
+                    let fields: Vec<(&str, &str)> =
+                        t.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                    ex.fetch_body_with_trailers(f.fetch, piece, &fields)
+                }
+                _ => ex.fetch_body(f.fetch, piece, last),
+            };
+        }
+    }
+
+    // A chunked request body's trailers go upstream with its end (the body is re-framed
+    // chunked, as it came), without those not allowed in a trailer section.
+    fn on_trailers(&mut self, task: &mut Task, trailers: FieldsView<'_>, _ex: &mut Exchange<'_>) {
+        if let Task::Forward(f) = task {
+            let kept: Vec<(String, String)> = trailers
+                .iter()
+                .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                .filter(|&(n, v)| trailer_allowed(n, v))
+                .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                .collect();
+            if !kept.is_empty() {
+                f.trailers = Some(kept.into_boxed_slice());
+            }
         }
     }
 

@@ -209,3 +209,58 @@ fn a_drain_lets_a_request_in_flight_finish() {
     assert_eq!(r[0].body, b"hello from /late\n");
     gw.wait().unwrap();
 }
+
+/// Sends `raw` and reads one chunked response up to the end of its trailer section;
+/// what follows the last chunk's line (the trailer section and its blank line).
+fn trailer_section_of(addr: SocketAddr, raw: &[u8]) -> String {
+    use std::io::Read;
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b);
+        if let Some(at) = body.and_then(|b| b.find("\r\n0\r\n")) {
+            let after = &body.unwrap()[at + 5..];
+            if after.starts_with("\r\n") || after.contains("\r\n\r\n") {
+                return after.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no whole chunked response: {text:?}"
+        );
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed before the response ended: {text:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_default_relay_passes_trailers_to_a_client_that_takes_them() {
+    let be = common::bad_backend("trailers", &[]);
+    let (gw, addr) = start(Upstream::new(be.addr));
+    let with = trailer_section_of(
+        addr,
+        b"GET /t HTTP/1.1\r\nHost: gw\r\nTE: trailers\r\nConnection: TE\r\n\r\n",
+    );
+    assert!(with.starts_with("X-Checksum: "), "{with:?}");
+    assert!(with.ends_with("\r\nX-Done: yes\r\n\r\n"), "{with:?}");
+    assert!(
+        !with.contains("Set-Cookie"),
+        "not allowed in trailers: {with:?}"
+    );
+    let without = trailer_section_of(addr, b"GET /t HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!(without, "\r\n");
+    gw.shutdown_handle().shutdown();
+    gw.wait().unwrap();
+}

@@ -2,7 +2,8 @@
 //! curl, Python h11) on 127.0.0.1 and real upstreams (`ringmaster http`, `ringmaster
 //! echo`, and the misbehaving backends of `tests/py/bad_backend.py`). Checked: the
 //! fields the upstream receives (hop-by-hop removed, `Via`, `X-Forwarded-*`, CRLF only,
-//! one well-framed request), smuggling attempts stopped at the proxy, pipelined order
+//! one well-framed request), trailers both ways (to a client that takes them only, over
+//! HTTP/1.1 and HTTP/2), smuggling attempts stopped at the proxy, pipelined order
 //! across upstreams, the retry rules, 502/504 and truncation, balancing, TCP mode with
 //! half-close, and the proxy's descriptors back at their start after each case. Every
 //! loop is bounded in count and time.
@@ -132,14 +133,16 @@ Transfer-Encoding: chunked\r\n\
     for gone in [
         "x-drop",
         "keep-alive",
-        "te",
         "proxy-connection",
         "upgrade",
         "transfer-encoding",
-        "connection",
     ] {
         assert_eq!(has(gone), None, "{gone} is hop-by-hop: {head}");
     }
+    // The client's `TE: trailers` is asked for again on the proxy's own hop (on its
+    // behalf, named in Connection as TE must be), the rest of its TE and Connection not.
+    assert_eq!(has("te").as_deref(), Some("trailers"), "{head}");
+    assert_eq!(has("connection").as_deref(), Some("TE"), "{head}");
     assert_eq!(has("content-length").as_deref(), Some("11"));
     assert_eq!(has("x-keep").as_deref(), Some("yes"));
     assert_eq!(
@@ -747,4 +750,275 @@ fn upload(addr: SocketAddr, path: &str, body: &[u8], chunked: bool) -> Resp {
     writer.join().unwrap();
     assert_eq!(r.len(), 1, "POST {path}: no response");
     r.remove(0)
+}
+
+/// Reads from `s` until `done` says the bytes so far are whole, or the peer closes.
+fn read_until(s: &mut TcpStream, done: impl Fn(&str) -> bool) -> (String, bool) {
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if done(&text) {
+            return (text, false);
+        }
+        assert!(Instant::now() < deadline, "no whole response: {text:?}");
+        match s.read(&mut buf) {
+            Ok(0) => return (text, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Sends `raw` and reads one chunked response whole, framing included: its head and
+/// what follows it up to the end of its trailer section.
+fn raw_chunked(addr: SocketAddr, raw: &[u8]) -> (String, String) {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let (text, closed) = read_until(&mut s, |text| {
+        let Some((_, rest)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        // After the last chunk's line: an empty trailer section, or fields then CRLF.
+        rest.find("\r\n0\r\n").is_some_and(|at| {
+            let after = &rest[at + 5..];
+            after.starts_with("\r\n") || after.contains("\r\n\r\n")
+        })
+    });
+    assert!(!closed, "closed before the response ended: {text:?}");
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), rest.to_string())
+}
+
+/// The trailer section of a raw chunked body (what follows its last chunk's line).
+fn trailer_section(body: &str) -> &str {
+    let at = body.find("\r\n0\r\n").expect("a last chunk");
+    &body[at + 5..]
+}
+
+#[test]
+fn response_trailers_pass_through_to_a_client_that_takes_them_only() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    // TE: trailers: the allowed trailer fields come through, after the body.
+    let (head, body) = raw_chunked(
+        px.addr,
+        b"GET /t HTTP/1.1\r\nHost: x\r\nTE: trailers\r\nConnection: TE\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        body.contains("te: trailers\n"),
+        "the upstream was asked for trailers: {body:?}"
+    );
+    let len = body.split("\r\n").nth(1).unwrap().len();
+    assert_eq!(
+        trailer_section(&body),
+        format!("X-Checksum: {len}\r\nX-Done: yes\r\n\r\n"),
+        "allowed trailers only (Set-Cookie dropped): {body:?}"
+    );
+    // No TE: trailers: the same response ends with an empty trailer section.
+    let (head, body) = raw_chunked(px.addr, b"GET /t HTTP/1.1\r\nHost: x\r\nTE: gzip\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        body.contains("te: -\n"),
+        "nothing asked for upstream: {body:?}"
+    );
+    assert_eq!(trailer_section(&body), "\r\n", "{body:?}");
+    // An HTTP/1.0 client: no chunked coding, so no trailers whatever it says; the body
+    // ends with the connection.
+    let mut s = connect(px.addr);
+    s.write_all(b"GET /t HTTP/1.0\r\nTE: trailers\r\n\r\n")
+        .unwrap();
+    let (text, closed) = read_until(&mut s, |_| false);
+    assert!(closed);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(
+        body.starts_with("hello from /t\n") && body.ends_with("body: \n"),
+        "the body, and nothing after it: {body:?}"
+    );
+    drop(s);
+    // What is left: the proxy's one pooled connection to the backend.
+    fds_return(&px, start + 1);
+    px.stop();
+    be.stop();
+}
+
+#[test]
+fn request_trailers_reach_the_upstream_without_forbidden_fields() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    let head = "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let body = "5\r\nhello\r\n0\r\nX-Req-Sum: 5\r\nHost: evil\r\nContent-Length: 1\r\n\
+Authorization: Basic eA==\r\nX-Two:  a b \r\n\r\n";
+    // With its head in one write (a body complete on arrival), and after it.
+    for split in [false, true] {
+        let mut s = connect(px.addr);
+        if split {
+            s.write_all(head.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            s.write_all(body.as_bytes()).unwrap();
+        } else {
+            s.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        }
+        let (r, _) = read_responses(&mut s, 1, LIMIT);
+        assert_eq!(r.len(), 1, "split={split}");
+        assert_eq!(r[0].status, 200, "split={split}");
+        let seen = String::from_utf8(r[0].body.clone()).unwrap();
+        assert!(
+            seen.ends_with("te: -\ntrailer: X-Req-Sum: 5\ntrailer: X-Two: a b\nbody: hello\n"),
+            "split={split}: {seen:?}"
+        );
+    }
+    // What is left: the proxy's one pooled connection to the backend.
+    fds_return(&px, start + 1);
+    px.stop();
+    be.stop();
+}
+
+/// An HTTP/2 client (Python `h2`, cleartext with prior knowledge) that GETs `path`
+/// and prints the response's trailer fields (`name=value` lines), then `body:` and
+/// the body. Bounded: 10 s, and a stream that does not end is a failure.
+const H2_GET: &str = r#"
+import socket, sys, time
+import h2.config, h2.connection, h2.events
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "GET"), (":path", sys.argv[2]), (":scheme", "http"),
+                   (":authority", "x")], end_stream=True)
+s.sendall(c.data_to_send())
+body, trailers, ended, deadline = b"", [], False, time.monotonic() + 10
+while not ended:
+    assert time.monotonic() < deadline, "no end of stream"
+    data = s.recv(65536)
+    assert data, "closed before the end of the stream"
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.DataReceived):
+            body += ev.data
+            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            trailers = [(n.decode(), v.decode()) for n, v in ev.headers]
+        elif isinstance(ev, h2.events.StreamEnded):
+            ended = True
+        elif isinstance(ev, h2.events.StreamReset):
+            raise AssertionError("stream reset")
+    s.sendall(c.data_to_send())
+for n, v in trailers:
+    print(f"{n}={v}")
+print("body:" + body.decode())
+"#;
+
+#[test]
+fn an_http2_client_gets_the_upstreams_trailers_after_the_body() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let out = Command::new("python3")
+        .args(["-c", H2_GET, &px.addr.to_string(), "/t"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (trailers, body) = text.split_once("body:").unwrap();
+    // HTTP/2 always carries trailers: the upstream is asked for them, and the allowed
+    // ones come as a HEADERS frame ending the stream after the DATA.
+    assert!(body.contains("te: trailers\n"), "{body:?}");
+    let len = body.trim_end_matches('\n').len() + 1;
+    assert_eq!(
+        trailers,
+        format!("x-checksum={len}\nx-done=yes\n"),
+        "{text}"
+    );
+    // A body past the stream's first window (64 KiB): the trailers wait for the last
+    // DATA, which waits for the client's WINDOW_UPDATEs.
+    let out = Command::new("python3")
+        .args(["-c", H2_GET, &px.addr.to_string(), "/t?pad=300000"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (trailers, body) = text.split_once("body:").unwrap();
+    assert!(body.contains(&format!("\n{}\n", "x".repeat(300_000))));
+    let len = body.trim_end_matches('\n').len() + 1;
+    assert_eq!(trailers, format!("x-checksum={len}\nx-done=yes\n"));
+    px.stop();
+    be.stop();
+}
+
+/// A strict HTTP/1.1 client (Python `h11`) that GETs `path` with `TE: trailers` and
+/// prints the trailer fields of the response (`name=value` lines), then `body:` and the
+/// body. Bounded: 10 s.
+const H11_GET: &str = r#"
+import socket, sys, time
+import h11
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h11.Connection(h11.CLIENT)
+s.sendall(c.send(h11.Request(method="GET", target=sys.argv[2],
+                             headers=[("Host", "x"), ("TE", "trailers"), ("Connection", "TE")])))
+s.sendall(c.send(h11.EndOfMessage()))
+body, trailers, deadline = b"", None, time.monotonic() + 10
+while trailers is None:
+    assert time.monotonic() < deadline, "no end of message"
+    ev = c.next_event()
+    if ev is h11.NEED_DATA:
+        c.receive_data(s.recv(65536))
+    elif isinstance(ev, h11.Data):
+        body += bytes(ev.data)
+    elif isinstance(ev, h11.EndOfMessage):
+        trailers = [(n.decode(), v.decode()) for n, v in ev.headers]
+    elif isinstance(ev, h11.ConnectionClosed):
+        raise AssertionError("closed mid-response")
+for n, v in trailers:
+    print(f"{n}={v}")
+print("body:" + body.decode())
+"#;
+
+#[test]
+fn a_strict_http11_client_reads_the_trailers_the_proxy_passes_on() {
+    let mut be = backend("trailers", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let out = Command::new("python3")
+        .args(["-c", H11_GET, &px.addr.to_string(), "/t"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (trailers, body) = text.split_once("body:").unwrap();
+    let len = body.trim_end_matches('\n').len() + 1;
+    // h11 lower-cases names.
+    assert_eq!(
+        trailers,
+        format!("x-checksum={len}\nx-done=yes\n"),
+        "{text}"
+    );
+    px.stop();
+    be.stop();
 }

@@ -1,6 +1,7 @@
 //! The chunked decoder: never panics, never exceeds its limits, and gives the same
-//! result whether the input arrives whole or split at an arbitrary byte (the first two
-//! input bytes choose the split point).
+//! result (body and trailer fields) whether the input arrives whole or split at an
+//! arbitrary byte (the first two input bytes choose the split point); every trailer
+//! field it keeps is a token name and a value without CR, LF or NUL.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,7 +10,9 @@ use ringmaster_protocols::http1::body::ChunkedDecoder;
 const MAX_BODY: u64 = 4096;
 const MAX_TRAILER: usize = 512;
 
-fn decode(pieces: &[&[u8]]) -> (Result<usize, u16>, Vec<u8>, bool) {
+type Fields = Vec<(String, Vec<u8>)>;
+
+fn decode(pieces: &[&[u8]]) -> (Result<usize, u16>, Vec<u8>, bool, Fields) {
     let mut d = ChunkedDecoder::new(MAX_BODY, MAX_TRAILER);
     let mut body = Vec::new();
     let mut used = 0;
@@ -22,12 +25,26 @@ fn decode(pieces: &[&[u8]]) -> (Result<usize, u16>, Vec<u8>, bool) {
                     break;
                 }
             }
-            Err(e) => return (Err(e.status()), body, false),
+            Err(e) => return (Err(e.status()), body, false, Vec::new()),
         }
     }
     assert!(body.len() as u64 <= MAX_BODY);
     assert!(body.len() as u64 <= d.decoded());
-    (Ok(used), body, d.is_done())
+    let trailers = d.trailers();
+    assert!(d.is_done() || trailers.is_empty());
+    let mut kept = 0;
+    let fields: Fields = trailers
+        .iter()
+        .map(|(n, v)| {
+            assert!(!n.is_empty() && !n.contains([':', ' ', '\r', '\n']), "{n:?}");
+            assert!(!v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0), "{v:?}");
+            assert!(!v.starts_with(b" ") && !v.ends_with(b" "), "trimmed");
+            kept += n.len() + v.len();
+            (n.to_owned(), v.to_vec())
+        })
+        .collect();
+    assert!(kept <= MAX_TRAILER);
+    (Ok(used), body, d.is_done(), fields)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -3,10 +3,19 @@
 //! accepts is re-framed the way `ringmaster proxy` does it (`upstream::forward` fields,
 //! `UpstreamRequest::encode`), and the result must be exactly one well-framed request:
 //! one complete head with CRLF line ends only, no hop-by-hop or framing field but the
-//! `Content-Length` the body needs, and the body, with nothing after it.
+//! `Content-Length` the body needs, and the body, with nothing after it. A chunked
+//! body that streams (as the proxy takes every body that does not arrive whole, and
+//! any with trailers) goes up chunked, its trailer section re-encoded from what
+//! `App::on_trailers` gave: the upstream must decode the same body and exactly the
+//! client's trailer fields that are allowed in trailers, and nothing after them.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use ringmaster_protocols::http1::body::ChunkedDecoder;
+use ringmaster_protocols::http1::client::FieldsView;
+use ringmaster_protocols::http1::encode::{
+    trailer_allowed, write_chunk_start, write_last_chunk, CHUNK_END,
+};
 use ringmaster_protocols::http1::head::{header_buf, parse_head, BodyKind};
 use ringmaster_protocols::http1::sim::SimConn;
 use ringmaster_protocols::http1::upstream::forward;
@@ -14,10 +23,86 @@ use ringmaster_protocols::http1::{App, Exchange, Limits, Request, Response, Upst
 
 struct Reframe;
 
+/// A streamed body on its way up: the encoded request so far, the decoded body the
+/// client sent, and its trailer fields as given.
+#[derive(Default)]
+struct Upload {
+    out: Vec<u8>,
+    body: Vec<u8>,
+    trailers: Vec<(String, String)>,
+    /// A `Content-Length` body: its re-framing is the whole-body case's, not checked here.
+    sized: bool,
+}
+
+/// The upstream side's limits: roomy, so that only a re-framing fault fails to parse.
+fn upstream_limits() -> Limits {
+    Limits {
+        max_request_line: 1 << 16,
+        max_header_bytes: 1 << 20,
+        max_headers: 256,
+        ..Limits::default()
+    }
+}
+
 
 impl App for Reframe {
-    type Task = ();
-    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<()> {
+    type Task = Upload;
+    fn stream_body(&mut self, _req: &Request<'_>) -> bool {
+        true
+    }
+    fn on_trailers(&mut self, up: &mut Upload, trailers: FieldsView<'_>, _: &mut Exchange<'_>) {
+        for (n, v) in trailers.iter() {
+            // As the proxy takes them: text values only (the encoder checks the rest).
+            if let Ok(v) = std::str::from_utf8(v) {
+                up.trailers.push((n.to_owned(), v.to_owned()));
+            }
+        }
+    }
+    fn on_body(&mut self, up: &mut Upload, piece: &[u8], last: bool, ex: &mut Exchange<'_>) {
+        if up.sized {
+            if last {
+                ex.respond(Response::new(200));
+            }
+            return;
+        }
+        if !piece.is_empty() {
+            write_chunk_start(&mut up.out, piece.len());
+            up.out.extend_from_slice(piece);
+            up.out.extend_from_slice(CHUNK_END);
+            up.body.extend_from_slice(piece);
+        }
+        if !last {
+            return;
+        }
+        let given: Vec<(&str, &str)> =
+            up.trailers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        write_last_chunk(&mut up.out, &given);
+        let limits = upstream_limits();
+        let mut hb = header_buf();
+        let head = parse_head(&up.out, &mut hb, &limits)
+            .expect("the upstream request parses")
+            .expect("the upstream request's head is complete");
+        assert_eq!(head.body(), BodyKind::Chunked, "a body of unknown length goes chunked");
+        {
+            let rest = &up.out[head.len()..];
+            let mut dec = ChunkedDecoder::new(u64::MAX, 1 << 20);
+            let mut got = Vec::new();
+            let used = dec
+                .decode(rest, &mut |d| got.extend_from_slice(d))
+                .expect("the upstream body decodes");
+            assert!(dec.is_done() && used == rest.len(), "one body, nothing after it");
+            assert_eq!(got, up.body, "the body, whole");
+            let want: Vec<(&str, &[u8])> = given
+                .iter()
+                .filter(|(n, v)| trailer_allowed(n, v))
+                .map(|&(n, v)| (n, v.trim_matches([' ', '\t']).as_bytes()))
+                .collect();
+            let seen: Vec<(&str, &[u8])> = dec.trailers().iter().collect();
+            assert_eq!(seen, want, "the allowed trailers, and only they");
+        }
+        ex.respond(Response::new(200));
+    }
+    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Upload> {
         let mut scratch = String::new();
         let ip = Some("127.0.0.1".parse().unwrap());
         let Ok(fields) = forward::request_fields(|| req.headers(), ip, "http", &mut scratch)
@@ -25,6 +110,22 @@ impl App for Reframe {
             ex.respond(Response::new(400));
             return None;
         };
+        if req.is_body_streamed() {
+            // Re-framed as the proxy does: its length if it had one, chunked otherwise.
+            let len = req
+                .header("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
+            let call = UpstreamRequest::new(req.method(), req.target())
+                .headers(&fields)
+                .body_stream(len);
+            let mut up = Upload::default();
+            if call.encode("upstream", &mut up.out).is_err() {
+                ex.respond(Response::new(502));
+                return None;
+            }
+            up.sized = len.is_some();
+            return Some(up);
+        }
         let call = UpstreamRequest::new(req.method(), req.target())
             .headers(&fields)
             .body(req.body());
@@ -34,12 +135,7 @@ impl App for Reframe {
             ex.respond(Response::new(502));
             return None;
         }
-        let limits = Limits {
-            max_request_line: 1 << 16,
-            max_header_bytes: 1 << 20,
-            max_headers: 256,
-            ..Limits::default()
-        };
+        let limits = upstream_limits();
         let mut hb = header_buf();
         let head = parse_head(&out, &mut hb, &limits)
             .expect("the upstream request parses")

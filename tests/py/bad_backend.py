@@ -24,6 +24,12 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
   one-shot         like ok, with `Connection: close`, and closes after each response
   echo-head        like ok, but the body is the request exactly as received: its head (up to
                    the blank line), CRLF CRLF, then its decoded body
+  trailers         like chunked, the body saying what the request carried (`te: VALUE` or
+                   `te: -`, then `trailer: NAME: VALUE` for each trailer field of a chunked
+                   request body, then `body: BODY`), and ending with a trailer section:
+                   `X-Checksum: LEN` (the body's length), `Set-Cookie: late=1` (a field
+                   not allowed in trailers) and `X-Done: yes`, whatever the request's TE;
+                   a target ending in `?pad=N` puts a line of N `x` before `body:`
   drop-second      like ok for a connection's first request; its second request is read
                    and the connection closed without an answer (a FIN): the race of a
                    pooled connection the server closes just as the client reuses it
@@ -51,8 +57,10 @@ MAX_HEAD = 64 * 1024
 DRAIN_S = 1.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
-         "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head")
-ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head")
+         "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
+         "trailers")
+ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
+             "trailers")
 # --tag: every answer carries `X-Backend: TAG` (which backend answered, behind a balancer).
 TAG = b""
 
@@ -135,6 +143,7 @@ class Request:
         self.headers = headers  # lower-cased name -> list of values (bytes)
         self.raw_head = b""
         self.body = b""
+        self.trailers = []  # (name, value) of a chunked body's trailer section
 
     def header(self, name):
         values = self.headers.get(name, [])
@@ -179,7 +188,7 @@ def read_request(reader, sock, send_continue):
     if te is not None:
         if te.strip().lower() != b"chunked":
             raise BadRequest("unsupported Transfer-Encoding")
-        req.body = read_chunked(reader)
+        req.body, req.trailers = read_chunked(reader)
     elif cl is not None:
         if len(set(cl)) != 1 or not cl[0].isdigit():
             raise BadRequest("bad Content-Length")
@@ -197,9 +206,15 @@ def read_chunked(reader):
         except ValueError:
             raise BadRequest("bad chunk size") from None
         if n == 0:
-            while reader.until(b"\r\n", MAX_HEAD) != b"":  # trailers
-                pass
-            return body
+            trailers = []
+            while True:
+                line = reader.until(b"\r\n", MAX_HEAD)
+                if line == b"":
+                    return body, trailers
+                name, sep, value = line.partition(b":")
+                if not sep or not name or name != name.strip():
+                    raise BadRequest("bad trailer line")
+                trailers.append((name, value.strip()))
         body += reader.exact(n)
         if reader.exact(2) != b"\r\n":
             raise BadRequest("chunk not followed by CRLF")
@@ -235,6 +250,16 @@ def answer(sock, req, mode, stats, close):
     elif mode == "echo-head":
         # What arrived, exactly: the head as received, a blank line, the body.
         ctype, body, counted = b"text/plain", req.raw_head + b"\r\n\r\n" + req.body, True
+    elif mode == "trailers":
+        body = b"hello from " + req.target + b"\n"
+        body += b"te: " + (req.header(b"te") or b"-") + b"\n"
+        for name, value in req.trailers:
+            body += b"trailer: " + name + b": " + value + b"\n"
+        pad = req.target.rpartition(b"?pad=")[2]
+        if pad.isdigit():
+            body += b"x" * int(pad) + b"\n"
+        body += b"body: " + req.body + b"\n"
+        ctype, counted = b"text/plain", True
     else:
         ctype, body, counted = b"text/plain", b"hello from " + req.target + b"\n", True
     if counted:
@@ -251,7 +276,13 @@ def answer(sock, req, mode, stats, close):
     elif req.version == b"HTTP/1.0":
         head += b"Connection: keep-alive\r\n"
     with_body = req.method != b"HEAD"
-    if mode == "chunked" and counted:
+    if mode == "trailers" and counted:
+        sock.sendall(head + b"Transfer-Encoding: chunked\r\nTrailer: X-Checksum, X-Done\r\n\r\n")
+        if with_body:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(body), body))
+            sock.sendall(b"0\r\nX-Checksum: %d\r\nSet-Cookie: late=1\r\nX-Done: yes\r\n\r\n"
+                         % len(body))
+    elif mode == "chunked" and counted:
         sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
         if with_body:
             third = len(body) // 3

@@ -10,9 +10,10 @@
 
 use ringmaster_runtime::{CallDone, Notification, OffloadDone, ShardEvent, ShardIo};
 
+use super::client::FieldsView;
 #[cfg(doc)]
 use super::encode;
-use super::encode::{FieldSet, Fields};
+use super::encode::{trailer_allowed, FieldSet, Fields};
 use super::exchange::Exchange;
 use super::head::{absolute_parts, RawHeader, Version};
 use super::upstream::{Fetch, UpstreamEvent};
@@ -126,13 +127,30 @@ pub trait App: 'static {
     ) {
     }
 
+    /// The trailer section that ended a chunked request body taken in pieces (see
+    /// [`App::stream_body`]), when it had fields: called after the body's last data and
+    /// before the [`App::on_body`] call that ends it (whose piece is then empty). The
+    /// fields are as the client sent them: pass on only those
+    /// [`encode::trailer_allowed`] accepts (framing, routing and authentication fields
+    /// are not allowed in trailers, RFC 9110 section 6.5.1); a proxy gives them to
+    /// [`Exchange::fetch_body_with_trailers`]. A body taken whole has its trailers
+    /// dropped. Default: nothing (they are dropped).
+    fn on_trailers(
+        &mut self,
+        _task: &mut Self::Task,
+        _trailers: FieldsView<'_>,
+        _ex: &mut Exchange<'_>,
+    ) {
+    }
+
     /// A request this exchange made with [`Exchange::fetch`] progressed: its response
     /// head, a piece of its body, its end, or its failure (see [`UpstreamEvent`]). Runs on
     /// the connection's shard. Not called once the exchange has finished, nor if the
     /// connection closed ([`App::on_cancel`] gets the task).
     ///
     /// The default relays the response: its status and `Content-Type`, then its body
-    /// as it arrives (with `Content-Length` when the upstream gave one), or a 101 with
+    /// as it arrives (with `Content-Length` when the upstream gave one), its trailer
+    /// fields when the client takes them ([`Exchange::accepts_trailers`]), or a 101 with
     /// its handshake fields (the connection then tunnels to the upstream); a failure
     /// before the head is answered with [`UpstreamError::status`](super::UpstreamError::status) (502, 503 or 504),
     /// after it the response is cut short (the client sees the truncation). An
@@ -186,7 +204,15 @@ pub fn relay(event: UpstreamEvent<'_>, ex: &mut Exchange<'_>) {
             }
         }
         UpstreamEvent::Body(b) => ex.send_chunk(b),
-        UpstreamEvent::End => ex.finish(),
+        UpstreamEvent::End(trailers) if !trailers.is_empty() && ex.accepts_trailers() => {
+            let fields: Vec<(&str, &str)> = trailers
+                .iter()
+                .filter_map(|(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                .filter(|&(n, v)| trailer_allowed(n, v))
+                .collect();
+            ex.finish_with_trailers(&fields);
+        }
+        UpstreamEvent::End(_) => ex.finish(),
         UpstreamEvent::Failed(e) if !ex.is_started() => {
             ex.respond(Response::text(e.status(), "upstream failed\n"));
         }

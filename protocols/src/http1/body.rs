@@ -3,13 +3,14 @@
 //! The chunked decoder is a byte-level state machine that can stop and resume at any
 //! byte boundary, so it never needs its input contiguous: the connection feeds it what
 //! arrived and it hands back the data parts as sub-slices of that input (no copy here).
-//! Chunk extensions are validated and skipped; trailer fields are validated and
-//! dropped (nothing in this server acts on them).
+//! Chunk extensions are validated and skipped; trailer fields are validated and kept
+//! (bounded by the trailer limit) for [`ChunkedDecoder::trailers`].
 //!
 //! It must never panic and never trust a length: chunk sizes are parsed with overflow
 //! checks, the size line and trailer section are bounded, and the decoded total is
 //! checked against the body limit as it grows.
 
+use super::client::{FieldsView, Span};
 use super::limits::MAX_CHUNK_LINE;
 
 /// Why a body could not be decoded.
@@ -85,6 +86,10 @@ pub struct ChunkedDecoder {
     /// Return after each piece of data and before the trailer section, instead of
     /// decoding all of the input (the client role takes one event per call).
     stepwise: bool,
+    /// The trailer fields' lines as they arrived (`name:value` then CRLF each), then
+    /// their spans once the section is complete; boxed, so a body without trailers
+    /// costs one pointer and no allocation.
+    fields: Option<Box<(Vec<u8>, Vec<Span>)>>,
 }
 
 /// RFC 9110 tchar: the bytes allowed in a field name.
@@ -111,6 +116,7 @@ impl ChunkedDecoder {
             trailer: 0,
             max_trailer,
             stepwise: false,
+            fields: None,
         }
     }
 
@@ -139,6 +145,54 @@ impl ChunkedDecoder {
     /// Decoded body bytes so far.
     pub fn decoded(&self) -> u64 {
         self.total
+    }
+
+    /// The trailer fields that ended the body (RFC 9112 section 7.1.2), once
+    /// [`is_done`](Self::is_done); empty before, and for a body without any. Every field
+    /// as sent: pass on only those [`trailer_allowed`](super::encode::trailer_allowed)
+    /// accepts.
+    pub fn trailers(&self) -> FieldsView<'_> {
+        match &self.fields {
+            Some(f) if self.state == State::Done => FieldsView::new(&f.0, &f.1),
+            _ => FieldsView::empty(),
+        }
+    }
+
+    /// Keeps a byte of a trailer line (its CR and LF included).
+    fn keep(&mut self, b: u8) {
+        self.fields.get_or_insert_with(Box::default).0.push(b);
+    }
+
+    /// The section is complete: the spans of its fields (name up to the colon, value
+    /// with its surrounding whitespace trimmed), over lines the state machine checked.
+    fn index_fields(&mut self) {
+        let Some(f) = self.fields.as_mut() else {
+            return;
+        };
+        let (bytes, spans) = &mut **f;
+        spans.clear();
+        let mut start = 0;
+        while let Some(len) = bytes
+            .get(start..)
+            .and_then(|r| r.windows(2).position(|w| w == b"\r\n"))
+        {
+            let line = bytes.get(start..start + len).unwrap_or_default();
+            if let Some(colon) = line.iter().position(|&b| b == b':') {
+                let value = line.get(colon + 1..).unwrap_or_default();
+                let lead = value
+                    .iter()
+                    .take_while(|&&b| b == b' ' || b == b'\t')
+                    .count();
+                let trail = value
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| b == b' ' || b == b'\t')
+                    .count();
+                let vlen = value.len().saturating_sub(lead + trail);
+                spans.push(Span::new((start, colon), (start + colon + 1 + lead, vlen)));
+            }
+            start += len + 2;
+        }
     }
 
     /// Decodes from `input`, passing each piece of chunk data to `data` as a sub-slice of
@@ -240,6 +294,7 @@ impl ChunkedDecoder {
                     if b == b'\r' {
                         self.state = State::EndLf;
                     } else if is_tchar(b) {
+                        self.keep(b);
                         self.state = State::TrailerName;
                     } else {
                         return Err(BodyError::BadChunk("invalid trailer field"));
@@ -247,6 +302,7 @@ impl ChunkedDecoder {
                 }
                 State::TrailerName => {
                     self.bump_trailer()?;
+                    self.keep(b);
                     if b == b':' {
                         self.state = State::TrailerValue;
                     } else if !is_tchar(b) {
@@ -255,6 +311,7 @@ impl ChunkedDecoder {
                 }
                 State::TrailerValue => {
                     self.bump_trailer()?;
+                    self.keep(b);
                     if b == b'\r' {
                         self.state = State::TrailerLf;
                     } else if !is_text(b) {
@@ -266,6 +323,7 @@ impl ChunkedDecoder {
                     if b != b'\n' {
                         return Err(BodyError::BadChunk("trailer line not ended by CRLF"));
                     }
+                    self.keep(b);
                     self.state = State::TrailerStart;
                 }
                 State::EndLf => {
@@ -273,6 +331,7 @@ impl ChunkedDecoder {
                         return Err(BodyError::BadChunk("chunked body not ended by CRLF"));
                     }
                     self.state = State::Done;
+                    self.index_fields();
                 }
             }
             pos += 1;

@@ -302,6 +302,7 @@ impl<T> Conn<T> {
             head.version() == Version::Http10,
             keep_alive,
         );
+        state.te_trailers = head.te_trailers();
         let req = Request {
             method: head.method(),
             target: head.target(),

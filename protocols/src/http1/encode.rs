@@ -464,6 +464,75 @@ pub const CHUNK_END: &[u8] = b"\r\n";
 /// The last chunk and an empty trailer section: the end of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// Whether a field may travel in a trailer section (RFC 9110 section 6.5.1): a valid
+/// field (as [`field_allowed`] checks it) whose name is none of those a recipient needs
+/// before the content, which a trailer would arrive too late for or could be used to
+/// smuggle past checks made on the header section: framing (`Content-Length`,
+/// `Transfer-Encoding`, `Trailer`, `TE`), hop-by-hop (`Connection`, `Keep-Alive`,
+/// `Proxy-Connection`, `Upgrade`), routing (`Host`), authentication, request modifiers
+/// and controls, response controls and content format. Both directions and both roles
+/// use this one list, so what a peer may not send here is never passed on.
+pub fn trailer_allowed(name: &str, value: &str) -> bool {
+    const REFUSED: &[&str] = &[
+        "age",
+        "authorization",
+        "cache-control",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-range",
+        "content-type",
+        "cookie",
+        "date",
+        "expect",
+        "expires",
+        "host",
+        "if-match",
+        "if-modified-since",
+        "if-none-match",
+        "if-range",
+        "if-unmodified-since",
+        "keep-alive",
+        "location",
+        "max-forwards",
+        "pragma",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "range",
+        "retry-after",
+        "server",
+        "set-cookie",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "vary",
+        "www-authenticate",
+    ];
+    field_allowed(name, value) && !REFUSED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// Appends the last chunk and a trailer section made of `trailers` (those
+/// [`trailer_allowed`] accepts; the others are dropped), ending a chunked body. Returns
+/// how many fields were dropped. With no field left it is [`LAST_CHUNK`].
+pub fn write_last_chunk(buf: &mut Vec<u8>, trailers: &[(&str, &str)]) -> usize {
+    buf.extend_from_slice(b"0\r\n");
+    let mut dropped = 0;
+    for &(name, value) in trailers {
+        if trailer_allowed(name, value) {
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(value.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        } else {
+            dropped += 1;
+        }
+    }
+    buf.extend_from_slice(b"\r\n");
+    dropped
+}
+
 /// Appends a complete response with an in-memory body (the body is omitted, but its
 /// length still announced, when `head_only`).
 pub fn write_simple(

@@ -376,6 +376,55 @@ impl<'x> Exchange<'x> {
         }
     }
 
+    /// Ends a streamed body with a trailer section: fields that could only be known
+    /// once the body was made (a checksum, a final status of the work the body reports,
+    /// timing). Sent when the response can carry them: on HTTP/2 as a HEADERS frame
+    /// ending the stream after the DATA (RFC 9113 section 8.1); on HTTP/1.1 when the
+    /// body is chunked (after [`Exchange::start_stream`]), in the last chunk (RFC 9112
+    /// section 7.1.2). Otherwise (a `Content-Length` body from [`Exchange::start_sized`],
+    /// an HTTP/1.0 client, a HEAD request) the trailers are dropped, as RFC 9110
+    /// section 6.5.1 allows, and this is [`Exchange::finish`].
+    ///
+    /// Fields not allowed in trailers ([`encode::trailer_allowed`]: framing, routing,
+    /// authentication, controls, content format, hop-by-hop) are dropped and counted as
+    /// application errors. Recipients may discard trailers: put nothing there that the
+    /// client needs to read the response. An intermediary passes trailers on only when
+    /// [`Exchange::accepts_trailers`] says the client takes them; an origin whose
+    /// trailers are optional metadata may send them regardless.
+    pub fn finish_with_trailers(&mut self, trailers: &[(&str, &str)]) {
+        let chunked = self.state.framing == Framing::Chunked && !self.state.head_only;
+        let stream = matches!(self.out, Out::Stream(_)) && !self.state.head_only;
+        let sized_ok = match self.state.framing {
+            Framing::Length(_) => self.state.remaining == 0,
+            _ => true,
+        };
+        if self.state.phase != Phase::Streaming || trailers.is_empty() || !sized_ok {
+            return self.finish();
+        }
+        if let Out::Stream(s) = &mut self.out {
+            if stream {
+                self.state.phase = Phase::Done;
+                let dropped = s.end_with_trailers(trailers);
+                return self.note_dropped(dropped);
+            }
+        }
+        if !chunked {
+            return self.finish();
+        }
+        self.state.phase = Phase::Done;
+        let dropped = encode::write_last_chunk(self.out(), trailers);
+        self.note_dropped(dropped);
+    }
+
+    /// Whether the client takes trailer fields: it sent `TE: trailers` over HTTP/1.1
+    /// (RFC 9110 section 10.1.4), or it speaks HTTP/2, where every response may end
+    /// with a trailer section and the framing carries it whatever the client asked
+    /// for. A proxy passes an upstream's trailers on only then, and drops them
+    /// otherwise ([`relay`](super::app::relay) does).
+    pub fn accepts_trailers(&self) -> bool {
+        matches!(self.out, Out::Stream(_)) || self.state.te_trailers
+    }
+
     /// True once the response is complete.
     pub fn is_done(&self) -> bool {
         self.state.phase == Phase::Done
@@ -576,7 +625,23 @@ impl<'x> Exchange<'x> {
         piece: &[u8],
         last: bool,
     ) -> Result<(), UpstreamError> {
-        self.port.fetch_body(fetch, piece, last)
+        self.port.fetch_body(fetch, piece, last, &[])
+    }
+
+    /// Like [`Exchange::fetch_body`] with `last`, ending the body with a trailer
+    /// section: `trailers`, those [`encode::trailer_allowed`] accepts (the others are
+    /// dropped). They go when the request's body is chunked
+    /// ([`UpstreamRequest::body_stream`](super::UpstreamRequest::body_stream) with no
+    /// length); a `Content-Length` body cannot carry them, and they are dropped (RFC
+    /// 9110 section 6.5.1). The way a proxy passes on a client's request trailers
+    /// ([`App::on_trailers`]).
+    pub fn fetch_body_with_trailers(
+        &mut self,
+        fetch: Fetch,
+        piece: &[u8],
+        trailers: &[(&str, &str)],
+    ) -> Result<(), UpstreamError> {
+        self.port.fetch_body(fetch, piece, true, trailers)
     }
 
     /// This shard's counters for `upstream` (requests, reuse, connect time, failures,

@@ -49,6 +49,10 @@ pub(crate) struct ExchangeState {
     pub(crate) upstream: Option<ringmaster_runtime::ConnToken>,
     /// The response switched protocols (101): the connection is no longer HTTP/1.1.
     pub(crate) upgrade: bool,
+    /// The client sent `TE: trailers` (HTTP/1.1): see
+    /// [`Exchange::accepts_trailers`](super::Exchange::accepts_trailers). A bool in
+    /// what was padding: the state's size is unchanged.
+    pub(crate) te_trailers: bool,
 }
 
 impl ExchangeState {
@@ -65,6 +69,7 @@ impl ExchangeState {
             calls: 0,
             upstream: None,
             upgrade: false,
+            te_trailers: false,
             notifiers: Vec::new(),
         }
     }

@@ -280,9 +280,15 @@ impl Port for IoPort<'_, '_> {
         let draining = self.io.is_draining();
         self.pools.fetch(up, req, conn, seq, draining, self.io)
     }
-    fn fetch_body(&mut self, fetch: Fetch, piece: &[u8], last: bool) -> Result<(), UpstreamError> {
+    fn fetch_body(
+        &mut self,
+        fetch: Fetch,
+        piece: &[u8],
+        last: bool,
+        trailers: &[(&str, &str)],
+    ) -> Result<(), UpstreamError> {
         let conn = self.io.token();
-        self.pools.body(conn, fetch, piece, last, self.io)
+        self.pools.body(conn, fetch, piece, last, trailers, self.io)
     }
     fn hold_upstream(&mut self, up: ConnToken) {
         let server = self.io.token();

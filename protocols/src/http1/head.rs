@@ -97,6 +97,7 @@ pub struct Head<'b, 'h> {
     body: BodyKind,
     keep_alive: bool,
     expect_continue: bool,
+    te_trailers: bool,
 }
 
 impl<'b, 'h> Head<'b, 'h> {
@@ -135,6 +136,11 @@ impl<'b, 'h> Head<'b, 'h> {
     /// Whether the client waits for `100 Continue` before sending the body.
     pub fn expect_continue(&self) -> bool {
         self.expect_continue
+    }
+    /// Whether the client said it takes trailer fields (`TE: trailers`, HTTP/1.1 only:
+    /// an HTTP/1.0 response cannot carry them).
+    pub fn te_trailers(&self) -> bool {
+        self.te_trailers
     }
 }
 
@@ -283,6 +289,9 @@ pub(crate) struct Fields {
     pub(crate) conn_close: bool,
     pub(crate) conn_keep_alive: bool,
     pub(crate) expect_continue: bool,
+    /// A `TE` field names `trailers`: the client takes a trailer section (RFC 9110
+    /// section 10.1.4).
+    pub(crate) te_trailers: bool,
     /// The first framing field that cannot be read (an invalid or differing
     /// Content-Length, parameters on chunked); the scan goes on past it, so the
     /// Connection tokens are known even then.
@@ -342,6 +351,8 @@ pub(crate) fn scan_fields(headers: &[RawHeader<'_>]) -> Fields {
                     f.conn_keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case(b"te") {
+            f.te_trailers |= list(h.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
         } else if name.eq_ignore_ascii_case(b"expect")
             && trim_ows(h.value).eq_ignore_ascii_case(b"100-continue")
         {
@@ -422,6 +433,7 @@ fn analyse<'b, 'h>(
         body,
         keep_alive,
         expect_continue,
+        te_trailers: f.te_trailers && version == Version::Http11,
     })
 }
 

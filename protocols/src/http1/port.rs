@@ -103,12 +103,14 @@ pub(crate) trait Port {
     ) -> Result<Fetch, UpstreamError> {
         Err(UpstreamError::Unavailable)
     }
-    /// Gives a piece of a streamed request body to upstream request `fetch`.
+    /// Gives a piece of a streamed request body to upstream request `fetch` (`last`:
+    /// its end, with `trailers` as its trailer section when it is chunked).
     fn fetch_body(
         &mut self,
         _fetch: Fetch,
         _piece: &[u8],
         _last: bool,
+        _trailers: &[(&str, &str)],
     ) -> Result<(), UpstreamError> {
         Err(UpstreamError::Unavailable)
     }

@@ -345,3 +345,5 @@ impl<A: App> SimConn<A> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trailer_tests;

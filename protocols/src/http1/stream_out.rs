@@ -33,6 +33,10 @@ pub(crate) trait StreamOut {
     fn segment(&mut self, piece: Segment);
     /// The body is complete.
     fn end(&mut self);
+    /// The body is complete and a trailer section follows it (`fields`, those allowed
+    /// in trailers): after the last of the body, never before. Returns how many fields
+    /// were dropped.
+    fn end_with_trailers(&mut self, fields: &[(&str, &str)]) -> usize;
     /// The response cannot be completed: the stream is reset (the client sees an error,
     /// never a truncated body taken for whole).
     fn reset(&mut self);

@@ -34,7 +34,7 @@ pub(crate) use link::tunnel_event;
 pub(crate) use pool::Pools;
 pub(crate) use reply::Reply;
 
-use super::client::ResponseHead;
+use super::client::{FieldsView, ResponseHead};
 
 /// Names one request made with [`Exchange::fetch`](super::Exchange::fetch), for an
 /// exchange that makes several: each [`UpstreamEvent`] comes with the `Fetch` it
@@ -128,8 +128,13 @@ pub enum UpstreamEvent<'a> {
     Head(ResponseHead<'a>),
     /// A piece of the body, decoded (chunk framing removed).
     Body(&'a [u8]),
-    /// The response is complete.
-    End,
+    /// The response is complete; with the trailer fields that ended its chunked body
+    /// (RFC 9112 section 7.1.2), empty when there were none. They are as the upstream
+    /// sent them: pass on only those [`encode::trailer_allowed`](super::encode::trailer_allowed)
+    /// accepts (what [`Exchange::finish_with_trailers`](super::Exchange::finish_with_trailers)
+    /// does), and only to a client that takes them
+    /// ([`Exchange::accepts_trailers`](super::Exchange::accepts_trailers)).
+    End(FieldsView<'a>),
     /// The request failed; see [`UpstreamError::status`] for the status to answer with.
     Failed(UpstreamError),
 }

@@ -117,3 +117,60 @@ fn huge_size_within_u64_but_over_limit() {
     let r = decode(b"ffffffffffffffff\r\n");
     assert_eq!(r, Err(BodyError::TooLarge));
 }
+
+/// The trailer fields of a whole body, as (name, value) strings.
+fn trailers_of(d: &ChunkedDecoder) -> Vec<(String, String)> {
+    d.trailers()
+        .iter()
+        .map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+#[test]
+fn trailers_are_kept_trimmed_and_in_order() {
+    let input = b"5\r\nhello\r\n0\r\nX-Sum: 1\r\nY:\r\nZ:\t a b \t\r\nX-Sum:2\r\n\r\nNEXT";
+    let mut d = ChunkedDecoder::new(1 << 20, 1024);
+    let n = d.decode(input, &mut |_| {}).unwrap();
+    assert_eq!(n, input.len() - 4);
+    let want = [("X-Sum", "1"), ("Y", ""), ("Z", "a b"), ("X-Sum", "2")];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(trailers_of(&d), want);
+    assert_eq!(d.trailers().get("x-sum"), Some(&b"1"[..]));
+}
+
+#[test]
+fn trailers_are_the_same_at_every_split_point_and_empty_until_done() {
+    let input = b"3\r\nabc\r\n0\r\nA: 1\r\nBb: two words\r\n\r\n";
+    let mut whole = ChunkedDecoder::new(1 << 20, 1024);
+    whole.decode(input, &mut |_| {}).unwrap();
+    let want = trailers_of(&whole);
+    assert_eq!(want.len(), 2);
+    for at in 0..input.len() {
+        let mut d = ChunkedDecoder::new(1 << 20, 1024);
+        let (a, b) = input.split_at(at);
+        assert_eq!(d.decode(a, &mut |_| {}).unwrap(), a.len());
+        assert!(d.trailers().is_empty(), "split at {at}");
+        d.decode(b, &mut |_| {}).unwrap();
+        assert!(d.is_done());
+        assert_eq!(trailers_of(&d), want, "split at {at}");
+    }
+}
+
+#[test]
+fn no_trailers_no_fields() {
+    let mut d = ChunkedDecoder::new(1 << 20, 1024);
+    d.decode(b"3\r\nabc\r\n0\r\n\r\n", &mut |_| {}).unwrap();
+    assert!(d.is_done());
+    assert!(d.trailers().is_empty());
+}
+
+#[test]
+fn trailer_section_over_its_limit_is_refused() {
+    let mut d = ChunkedDecoder::new(1 << 20, 8);
+    let r = d.decode(b"0\r\nX-Long: 123456\r\n\r\n", &mut |_| {});
+    assert_eq!(r, Err(BodyError::TrailersTooLarge));
+    assert!(d.trailers().is_empty());
+}

@@ -246,7 +246,19 @@ impl ClientCodec {
     /// Ends the current request's body: writes the last chunk of a chunked body; for a
     /// `Content-Length` body, an error if bytes are still owed.
     pub fn finish_body(&mut self, out: &mut Vec<u8>) -> Result<(), ClientError> {
-        request::finish(&mut self.out, out)
+        request::finish(&mut self.out, &[], out)
+    }
+
+    /// [`finish_body`](Self::finish_body) with a trailer section after the last chunk
+    /// of a chunked body: `trailers`, those
+    /// [`trailer_allowed`](crate::http1::encode::trailer_allowed) accepts (the others
+    /// are dropped). A `Content-Length` body cannot carry them: they are dropped.
+    pub fn finish_body_with_trailers(
+        &mut self,
+        trailers: &[(&str, &str)],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ClientError> {
+        request::finish(&mut self.out, trailers, out)
     }
 
     /// Decodes from the start of `input` (the received bytes not yet consumed): at most

@@ -8,7 +8,7 @@
 
 use super::error::ClientError;
 use crate::http1::body::{is_tchar, is_text};
-use crate::http1::encode::{put_u64, write_chunk_start, CHUNK_END, LAST_CHUNK};
+use crate::http1::encode::{put_u64, write_chunk_start, write_last_chunk, CHUNK_END};
 use crate::http1::head::{list, BodyKind};
 
 /// A request head to encode: borrowed, so building one costs nothing.
@@ -207,14 +207,19 @@ pub(crate) fn write_body(
 
 /// Ends the request body: the last chunk for a chunked body; for a length-delimited one,
 /// an error if bytes are still owed (the server would wait for them).
-pub(crate) fn finish(state: &mut Outgoing, out: &mut Vec<u8>) -> Result<(), ClientError> {
+pub(crate) fn finish(
+    state: &mut Outgoing,
+    trailers: &[(&str, &str)],
+    out: &mut Vec<u8>,
+) -> Result<(), ClientError> {
     match state {
         Outgoing::Idle => Ok(()),
         Outgoing::Length(_) => Err(ClientError::InvalidRequest(
             "body shorter than its Content-Length",
         )),
         Outgoing::Chunked => {
-            out.extend_from_slice(LAST_CHUNK);
+            // Fields not allowed in a trailer section are dropped, never sent.
+            write_last_chunk(out, trailers);
             *state = Outgoing::Idle;
             Ok(())
         }

@@ -19,6 +19,13 @@ pub(crate) struct Span {
     value: (usize, usize),
 }
 
+impl Span {
+    /// A field whose name and value sit at these (offset, length) places.
+    pub(crate) fn new(name: (usize, usize), value: (usize, usize)) -> Self {
+        Span { name, value }
+    }
+}
+
 /// Header or trailer fields, borrowed from the input they arrived in.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldsView<'a> {
@@ -35,8 +42,22 @@ impl<'a> FieldsView<'a> {
         }
     }
 
-    pub(super) fn new(input: &'a [u8], spans: &'a [Span]) -> Self {
+    pub(crate) fn new(input: &'a [u8], spans: &'a [Span]) -> Self {
         FieldsView { input, spans }
+    }
+
+    /// The bytes the fields sit in (up to the end of the last one) and their spans,
+    /// copied: to keep them past the input's life and rebuild the view with
+    /// [`FieldsView::new`].
+    pub(crate) fn copied_parts(self) -> (Vec<u8>, Vec<Span>) {
+        let end = self
+            .spans
+            .iter()
+            .map(|s| (s.name.0 + s.name.1).max(s.value.0 + s.value.1))
+            .max()
+            .unwrap_or(0);
+        let bytes = self.input.get(..end).unwrap_or(self.input);
+        (bytes.to_vec(), self.spans.to_vec())
     }
 
     /// The fields in order, as (name, raw value).

@@ -1019,3 +1019,45 @@ fn a_close_delimited_body_is_cut_at_the_limit_however_split() {
         );
     }
 }
+
+#[test]
+fn a_chunked_request_ends_with_its_allowed_trailers_and_reads_back() {
+    let mut c = ClientCodec::default();
+    let mut out = Vec::new();
+    let req = RequestHead {
+        method: "POST",
+        target: "/up",
+        headers: &[("Host", "h")],
+    };
+    c.encode_request(&req, BodyKind::Chunked, &mut out).unwrap();
+    c.encode_body(b"hello", &mut out).unwrap();
+    let trailers = [("X-Sum", "5"), ("Content-Length", "5"), ("Host", "x")];
+    c.finish_body_with_trailers(&trailers, &mut out).unwrap();
+    assert!(
+        out.ends_with(b"5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"),
+        "{out:?}"
+    );
+    let body_at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut dec = crate::http1::body::ChunkedDecoder::new(1 << 20, 1024);
+    dec.decode(&out[body_at..], &mut |_| {}).unwrap();
+    assert!(dec.is_done());
+    let got: Vec<_> = dec.trailers().iter().collect();
+    assert_eq!(got, [("X-Sum", &b"5"[..])]);
+}
+
+#[test]
+fn a_sized_request_body_drops_trailers() {
+    let mut c = ClientCodec::default();
+    let mut out = Vec::new();
+    let req = RequestHead {
+        method: "PUT",
+        target: "/f",
+        headers: &[("Host", "h")],
+    };
+    c.encode_request(&req, BodyKind::Length(2), &mut out)
+        .unwrap();
+    c.encode_body(b"hi", &mut out).unwrap();
+    c.finish_body_with_trailers(&[("X-Sum", "2")], &mut out)
+        .unwrap();
+    assert!(out.ends_with(b"\r\n\r\nhi"), "{out:?}");
+}

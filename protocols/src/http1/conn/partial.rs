@@ -8,6 +8,7 @@
 use super::{count_body_error, Conn};
 use crate::http1::app::{App, Request};
 use crate::http1::body::ChunkedDecoder;
+use crate::http1::client::FieldsView;
 use crate::http1::encode;
 use crate::http1::head::{header_buf, parse_head, Head};
 use crate::http1::limits::Limits;
@@ -84,6 +85,9 @@ impl<T> Conn<T> {
         let mut probe = ChunkedDecoder::new(limits.max_body, limits.max_header_bytes);
         match probe.decode(after, &mut |_| {}) {
             Ok(_) if !probe.is_done() => self.wants_stream(app, head),
+            // Trailers reach only an application that takes the body in pieces
+            // (`App::on_trailers`): one that does, gets this body so too, however small.
+            Ok(_) if !probe.trailers().is_empty() => self.wants_stream(app, head),
             _ => false,
         }
     }
@@ -129,6 +133,23 @@ impl<T> Conn<T> {
         if let Some(i) = at {
             self.call_exchange(i, port, |task, ex| app.on_body(task, piece, last, ex));
             self.advance(app, limits, port);
+        }
+    }
+
+    /// Gives the trailer section of a streamed body to its exchange.
+    fn body_trailers<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        seq: u32,
+        trailers: FieldsView<'_>,
+        port: &mut dyn Port,
+    ) {
+        let at = self
+            .queue
+            .iter()
+            .position(|s| s.state.seq == seq && s.task.is_some());
+        if let Some(i) = at {
+            self.call_exchange(i, port, |task, ex| app.on_trailers(task, trailers, ex));
         }
     }
 
@@ -244,12 +265,26 @@ impl<T> Conn<T> {
                     }
                 };
                 let last = dec.is_done();
-                if last {
-                    self.partial = None;
+                let ended = if last { self.partial.take() } else { None };
+                let trailers = match &ended {
+                    Some(p) => match &p.rest {
+                        Rest::Chunked(dec) => dec.trailers(),
+                        Rest::Length(_) => FieldsView::empty(),
+                    },
+                    None => FieldsView::empty(),
+                };
+                if trailers.is_empty() {
+                    if !piece.is_empty() || last {
+                        self.body_piece(app, seq, &piece, last, limits, port);
+                    }
+                    return used;
                 }
-                if !piece.is_empty() || last {
-                    self.body_piece(app, seq, &piece, last, limits, port);
+                // The body's data, its trailers, then its end (an empty last piece).
+                if !piece.is_empty() {
+                    self.body_piece(app, seq, &piece, false, limits, port);
                 }
+                self.body_trailers(app, seq, trailers, port);
+                self.body_piece(app, seq, &[], true, limits, port);
                 used
             }
         }

@@ -163,3 +163,53 @@ fn field_name_table_is_tchar() {
         assert_eq!(TCHAR[usize::from(b)], want, "{b}");
     }
 }
+
+#[test]
+fn trailer_section_keeps_only_allowed_fields() {
+    let mut buf = Vec::new();
+    let dropped = write_last_chunk(
+        &mut buf,
+        &[
+            ("X-Checksum", "sha256=abc"),
+            ("transfer-encoding", "chunked"),
+            ("Host", "elsewhere"),
+            ("Authorization", "Basic x"),
+            ("X-Bad", "a\r\nInjected: 1"),
+            ("Server-Timing", "db;dur=53"),
+        ],
+    );
+    assert_eq!(dropped, 4);
+    assert_eq!(
+        buf,
+        b"0\r\nX-Checksum: sha256=abc\r\nServer-Timing: db;dur=53\r\n\r\n"
+    );
+    buf.clear();
+    assert_eq!(write_last_chunk(&mut buf, &[]), 0);
+    assert_eq!(buf, LAST_CHUNK);
+}
+
+#[test]
+fn framing_routing_and_hop_by_hop_fields_are_not_trailers() {
+    for name in [
+        "Content-Length",
+        "TRANSFER-ENCODING",
+        "TE",
+        "Trailer",
+        "Connection",
+        "Keep-Alive",
+        "Upgrade",
+        "Host",
+        "Authorization",
+        "Proxy-Authorization",
+        "Content-Type",
+        "Content-Encoding",
+        "Cache-Control",
+        "Set-Cookie",
+    ] {
+        assert!(!trailer_allowed(name, "x"), "{name}");
+    }
+    for name in ["X-Checksum", "Grpc-Status", "Server-Timing", "Digest"] {
+        assert!(trailer_allowed(name, "x"), "{name}");
+    }
+    assert!(!trailer_allowed("Bad Name", "x"));
+}

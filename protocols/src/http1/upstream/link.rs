@@ -216,6 +216,9 @@ impl Pools {
                     true
                 }
                 Some(ClientEvent::End(end)) => {
+                    if !end.trailers.is_empty() {
+                        reply.trailers = Some(Box::new(end.trailers.copied_parts()));
+                    }
                     outcome = Some(Ok(end.reusable));
                     false
                 }
@@ -642,6 +645,7 @@ impl Pools {
         fetch: super::Fetch,
         piece: &[u8],
         last: bool,
+        trailers: &[(&str, &str)],
         io: &mut Io<'_>,
     ) -> Result<(), UpstreamError> {
         let mine = |job: &Job| job.route.fetch == fetch && job.route.conn == conn;
@@ -660,7 +664,7 @@ impl Pools {
         };
         if let Some(job) = job {
             let body = job.body.as_mut().ok_or(UpstreamError::Closed)?;
-            frame(body, piece, last)?;
+            frame(body, piece, last, trailers)?;
             if body.pending.len() > BODY_HOLD && !body.held {
                 body.held = true;
                 io.hold_reading();
@@ -678,7 +682,7 @@ impl Pools {
             let (Some(token), Some(body)) = (link.token, job.body.as_mut()) else {
                 return Err(UpstreamError::Closed);
             };
-            frame(body, piece, last)?;
+            frame(body, piece, last, trailers)?;
             let bytes = std::mem::take(&mut body.pending);
             body.posted += bytes.len();
             if body.posted > BODY_HOLD && !body.held {
@@ -694,8 +698,14 @@ impl Pools {
     }
 }
 
-/// Frames a body piece (and the end, if `last`) onto `body.pending`.
-fn frame(body: &mut super::pool::BodyOut, piece: &[u8], last: bool) -> Result<(), UpstreamError> {
+/// Frames a body piece (and the end, if `last`, with `trailers` when chunked) onto
+/// `body.pending`.
+fn frame(
+    body: &mut super::pool::BodyOut,
+    piece: &[u8],
+    last: bool,
+    trailers: &[(&str, &str)],
+) -> Result<(), UpstreamError> {
     if body.finished {
         return Err(UpstreamError::InvalidRequest(ClientError::InvalidRequest(
             "the body already ended",
@@ -705,7 +715,7 @@ fn frame(body: &mut super::pool::BodyOut, piece: &[u8], last: bool) -> Result<()
         .map_err(UpstreamError::InvalidRequest)?;
     if last {
         body.finished = true;
-        crate::http1::client::finish_body(&mut body.out, &mut body.pending)
+        crate::http1::client::finish_body(&mut body.out, trailers, &mut body.pending)
             .map_err(UpstreamError::InvalidRequest)?;
     }
     Ok(())

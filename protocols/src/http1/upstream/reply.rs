@@ -3,7 +3,7 @@
 //! runs in its own connection's callback, after this one's buffer is gone).
 
 use super::{Fetch, UpstreamError, UpstreamEvent};
-use crate::http1::client::{HeadInfo, ResponseHead, Span};
+use crate::http1::client::{FieldsView, HeadInfo, ResponseHead, Span};
 
 /// A piece of a response for exchange `seq` of the server connection it is posted to.
 pub(crate) struct Reply {
@@ -19,6 +19,9 @@ pub(crate) struct Reply {
     /// The upstream switched protocols (101): the bytes after the head are the new
     /// protocol's, for the tunnel, not body.
     pub(crate) upgraded: bool,
+    /// The trailer section that ended a chunked body (its bytes and field spans), when
+    /// it had fields; boxed, as few responses have one.
+    pub(crate) trailers: Option<Box<(Vec<u8>, Vec<Span>)>>,
 }
 
 impl Reply {
@@ -31,6 +34,7 @@ impl Reply {
             buf: Vec::new(),
             end: None,
             upgraded: false,
+            trailers: None,
         }
     }
 
@@ -70,7 +74,10 @@ impl Reply {
             f(UpstreamEvent::Body(body));
         }
         match &self.end {
-            Some(Ok(())) => f(UpstreamEvent::End),
+            Some(Ok(())) => f(UpstreamEvent::End(match &self.trailers {
+                Some(t) => FieldsView::new(&t.0, &t.1),
+                None => FieldsView::empty(),
+            })),
             Some(Err(e)) => f(UpstreamEvent::Failed(e.clone())),
             None => {}
         }

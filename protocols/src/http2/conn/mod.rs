@@ -846,8 +846,9 @@ impl<T> H2Conn<T> {
                     }
                     if s.send.queued == 0 {
                         if s.send.end {
-                            encode_data_header(port.buf(), s.id, 0, true);
-                            s.send.end_sent = true;
+                            let max = self.peer_max_frame;
+                            s.send
+                                .write_end(s.id, &mut self.enc, &mut self.block, max, port.buf());
                             progress = true;
                         }
                         break;
@@ -867,7 +868,7 @@ impl<T> H2Conn<T> {
                         break;
                     };
                     let n = bytes.len();
-                    let last = s.send.end && n == s.send.queued;
+                    let last = s.send.ends_with_data() && n == s.send.queued;
                     encode_data_header(port.buf(), s.id, n, last);
                     match whole {
                         Some(st) => port.push(Segment::Static(st)),

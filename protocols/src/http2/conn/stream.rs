@@ -15,11 +15,11 @@ use std::time::Instant;
 use ringmaster_runtime::Segment;
 
 use super::request::RequestParts;
-use crate::http1::encode::{field_allowed, put_u64, Fields};
+use crate::http1::encode::{field_allowed, put_u64, trailer_allowed, Fields};
 use crate::http1::exchange_state::ExchangeState;
 use crate::http1::port::Port;
 use crate::http1::stream_out::StreamOut;
-use crate::http2::frame::encode_headers;
+use crate::http2::frame::{encode_data_header, encode_headers};
 use crate::http2::hpack::Encoder;
 
 /// Where a stream stands (section 5.1). Idle streams are not stored, and a closed one
@@ -49,6 +49,11 @@ pub(crate) struct SendQueue {
     pub(crate) end_sent: bool,
     /// The exchange gave up: the stream is to be reset with INTERNAL_ERROR.
     pub(crate) reset: bool,
+    /// A trailer section to send once the body is all sent (lower-cased names, checked):
+    /// 16 bytes per stream, allocated only by a response that has trailers.
+    /// Kept as fields, not encoded, until then: HPACK blocks must leave in the order
+    /// they are encoded, and other streams' heads may leave before this body's end.
+    pub(crate) trailers: Option<Box<[(String, String)]>>,
 }
 
 impl SendQueue {
@@ -74,6 +79,38 @@ impl SendQueue {
                 Some((b.get(start..end).unwrap_or_default(), None))
             }
         }
+    }
+
+    /// Whether END_STREAM goes on the DATA frame that empties the queue: the body is
+    /// complete and no trailer section follows it.
+    pub(crate) fn ends_with_data(&self) -> bool {
+        self.end && self.trailers.is_none()
+    }
+
+    /// Writes the end of a stream whose body is all sent (`end` set, nothing queued):
+    /// its trailer section as HEADERS with END_STREAM (RFC 9113 section 8.1), encoded
+    /// now so that it takes its place in the HPACK order, or else an empty DATA frame
+    /// with END_STREAM.
+    pub(crate) fn write_end(
+        &mut self,
+        id: u32,
+        enc: &mut Encoder,
+        block: &mut Vec<u8>,
+        max_frame: u32,
+        out: &mut Vec<u8>,
+    ) {
+        match self.trailers.take() {
+            Some(fields) => {
+                block.clear();
+                enc.start_block(block);
+                for (name, value) in fields.iter() {
+                    enc.encode_field(name.as_bytes(), value.as_bytes(), block);
+                }
+                encode_headers(out, id, block, true, max_frame);
+            }
+            None => encode_data_header(out, id, 0, true),
+        }
+        self.end_sent = true;
     }
 
     /// Marks `n` bytes of the front piece sent.
@@ -241,6 +278,27 @@ impl StreamOut for StreamSink<'_> {
 
     fn end(&mut self) {
         self.send.end = true;
+    }
+
+    fn end_with_trailers(&mut self, fields: &[(&str, &str)]) -> usize {
+        if self.send.end || self.send.reset {
+            return 0;
+        }
+        self.send.end = true;
+        let mut kept = Vec::with_capacity(fields.len());
+        let mut dropped = 0;
+        for &(name, value) in fields {
+            // Section 8.2.2's connection-specific fields are among those refused.
+            if trailer_allowed(name, value) {
+                kept.push((name.to_ascii_lowercase(), value.to_owned()));
+            } else {
+                dropped += 1;
+            }
+        }
+        if !kept.is_empty() {
+            self.send.trailers = Some(kept.into_boxed_slice());
+        }
+        dropped
     }
 
     fn reset(&mut self) {
