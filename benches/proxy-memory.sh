@@ -11,7 +11,7 @@ n=${1:-5000}
 in_flight=${2:-256}
 cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
-bin=target/release/ringmaster
+bin=${RINGMASTER_BIN:-${CARGO_TARGET_DIR:-target}/release/ringmaster}
 tmp=$(mktemp -d)
 trap 'kill "${px:-}" "${be:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 addr_of() { grep -o "listening on [0-9.:]*" "$1" | awk '{print $3}'; }

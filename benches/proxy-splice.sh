@@ -8,7 +8,7 @@
 #   e.g. benches/proxy-splice.sh 64 100 10; benches/proxy-splice.sh 1048576 4 10
 set -euo pipefail
 size=${1:?size}; conns=${2:?connections}; secs=${3:?seconds}
-bin=${RINGMASTER_BIN:-target/release/ringmaster}
+bin=${RINGMASTER_BIN:-${CARGO_TARGET_DIR:-target}/release/ringmaster}
 dir=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
 
 addr_of() { # waits for the "listening on ADDR" line in file $1

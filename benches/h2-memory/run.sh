@@ -2,14 +2,14 @@
 # Memory per idle HTTP/2 connection on `ringmaster http` (h2c): RSS before and after
 # h2_holder.py opens N connections, each served one request.
 #
-# usage: benches/h2-memory/run.sh [N]
+# usage: benches/h2-memory/run.sh [N]   (RINGMASTER_BIN picks the binary)
 set -euo pipefail
 n=${1:-2000}
 cd "$(dirname "$0")/../.."
 ulimit -n "$(ulimit -Hn)"
 tmp=$(mktemp -d)
 trap 'kill "${srv:-}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
-target/release/ringmaster http --listen 127.0.0.1:0 --shards 1 --idle-timeout 0 \
+"${RINGMASTER_BIN:-${CARGO_TARGET_DIR:-target}/release/ringmaster}" http --listen 127.0.0.1:0 --shards 1 --idle-timeout 0 \
     --keepalive-timeout 600 2>"$tmp/srv" &
 srv=$!
 for _ in $(seq 1 50); do grep -q "listening on" "$tmp/srv" && break; sleep 0.1; done
