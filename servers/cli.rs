@@ -187,7 +187,7 @@ impl ServerArgs {
 /// Prints one line for a failure and returns the exit code: 2 for bad settings, 1 for
 /// anything the environment refused.
 pub fn fail(err: &ringmaster_runtime::Error) -> ExitCode {
-    eprintln!("ringmaster: {err}");
+    say!("ringmaster: {err}");
     match err {
         ringmaster_runtime::Error::Config(_) => ExitCode::from(2),
         _ => ExitCode::from(1),
@@ -216,7 +216,7 @@ where
         Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    eprintln!(
+    say!(
         "ringmaster {mode} listening on {} ({})",
         running.local_addr(),
         running.features()
@@ -227,7 +227,7 @@ where
     match running.wait() {
         Ok(report) => {
             for (i, c) in report.shards.iter().enumerate() {
-                eprintln!("ringmaster: shard {i}: {c}");
+                say!("ringmaster: shard {i}: {c}");
             }
             ExitCode::SUCCESS
         }

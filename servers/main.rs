@@ -4,6 +4,16 @@ use std::process::ExitCode;
 
 use clap::{error::ErrorKind, Parser, Subcommand};
 
+/// `eprintln!` for lines to the operator, minus its panic: a failed write to stderr
+/// (closed, or a pipe whose reader is gone) is dropped. The thread that prints may be the
+/// one that must start a drain or finish a shutdown, and `eprintln!` would kill it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod echo;
 mod http;

@@ -543,3 +543,41 @@ fn deferred_accept_serves_clients_that_speak_first() {
     assert_eq!(srv.counter("accepted"), srv.counter("closed"));
     assert!(srv.counter("accepted") >= 20);
 }
+
+#[test]
+fn sigterm_drains_and_exits_0_even_with_stderr_closed() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    // A supervisor that stops reading our stderr (it closed its end) must still be able
+    // to stop us: the lines we print on the way out are dropped, not fatal.
+    let mut child = Command::new(common::bin())
+        .args(["echo", "--listen", "127.0.0.1:0", "--shards", "2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    drop(err);
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 20 s after SIGTERM with its stderr closed");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0), "drained and exited 0");
+}

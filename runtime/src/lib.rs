@@ -26,6 +26,16 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+/// `eprintln!` for lines to the operator, minus its panic: a failed write to stderr
+/// (closed, or a pipe whose reader is gone) is dropped. The thread that prints may be the
+/// one that must start a drain or finish a shutdown, and `eprintln!` would kill it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 // Bottom to top; a module imports only from the layers below it (docs/DESIGN.md).
 // 1. The kernel boundary: every raw pointer and every `unsafe` block.
 #[allow(unsafe_code)]

@@ -386,7 +386,7 @@ impl Running {
         if leaked > 0 {
             // A shard went away with operations still in the kernel (a completion that
             // never came back in time): their memory was leaked, not freed under them.
-            eprintln!(
+            say!(
                 "ringmaster: {leaked} buffer(s) still lent to the kernel were leaked at exit"
             );
         }
@@ -470,13 +470,13 @@ fn spawn_signal_thread(handle: ShutdownHandle) {
         .name("signals".into())
         .spawn(move || {
             let sig = fd::wait_signal();
-            eprintln!(
+            say!(
                 "ringmaster: {} received, draining (send it again to exit at once)",
                 signal_name(sig)
             );
             handle.shutdown();
             let sig = fd::wait_signal();
-            eprintln!(
+            say!(
                 "ringmaster: second {}, exiting without draining",
                 signal_name(sig)
             );

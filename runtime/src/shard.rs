@@ -242,7 +242,7 @@ impl<H: Handler> Shard<H> {
             };
             let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);
             if let Err(e) = self.ring.submit_and_wait_batch(timeout, batch, wait) {
-                eprintln!(
+                say!(
                     "ringmaster: shard {}: io_uring_enter failed: {e}",
                     self.ctx.id
                 );
