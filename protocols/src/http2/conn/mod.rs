@@ -115,11 +115,16 @@ pub(crate) struct H2Conn<T> {
     settings_sent: Instant,
     /// The highest stream id the client used.
     last_stream: u32,
+    /// The ids the client skipped when it last opened a stream above `last_stream + 2`:
+    /// HEADERS on one of them opens no stream (they were implicitly closed, section
+    /// 5.1.1) and is an unexpected stream id, PROTOCOL_ERROR, where HEADERS on a stream
+    /// that was used is STREAM_CLOSED (section 5.1). Only the latest gap is kept, so that
+    /// the memory stays fixed whatever ids the client picks; an id in an older gap gets
+    /// STREAM_CLOSED, the answer for the closed stream it also is.
+    skipped: Option<(u32, u32)>,
     goaway_sent: bool,
     /// The server is draining: close once the streams below the GOAWAY are done.
     draining: bool,
-    /// The client sent GOAWAY: close once the streams are done.
-    peer_goaway: bool,
     /// `Port::close` was called; input is ignored.
     closed: bool,
     /// What the peer lets us send on the connection.
@@ -158,9 +163,9 @@ impl<T> H2Conn<T> {
             settings_acked: false,
             settings_sent: now,
             last_stream: 0,
+            skipped: None,
             goaway_sent: false,
             draining: false,
-            peer_goaway: false,
             closed: false,
             conn_send: DEFAULT_WINDOW,
             conn_recv: DEFAULT_WINDOW,
@@ -331,7 +336,13 @@ impl<T> H2Conn<T> {
                     encode_ping_ack(port.buf(), payload);
                 }
             }
-            Frame::GoAway(_) => self.peer_goaway = true,
+            // Section 6.8: GOAWAY stops the streams its *receiver* may open, and the
+            // server opens none (no push); its sender closes the connection when its
+            // streams are done. So it changes nothing here, whatever its code (section 7:
+            // an unknown code triggers nothing special): closing first could drop a
+            // request already on its way, and the idle timeout bounds a client that
+            // never closes.
+            Frame::GoAway(_) => {}
             Frame::WindowUpdate {
                 stream_id,
                 increment,
@@ -406,8 +417,21 @@ impl<T> H2Conn<T> {
             }
         } else if sid <= self.last_stream {
             port.counters().h2.connection_errors += 1;
+            if self
+                .skipped
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&sid))
+            {
+                return self.fail(
+                    ErrorCode::ProtocolError,
+                    "HEADERS opening a stream id below one used",
+                    port,
+                );
+            }
             return self.fail(ErrorCode::StreamClosed, "HEADERS on a closed stream", port);
         } else {
+            if sid > self.last_stream + 2 {
+                self.skipped = Some((self.last_stream + 1, sid - 2));
+            }
             self.last_stream = sid;
             if self.goaway_sent {
                 BlockKind::Discard(None)
@@ -896,9 +920,9 @@ impl<T> H2Conn<T> {
         }
     }
 
-    /// Closes once draining (or told GOAWAY) with nothing left to answer.
+    /// Closes once draining with nothing left to answer.
     fn settle(&mut self, port: &mut dyn Port) {
-        if !self.closed && (self.draining || self.peer_goaway) && self.streams.is_empty() {
+        if !self.closed && self.draining && self.streams.is_empty() {
             self.closed = true;
             port.close();
         }

@@ -558,6 +558,19 @@ fn stream_rules_of_section_5_1() {
             ..
         }]
     ));
+    // Section 5.1.1: a new stream's id below one already used (3 after 5) is a
+    // PROTOCOL_ERROR, not a closed stream's STREAM_CLOSED.
+    let mut c = Client::ready();
+    c.request(5, "GET", "/", true);
+    c.take();
+    c.request(3, "GET", "/", true);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            last: 5,
+        }]
+    ));
     // PRIORITY is ignored; PUSH_PROMISE from a client is a connection error.
     let mut c = Client::ready();
     let mut b = Vec::new();
@@ -847,4 +860,20 @@ proptest! {
         fire(&mut c);
         let _ = c.conn.deadline();
     }
+}
+
+/// Section 6.8: a client's GOAWAY (here with a code section 7 does not define) limits
+/// the streams the server may open, which are none; the connection goes on serving the
+/// client until it closes it.
+#[test]
+fn a_client_goaway_changes_nothing_on_the_server() {
+    let mut c = Client::ready();
+    let mut b = Vec::new();
+    frame::encode_goaway(&mut b, 0, ErrorCode::Unknown(0xff), b"");
+    encode_ping(&mut b, *b"pingpong");
+    c.send(&b);
+    assert_eq!(c.take(), vec![Out::PingAck]);
+    c.request(1, "GET", "/", true);
+    assert!(matches!(c.take()[..], [Out::Headers { sid: 1, .. }, ..]));
+    assert!(!c.port.closed);
 }
