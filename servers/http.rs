@@ -71,6 +71,18 @@ pub struct HttpArgs {
     #[arg(long, value_name = "BYTES",
           default_value_t = H2Config::default().header_table_size)]
     pub h2_header_table_size: u32,
+
+    /// Bytes of request body an HTTP/2 client may send on one stream before the server
+    /// opens the stream's window again (SETTINGS_INITIAL_WINDOW_SIZE)
+    #[arg(long, value_name = "BYTES",
+          default_value_t = H2Config::default().initial_window_size)]
+    pub h2_stream_window: u32,
+
+    /// Bytes of request body an HTTP/2 client may send on the whole connection before
+    /// the server opens it again (announced by WINDOW_UPDATE when above 65535)
+    #[arg(long, value_name = "BYTES",
+          default_value_t = H2Config::default().connection_window)]
+    pub h2_connection_window: u32,
 }
 
 impl HttpArgs {
@@ -81,6 +93,8 @@ impl HttpArgs {
             stall_timeout: secs_arg(self.h2_stall_timeout),
             max_send_backlog: self.server.write_backlog,
             header_table_size: self.h2_header_table_size,
+            initial_window_size: self.h2_stream_window.min(i32::MAX as u32),
+            connection_window: self.h2_connection_window,
             ..H2Config::default()
         })
     }

@@ -49,6 +49,10 @@ pub(crate) struct ExchangeState {
     pub(crate) upstream: Option<ringmaster_runtime::ConnToken>,
     /// The response switched protocols (101): the connection is no longer HTTP/1.1.
     pub(crate) upgrade: bool,
+    /// The application asked for no more of a streamed request body for now
+    /// ([`Exchange::pause_body`](super::Exchange::pause_body)); HTTP/2 gives the client
+    /// no more flow-control credit for the stream until it resumes.
+    pub(crate) body_paused: bool,
 }
 
 impl ExchangeState {
@@ -65,6 +69,7 @@ impl ExchangeState {
             calls: 0,
             upstream: None,
             upgrade: false,
+            body_paused: false,
             notifiers: Vec::new(),
         }
     }

@@ -16,8 +16,16 @@ pub struct H2Config {
     /// RST_STREAM REFUSED_STREAM.
     pub max_concurrent_streams: u32,
     /// SETTINGS_INITIAL_WINDOW_SIZE: how much request body a stream may send before we
-    /// open its window further (the connection window starts at the RFC's 65,535).
+    /// open its window further (for a body streamed to the application: before the
+    /// application has taken the first half of it).
     pub initial_window_size: u32,
+    /// What the client may send on the whole connection before we open it further: the
+    /// RFC starts it at 65,535, and a larger value is announced with a WINDOW_UPDATE on
+    /// stream 0 right after our SETTINGS (at most 2^31-1). It bounds no memory of ours
+    /// (a body is either gathered under the body limit or handed on as it arrives, each
+    /// stream held to its own window), so it only decides how much several uploads on one
+    /// connection may have in flight.
+    pub connection_window: u32,
     /// SETTINGS_MAX_FRAME_SIZE: the largest frame payload we accept.
     pub max_frame_size: u32,
     /// SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded request field section.
@@ -59,6 +67,7 @@ impl Default for H2Config {
         H2Config {
             max_concurrent_streams: 128,
             initial_window_size: 65_535,
+            connection_window: 1 << 20,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_header_list_size: 16 * 1024,
             header_table_size: 1024,

@@ -52,6 +52,7 @@ use crate::http2::hpack::{Decoder, Encoder};
 use crate::http2::preface::{check_preface, PrefaceCheck, PREFACE};
 
 pub use config::H2Config;
+use request::RequestParts;
 use stream::{Stream, StreamSink, StreamState};
 
 /// The window the RFC starts every connection and stream at (section 6.9.2).
@@ -210,6 +211,12 @@ impl<T> H2Conn<T> {
                     port.counters().h2.connections += 1;
                     encode_settings(port.buf(), &self.cfg.settings());
                     self.settings_sent = port.now();
+                    // Section 6.9.2: the connection window can only grow by WINDOW_UPDATE.
+                    let more = self.conn_recv_size() - DEFAULT_WINDOW;
+                    if more > 0 {
+                        encode_window_update(port.buf(), 0, more as u32);
+                        self.conn_recv += more;
+                    }
                 }
             }
         }
@@ -388,6 +395,12 @@ impl<T> H2Conn<T> {
         true
     }
 
+    /// The connection receive window we keep open: the configured one, within what
+    /// the RFC allows (65,535 to 2^31-1).
+    fn conn_recv_size(&self) -> i64 {
+        i64::from(self.cfg.connection_window).clamp(DEFAULT_WINDOW, i64::from(MAX_WINDOW_SIZE))
+    }
+
     fn find(&self, id: u32) -> Option<usize> {
         self.streams.iter().position(|s| s.id == id)
     }
@@ -517,6 +530,8 @@ impl<T> H2Conn<T> {
         }
         if end_stream {
             self.complete(app, i, port);
+        } else if kind == BlockKind::Request {
+            self.offer_stream(app, i, port);
         }
     }
 
@@ -533,7 +548,7 @@ impl<T> H2Conn<T> {
             );
         }
         self.conn_recv_unacked += len;
-        if self.conn_recv_unacked as i64 >= DEFAULT_WINDOW / 2 {
+        if i64::from(self.conn_recv_unacked) >= self.conn_recv_size() / 2 {
             encode_window_update(port.buf(), 0, self.conn_recv_unacked);
             self.conn_recv += i64::from(self.conn_recv_unacked);
             self.conn_recv_unacked = 0;
@@ -560,14 +575,33 @@ impl<T> H2Conn<T> {
         let Some(parts) = s.req.as_deref_mut() else {
             return;
         };
-        if parts.body.len() as u64 + d.data.len() as u64 > max_body {
+        if parts.received + d.data.len() as u64 > max_body {
             port.counters().body_too_large += 1;
+            if s.send.head_sent {
+                // Too late for a 413: the stream is given up.
+                return self.reset_stream(app, i, ErrorCode::Cancel, port);
+            }
             return self.refuse(app, i, 413, port);
         }
-        parts.body.extend_from_slice(d.data);
+        parts.received += d.data.len() as u64;
+        if !parts.streamed {
+            parts.body.extend_from_slice(d.data);
+        }
         if parts.length_mismatch(d.end_stream) {
             port.counters().h2.malformed += 1;
             return self.reset_stream(app, i, ErrorCode::ProtocolError, port);
+        }
+        if parts.streamed {
+            // The piece goes to the application now; the stream's credit comes back
+            // once it has taken it and does not hold the body (`give_credit`).
+            if d.end_stream {
+                s.state = StreamState::HalfClosedRemote;
+                s.req = None;
+            } else {
+                parts.owed = parts.owed.saturating_add(len);
+            }
+            let end = d.end_stream;
+            return self.call_stream(i, port, |task, ex| app.on_body(task, d.data, end, ex));
         }
         if d.end_stream {
             return self.complete(app, i, port);
@@ -642,7 +676,9 @@ impl<T> H2Conn<T> {
         self.count_reset(port);
     }
 
-    /// The request on stream `i` is complete: hand it to the application.
+    /// The request on stream `i` is complete (END_STREAM): hand it to the application
+    /// whole, or tell an application that takes its body in pieces that the body ended
+    /// (after trailers: DATA with END_STREAM tells it in `data`).
     fn complete<A: App<Task = T>>(&mut self, app: &mut A, i: usize, port: &mut dyn Port) {
         let Some(s) = self.streams.get_mut(i) else {
             return;
@@ -651,6 +687,57 @@ impl<T> H2Conn<T> {
         let Some(parts) = s.req.take() else {
             return;
         };
+        if parts.streamed {
+            return self.call_stream(i, port, |task, ex| app.on_body(task, &[], true, ex));
+        }
+        self.dispatch(app, i, &parts, port);
+    }
+
+    /// A request's head is complete and its body is to come: if the application takes
+    /// the body in pieces ([`App::stream_body`]), the request is dispatched now and DATA
+    /// goes to [`App::on_body`] as it arrives; otherwise the body is gathered whole
+    /// (bounded by the body limit) and the request waits for END_STREAM.
+    fn offer_stream<A: App<Task = T>>(&mut self, app: &mut A, i: usize, port: &mut dyn Port) {
+        let Some(s) = self.streams.get_mut(i) else {
+            return;
+        };
+        let sid = s.id;
+        let Some(mut parts) = s.req.take() else {
+            return;
+        };
+        let mut raw = Vec::with_capacity(16);
+        // Not UTF-8 where text is needed: not offered; the complete request is reset.
+        let wants = parts.view(&mut raw).is_some_and(|(method, target)| {
+            app.stream_body(&Request {
+                method,
+                target,
+                version: Version::Http2,
+                headers: &raw,
+                body: &[],
+                keep_alive: true,
+                streamed: true,
+            })
+        });
+        drop(raw);
+        if wants {
+            parts.streamed = true;
+            self.dispatch(app, i, &parts, port);
+        }
+        // Kept for what the body must agree with (its length, the trailers' rules).
+        if let Some(s) = self.streams.get_mut(i).filter(|s| s.id == sid) {
+            s.req = Some(parts);
+        }
+    }
+
+    /// Hands the request on stream `i` to the application: whole, or its head with the
+    /// body to follow in pieces (`parts.streamed`).
+    fn dispatch<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        i: usize,
+        parts: &RequestParts,
+        port: &mut dyn Port,
+    ) {
         let mut raw = Vec::with_capacity(16);
         let Some((method, target)) = parts.view(&mut raw) else {
             port.counters().h2.malformed += 1;
@@ -666,7 +753,7 @@ impl<T> H2Conn<T> {
             headers: &raw,
             body: &parts.body,
             keep_alive: true,
-            streamed: false,
+            streamed: parts.streamed,
         };
         let Some((mut sink, state, slot)) = self.stream_io(i) else {
             return;
@@ -834,6 +921,7 @@ impl<T> H2Conn<T> {
     /// After anything that may have produced output: send what the windows allow, ask
     /// for writable-again where an exchange waits for it, close when done.
     fn after(&mut self, port: &mut dyn Port) {
+        self.give_credit(port);
         self.flush(port);
         if self
             .streams
@@ -843,6 +931,28 @@ impl<T> H2Conn<T> {
             port.want_writable();
         }
         self.settle(port);
+    }
+
+    /// Gives back the flow-control credit of streamed request bodies the application
+    /// has taken and does not hold ([`Exchange::pause_body`]): a stream's window opens
+    /// again as its application consumes, in steps of half the initial window (one
+    /// WINDOW_UPDATE per half window, not per DATA frame), so a slow application holds
+    /// its client back to one window on that stream and no other.
+    fn give_credit(&mut self, port: &mut dyn Port) {
+        let half = self.cfg.initial_window_size / 2;
+        for s in &mut self.streams {
+            if s.state != StreamState::Open || s.ex.body_paused {
+                continue;
+            }
+            let Some(p) = s.req.as_deref_mut() else {
+                continue;
+            };
+            if p.streamed && p.owed > 0 && p.owed >= half {
+                encode_window_update(port.buf(), s.id, p.owed);
+                s.recv_window += i64::from(p.owed);
+                p.owed = 0;
+            }
+        }
     }
 
     /// Sends queued response bodies as DATA within the windows, a few frames per stream
@@ -907,6 +1017,16 @@ impl<T> H2Conn<T> {
                 }
                 if s.send.end_sent && s.state == StreamState::HalfClosedRemote && s.task.is_none() {
                     self.streams.remove(i);
+                    continue;
+                }
+                if s.send.end_sent && s.task.is_none() && s.req.as_ref().is_some_and(|p| p.streamed)
+                {
+                    // Answered before its streamed body ended: the client is told to
+                    // stop sending it, without error (section 8.1).
+                    let id = s.id;
+                    self.streams.remove(i);
+                    self.send_reset(id, ErrorCode::NoError, port);
+                    self.count_reset(port);
                     continue;
                 }
                 i += 1;
