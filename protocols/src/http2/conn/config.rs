@@ -55,6 +55,13 @@ pub struct H2Config {
     /// CANCEL, a connection stuck on its window or its write backlog ends with GOAWAY
     /// ENHANCE_YOUR_CALM.
     pub stall_timeout: Duration,
+    /// Bytes per second a request body must average, counted from its HEADERS, once
+    /// `stall_timeout` has passed (a slow-drip client: a stream held open with a byte
+    /// now and then). Slower, the stream is answered 408 and reset with NO_ERROR
+    /// (section 8.1), or reset with CANCEL if its response has started. Time the
+    /// application holds the body back ([`Exchange::pause_body`](crate::http1::Exchange::pause_body))
+    /// is the server's, so such a stream is not judged. 0 turns the bound off.
+    pub min_body_rate: u32,
     /// Output queued on the connection (`Port::backlog`) past which no more DATA is
     /// produced until it drains: response bodies wait in their streams' queues instead.
     /// Keep it at least half the runtime's write-backlog limit (the writable-again
@@ -78,6 +85,7 @@ impl Default for H2Config {
             max_control_backlog: 1 << 20,
             settings_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
             max_send_backlog: 4 << 20,
         }
     }
@@ -139,11 +147,14 @@ pub struct H2Counters {
     /// Connections ended after their output sat past the send backlog too long (a peer
     /// that does not read).
     pub write_stalls: u64,
+    /// Streams answered 408 (or reset) for a request body slower than
+    /// [`H2Config::min_body_rate`].
+    pub slow_bodies: u64,
 }
 
 impl H2Counters {
     /// Every counter with its name, for reports.
-    pub fn fields(&self) -> [(&'static str, u64); 19] {
+    pub fn fields(&self) -> [(&'static str, u64); 20] {
         [
             ("h2_connections", self.connections),
             ("h2_streams", self.streams),
@@ -164,6 +175,7 @@ impl H2Counters {
             ("h2_stream_stalls", self.stream_stalls),
             ("h2_window_stalls", self.window_stalls),
             ("h2_write_stalls", self.write_stalls),
+            ("h2_slow_bodies", self.slow_bodies),
         ]
     }
 }

@@ -455,7 +455,11 @@ impl<T> H2Conn<T> {
                 port.counters().h2.streams += 1;
                 let recv = i64::from(self.cfg.initial_window_size);
                 let send = i64::from(self.peer_initial_window);
-                self.streams.push(Stream::new(sid, send, recv));
+                let mut stream = Stream::new(sid, send, recv);
+                if let Some(p) = stream.req.as_deref_mut() {
+                    p.since = Some(port.now());
+                }
+                self.streams.push(stream);
                 BlockKind::Request
             }
         };

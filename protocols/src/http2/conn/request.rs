@@ -38,6 +38,8 @@ pub(crate) struct RequestParts {
     pub(crate) body: Vec<u8>,
     /// Body bytes received so far, kept or streamed.
     pub(crate) received: u64,
+    /// When its HEADERS arrived (the body's average rate is counted from there).
+    pub(crate) since: Option<std::time::Instant>,
     /// The application takes the body in pieces as DATA arrives
     /// ([`App::on_body`](crate::http1::App::on_body)); the request was dispatched at
     /// its head.

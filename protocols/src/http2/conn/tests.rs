@@ -1121,3 +1121,46 @@ fn an_early_answer_stops_the_body_and_a_long_one_is_malformed() {
     );
     assert_eq!(c.app.cancelled, 1);
 }
+
+/// A request body dripping in slower than `min_body_rate` (counted from its HEADERS,
+/// judged once `stall_timeout` has passed) is answered 408 and reset with NO_ERROR,
+/// counted; one fast enough is left alone, and a body the application paused is not
+/// judged (the client is held back by the server then).
+#[test]
+fn a_slow_drip_body_is_answered_408() {
+    let mut c = Client::ready();
+    let t0 = c.port.now;
+    c.request(1, "POST", "/echo", false);
+    c.request(3, "POST", "/echo", false);
+    let mut b = Vec::new();
+    encode_data(&mut b, 1, b"x", false);
+    for piece in vec![b'y'; 64 << 10].chunks(16_384) {
+        encode_data(&mut b, 3, piece, false);
+    }
+    c.send(&b);
+    c.take();
+    // Stream 1 is due at the stall timeout; stream 3 brought 64 KiB, a minute's worth.
+    assert_eq!(c.conn.deadline(), Some(t0 + Duration::from_secs(30)));
+    advance(&mut c, 30);
+    fire(&mut c);
+    assert_eq!(
+        c.take(),
+        vec![
+            headers(1, "408", true),
+            Out::Rst {
+                sid: 1,
+                code: ErrorCode::NoError
+            }
+        ]
+    );
+    assert_eq!(c.port.counters.h2.slow_bodies, 1);
+    assert_eq!(c.conn.open_streams(), 1);
+    assert_eq!(c.conn.deadline(), Some(t0 + Duration::from_secs(65)));
+
+    let mut c = Client::streaming(true);
+    c.request(1, "POST", "/up", false);
+    c.body(1, 1, false);
+    assert_eq!(c.app.pieces.len(), 1);
+    // Paused by the application: only the timer it set is due, no slow-body bound.
+    assert_eq!(c.conn.deadline(), None);
+}
