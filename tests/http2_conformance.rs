@@ -91,7 +91,9 @@ fn run_httpwg(bin: &PathBuf, addr: SocketAddr) -> Outcomes {
         .env("SEQUENTIAL", "1")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        // Its frame-by-frame trace (tracing, on stdout) is not needed: dropped, so that
+        // it can never fill a pipe and stall the run.
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn httpwg");

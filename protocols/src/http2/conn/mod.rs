@@ -16,6 +16,15 @@
 //! `flush`, round-robin over the streams, within the peer's windows, and what does not
 //! fit waits for WINDOW_UPDATE.
 //!
+//! A request body is gathered whole (under the body limit) before the App sees the
+//! request, unless the App takes bodies in pieces ([`App::stream_body`]): then the
+//! request is dispatched at its head, DATA goes to [`App::on_body`] as it arrives, and
+//! the stream's window is opened again only as the App takes the body and does not
+//! pause it ([`Exchange::pause_body`]), so a slow App holds its client back by flow
+//! control. The connection window is opened past the RFC's 65,535 right after SETTINGS
+//! ([`H2Config::connection_window`]) so that uploads are not held to one small window
+//! per round trip.
+//!
 //! Parts: [`config`] (SETTINGS and budgets, counters), `request` (a request's fields
 //! checked against sections 8.2 and 8.3, and its body), `stream` (one stream, its send
 //! queue and the exchange's sink), `callbacks` (the application's timers, offload
