@@ -63,6 +63,26 @@ pub struct HttpArgs {
     #[arg(long, value_name = "SECS",
           default_value_t = H2Config::default().stall_timeout.as_secs_f64())]
     pub h2_stall_timeout: f64,
+
+    /// Bytes of HPACK dynamic table the client may use to compress request fields
+    /// (SETTINGS_HEADER_TABLE_SIZE); memory per connection against compression. A client
+    /// must shrink its table with a size update once it acknowledges a value below 4096
+    /// (RFC 7541 section 4.2), and one that does not gets COMPRESSION_ERROR
+    #[arg(long, value_name = "BYTES",
+          default_value_t = H2Config::default().header_table_size)]
+    pub h2_header_table_size: u32,
+
+    /// Bytes of request body an HTTP/2 client may send on one stream before the server
+    /// opens the stream's window again (SETTINGS_INITIAL_WINDOW_SIZE)
+    #[arg(long, value_name = "BYTES",
+          default_value_t = H2Config::default().initial_window_size)]
+    pub h2_stream_window: u32,
+
+    /// Bytes of request body an HTTP/2 client may send on the whole connection before
+    /// the server opens it again (announced by WINDOW_UPDATE when above 65535)
+    #[arg(long, value_name = "BYTES",
+          default_value_t = H2Config::default().connection_window)]
+    pub h2_connection_window: u32,
 }
 
 impl HttpArgs {
@@ -72,6 +92,9 @@ impl HttpArgs {
         (!self.no_h2).then(|| H2Config {
             stall_timeout: secs_arg(self.h2_stall_timeout),
             max_send_backlog: self.server.write_backlog,
+            header_table_size: self.h2_header_table_size,
+            initial_window_size: self.h2_stream_window.min(i32::MAX as u32),
+            connection_window: self.h2_connection_window,
             ..H2Config::default()
         })
     }

@@ -153,6 +153,16 @@ fn hyper_h2_zero_window_stall_is_cancelled() {
     assert_eq!(server.counter("http", "h2_stream_stalls"), 1);
 }
 
+/// A request body dripped in a byte at a time (under the 1 KiB/s minimum rate) gets 408
+/// and RST_STREAM NO_ERROR once `--h2-stall-timeout` has passed, counted; the
+/// connection goes on.
+#[test]
+fn hyper_h2_slow_drip_body_gets_408() {
+    let server = Server::start(&["--h2-stall-timeout", "1"]);
+    hyper_h2(&server, "drip");
+    assert_eq!(server.counter("http", "h2_slow_bodies"), 1);
+}
+
 #[test]
 fn h2_over_tls_by_alpn_and_http1_for_a_client_without_it() {
     let server = common::ServerProc::start(&[

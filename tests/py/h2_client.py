@@ -3,11 +3,15 @@
 
 Usage: h2_client.py HOST:PORT SERVER_PID
        h2_client.py HOST:PORT stall
+       h2_client.py HOST:PORT drip
 
 Cleartext with prior knowledge (h2c). Every loop is bounded in count and time; the
 address must be 127.0.0.1. The last case sends SIGTERM to SERVER_PID and checks the
 GOAWAY. With `stall`, the one case is a client that keeps its window at zero, against a
-server started with a short `--h2-stall-timeout` (about a second). Prints "ok" when
+server started with a short `--h2-stall-timeout` (about a second). With `drip`, the one
+case is a request body sent a byte at a time, slower than the server's minimum body
+rate, against the same short stall timeout: it must get 408 and RST_STREAM NO_ERROR
+while another stream on the connection is answered. Prints "ok" when
 every case passed; exits non-zero with the failing case otherwise.
 """
 
@@ -274,12 +278,37 @@ def goaway_on_sigterm(addr, pid):
     assert any(k == 0 and s == sid and f & 1 for k, f, s, _ in after), "no END_STREAM"
 
 
-def main():
-    if sys.argv[2] == "stall":
+def slow_drip(addr):
+    c = Conn(addr)
+    drip = c.get("/echo", method="POST", end=False)
+    end = time.monotonic() + DEADLINE
+    # A byte every 0.3 s (far under 1 KiB/s) until the server gives up on the stream.
+    while not c.of(h2.events.StreamReset):
+        assert time.monotonic() < end, "no answer to a slow drip; events: %r" % c.events[-10:]
+        c.h2.send_data(drip, b"x")
+        c.flush()
         try:
-            zero_window_stall(sys.argv[1])
+            c.pump(lambda: c.of(h2.events.StreamReset), limit=0.3)
+        except AssertionError:
+            pass
+    reset = c.of(h2.events.StreamReset)[0]
+    assert reset.stream_id == drip, reset
+    assert reset.error_code == h2.errors.ErrorCodes.NO_ERROR, reset
+    assert c.status(drip) == b"408", c.status(drip)
+    # The connection goes on.
+    fast = c.get("/plaintext")
+    c.pump(lambda: fast in c.ended)
+    assert c.bodies[fast] == b"Hello, World!"
+
+
+def main():
+    single = {"stall": zero_window_stall, "drip": slow_drip}
+    if sys.argv[2] in single:
+        case = single[sys.argv[2]]
+        try:
+            case(sys.argv[1])
         except Exception as e:  # noqa: BLE001
-            print("FAIL zero_window_stall: %r" % (e,))
+            print("FAIL %s: %r" % (case.__name__, e))
             sys.exit(1)
         print("ok")
         return

@@ -676,6 +676,23 @@ impl<'x> Exchange<'x> {
         }
     }
 
+    /// Asks for no more of this request's streamed body for now (see
+    /// [`App::stream_body`]): on HTTP/2 the stream's flow-control window is not opened
+    /// again, so the client stops once it has sent what it already had credit for (at
+    /// most the window, SETTINGS_INITIAL_WINDOW_SIZE), and [`App::on_body`] may still get
+    /// that much. [`Exchange::resume_body`] gives the credit back. On HTTP/1.1 it has no
+    /// effect: there the body is paced by the connection's reading, which the runtime
+    /// pauses past its write backlog and an upstream's.
+    pub fn pause_body(&mut self) {
+        self.state.body_paused = true;
+    }
+
+    /// Takes a body paused with [`Exchange::pause_body`] again: the credit held back is
+    /// given to the client.
+    pub fn resume_body(&mut self) {
+        self.state.body_paused = false;
+    }
+
     /// Asks for one [`App::on_writable`] call once queued output has drained.
     pub fn want_writable(&mut self) {
         self.state.wants_writable = true;

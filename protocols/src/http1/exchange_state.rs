@@ -53,6 +53,10 @@ pub(crate) struct ExchangeState {
     /// [`Exchange::accepts_trailers`](super::Exchange::accepts_trailers). A bool in
     /// what was padding: the state's size is unchanged.
     pub(crate) te_trailers: bool,
+    /// The application asked for no more of a streamed request body for now
+    /// ([`Exchange::pause_body`](super::Exchange::pause_body)); HTTP/2 gives the client
+    /// no more flow-control credit for the stream until it resumes.
+    pub(crate) body_paused: bool,
 }
 
 impl ExchangeState {
@@ -70,6 +74,7 @@ impl ExchangeState {
             upstream: None,
             upgrade: false,
             te_trailers: false,
+            body_paused: false,
             notifiers: Vec::new(),
         }
     }

@@ -191,7 +191,7 @@ impl<T> H2Conn<T> {
 
     /// Calls the application on stream `i`'s exchange, if it still has a task; drops
     /// the task once the exchange is done.
-    fn call_stream(
+    pub(super) fn call_stream(
         &mut self,
         i: usize,
         port: &mut dyn Port,

@@ -16,8 +16,16 @@ pub struct H2Config {
     /// RST_STREAM REFUSED_STREAM.
     pub max_concurrent_streams: u32,
     /// SETTINGS_INITIAL_WINDOW_SIZE: how much request body a stream may send before we
-    /// open its window further (the connection window starts at the RFC's 65,535).
+    /// open its window further (for a body streamed to the application: before the
+    /// application has taken the first half of it).
     pub initial_window_size: u32,
+    /// What the client may send on the whole connection before we open it further: the
+    /// RFC starts it at 65,535, and a larger value is announced with a WINDOW_UPDATE on
+    /// stream 0 right after our SETTINGS (at most 2^31-1). It bounds no memory of ours
+    /// (a body is either gathered under the body limit or handed on as it arrives, each
+    /// stream held to its own window), so it only decides how much several uploads on one
+    /// connection may have in flight.
+    pub connection_window: u32,
     /// SETTINGS_MAX_FRAME_SIZE: the largest frame payload we accept.
     pub max_frame_size: u32,
     /// SETTINGS_MAX_HEADER_LIST_SIZE: the largest decoded request field section.
@@ -47,6 +55,13 @@ pub struct H2Config {
     /// CANCEL, a connection stuck on its window or its write backlog ends with GOAWAY
     /// ENHANCE_YOUR_CALM.
     pub stall_timeout: Duration,
+    /// Bytes per second a request body must average, counted from its HEADERS, once
+    /// `stall_timeout` has passed (a slow-drip client: a stream held open with a byte
+    /// now and then). Slower, the stream is answered 408 and reset with NO_ERROR
+    /// (section 8.1), or reset with CANCEL if its response has started. Time the
+    /// application holds the body back ([`Exchange::pause_body`](crate::http1::Exchange::pause_body))
+    /// is the server's, so such a stream is not judged. 0 turns the bound off.
+    pub min_body_rate: u32,
     /// Output queued on the connection (`Port::backlog`) past which no more DATA is
     /// produced until it drains: response bodies wait in their streams' queues instead.
     /// Keep it at least half the runtime's write-backlog limit (the writable-again
@@ -59,6 +74,7 @@ impl Default for H2Config {
         H2Config {
             max_concurrent_streams: 128,
             initial_window_size: 65_535,
+            connection_window: 1 << 20,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_header_list_size: 16 * 1024,
             header_table_size: 1024,
@@ -69,6 +85,7 @@ impl Default for H2Config {
             max_control_backlog: 1 << 20,
             settings_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            min_body_rate: 1024,
             max_send_backlog: 4 << 20,
         }
     }
@@ -130,11 +147,14 @@ pub struct H2Counters {
     /// Connections ended after their output sat past the send backlog too long (a peer
     /// that does not read).
     pub write_stalls: u64,
+    /// Streams answered 408 (or reset) for a request body slower than
+    /// [`H2Config::min_body_rate`].
+    pub slow_bodies: u64,
 }
 
 impl H2Counters {
     /// Every counter with its name, for reports.
-    pub fn fields(&self) -> [(&'static str, u64); 19] {
+    pub fn fields(&self) -> [(&'static str, u64); 20] {
         [
             ("h2_connections", self.connections),
             ("h2_streams", self.streams),
@@ -155,6 +175,7 @@ impl H2Counters {
             ("h2_stream_stalls", self.stream_stalls),
             ("h2_window_stalls", self.window_stalls),
             ("h2_write_stalls", self.write_stalls),
+            ("h2_slow_bodies", self.slow_bodies),
         ]
     }
 }

@@ -5,7 +5,9 @@
 //! (HEADERS without END_HEADERS), the SETTINGS acknowledgement (RFC 9113 section
 //! 6.5.3), and the stalls of [`H2Config::stall_timeout`](super::H2Config): a response
 //! stuck on a stream window the peer keeps at zero, on a zero connection window, or on
-//! output the peer does not read. Each is an `Instant` remembered where it belongs (a
+//! output the peer does not read; and a request body slower than
+//! [`H2Config::min_body_rate`](super::H2Config) (slow drip). Each is an `Instant`
+//! remembered where it belongs (a
 //! stalled stream carries its own); [`H2Conn::deadline`] is the nearest of them, for the
 //! driver's single protocol timer, so that an idle connection costs no timer per stream.
 //! It never arms a timer itself.
@@ -20,6 +22,10 @@
 //!   10.5), then the close; a peer that does not read gets the connection aborted, since
 //!   output queued behind what it never reads would hold the close up.
 //! - SETTINGS unacknowledged: GOAWAY SETTINGS_TIMEOUT (section 6.5.3).
+//! - a request body arriving slower than the minimum rate: `408 Request Timeout` and
+//!   RST_STREAM NO_ERROR (section 8.1: the server answered, the rest of the request is
+//!   not wanted), or CANCEL once a response started; counted against the reset budget
+//!   like every reset the server makes.
 //! - a header block unfinished: GOAWAY PROTOCOL_ERROR (the block cannot be decoded in
 //!   part, and HPACK would be out of step, so it is a connection error as in section
 //!   6.10).
@@ -49,6 +55,7 @@ impl<T> H2Conn<T> {
             .streams
             .iter()
             .filter_map(|s| due(s.stalled_since, stall))
+            .chain(self.streams.iter().filter_map(|s| self.slow_body_due(s)))
             .min();
         [
             self.idle_deadline(),
@@ -61,6 +68,23 @@ impl<T> H2Conn<T> {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// When stream `s`'s request body falls below the minimum average rate, if it is
+    /// still arriving and the client is not held back by us (a paused body, or no
+    /// window left to send in).
+    fn slow_body_due(&self, s: &super::Stream<T>) -> Option<Instant> {
+        let rate = self.cfg.min_body_rate;
+        if rate == 0
+            || s.state != super::StreamState::Open
+            || s.ex.body_paused
+            || s.recv_window <= 0
+        {
+            return None;
+        }
+        let p = s.req.as_deref()?;
+        let needed = Duration::from_secs(p.received / u64::from(rate) + 1);
+        due(p.since, needed.max(self.cfg.stall_timeout))
     }
 
     /// When an idle connection (no streams, no header block) is closed.
@@ -118,7 +142,32 @@ impl<T> H2Conn<T> {
             return self.idle_close(port);
         }
         self.reset_stalled(app, now, port);
+        self.answer_slow_bodies(app, now, port);
         self.after(port);
+    }
+
+    /// Answers 408 (or resets, once a response started) every stream whose request body
+    /// fell below the minimum rate.
+    fn answer_slow_bodies<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        now: Instant,
+        port: &mut dyn Port,
+    ) {
+        let mut i = 0;
+        while i < self.streams.len() && !self.closed {
+            let s = &self.streams[i];
+            if self.slow_body_due(s).is_some_and(|t| now >= t) {
+                port.counters().h2.slow_bodies += 1;
+                if s.send.head_sent {
+                    self.reset_stream(app, i, ErrorCode::Cancel, port);
+                } else {
+                    self.refuse(app, i, 408, port);
+                }
+                continue;
+            }
+            i += 1;
+        }
     }
 
     /// Resets (CANCEL) every stream stalled on its window past the stall timeout.

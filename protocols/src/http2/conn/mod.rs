@@ -16,6 +16,15 @@
 //! `flush`, round-robin over the streams, within the peer's windows, and what does not
 //! fit waits for WINDOW_UPDATE.
 //!
+//! A request body is gathered whole (under the body limit) before the App sees the
+//! request, unless the App takes bodies in pieces ([`App::stream_body`]): then the
+//! request is dispatched at its head, DATA goes to [`App::on_body`] as it arrives, and
+//! the stream's window is opened again only as the App takes the body and does not
+//! pause it ([`Exchange::pause_body`]), so a slow App holds its client back by flow
+//! control. The connection window is opened past the RFC's 65,535 right after SETTINGS
+//! ([`H2Config::connection_window`]) so that uploads are not held to one small window
+//! per round trip.
+//!
 //! Parts: [`config`] (SETTINGS and budgets, counters), `request` (a request's fields
 //! checked against sections 8.2 and 8.3, and its body), `stream` (one stream, its send
 //! queue and the exchange's sink), `callbacks` (the application's timers, offload
@@ -52,6 +61,7 @@ use crate::http2::hpack::{Decoder, Encoder};
 use crate::http2::preface::{check_preface, PrefaceCheck, PREFACE};
 
 pub use config::H2Config;
+use request::RequestParts;
 use stream::{Stream, StreamSink, StreamState};
 
 /// The window the RFC starts every connection and stream at (section 6.9.2).
@@ -115,11 +125,16 @@ pub(crate) struct H2Conn<T> {
     settings_sent: Instant,
     /// The highest stream id the client used.
     last_stream: u32,
+    /// The ids the client skipped when it last opened a stream above `last_stream + 2`:
+    /// HEADERS on one of them opens no stream (they were implicitly closed, section
+    /// 5.1.1) and is an unexpected stream id, PROTOCOL_ERROR, where HEADERS on a stream
+    /// that was used is STREAM_CLOSED (section 5.1). Only the latest gap is kept, so that
+    /// the memory stays fixed whatever ids the client picks; an id in an older gap gets
+    /// STREAM_CLOSED, the answer for the closed stream it also is.
+    skipped: Option<(u32, u32)>,
     goaway_sent: bool,
     /// The server is draining: close once the streams below the GOAWAY are done.
     draining: bool,
-    /// The client sent GOAWAY: close once the streams are done.
-    peer_goaway: bool,
     /// `Port::close` was called; input is ignored.
     closed: bool,
     /// What the peer lets us send on the connection.
@@ -158,9 +173,9 @@ impl<T> H2Conn<T> {
             settings_acked: false,
             settings_sent: now,
             last_stream: 0,
+            skipped: None,
             goaway_sent: false,
             draining: false,
-            peer_goaway: false,
             closed: false,
             conn_send: DEFAULT_WINDOW,
             conn_recv: DEFAULT_WINDOW,
@@ -205,6 +220,12 @@ impl<T> H2Conn<T> {
                     port.counters().h2.connections += 1;
                     encode_settings(port.buf(), &self.cfg.settings());
                     self.settings_sent = port.now();
+                    // Section 6.9.2: the connection window can only grow by WINDOW_UPDATE.
+                    let more = self.conn_recv_size() - DEFAULT_WINDOW;
+                    if more > 0 {
+                        encode_window_update(port.buf(), 0, more as u32);
+                        self.conn_recv += more;
+                    }
                 }
             }
         }
@@ -331,7 +352,13 @@ impl<T> H2Conn<T> {
                     encode_ping_ack(port.buf(), payload);
                 }
             }
-            Frame::GoAway(_) => self.peer_goaway = true,
+            // Section 6.8: GOAWAY stops the streams its *receiver* may open, and the
+            // server opens none (no push); its sender closes the connection when its
+            // streams are done. So it changes nothing here, whatever its code (section 7:
+            // an unknown code triggers nothing special): closing first could drop a
+            // request already on its way, and the idle timeout bounds a client that
+            // never closes.
+            Frame::GoAway(_) => {}
             Frame::WindowUpdate {
                 stream_id,
                 increment,
@@ -377,6 +404,12 @@ impl<T> H2Conn<T> {
         true
     }
 
+    /// The connection receive window we keep open: the configured one, within what
+    /// the RFC allows (65,535 to 2^31-1).
+    fn conn_recv_size(&self) -> i64 {
+        i64::from(self.cfg.connection_window).clamp(DEFAULT_WINDOW, i64::from(MAX_WINDOW_SIZE))
+    }
+
     fn find(&self, id: u32) -> Option<usize> {
         self.streams.iter().position(|s| s.id == id)
     }
@@ -406,8 +439,21 @@ impl<T> H2Conn<T> {
             }
         } else if sid <= self.last_stream {
             port.counters().h2.connection_errors += 1;
+            if self
+                .skipped
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&sid))
+            {
+                return self.fail(
+                    ErrorCode::ProtocolError,
+                    "HEADERS opening a stream id below one used",
+                    port,
+                );
+            }
             return self.fail(ErrorCode::StreamClosed, "HEADERS on a closed stream", port);
         } else {
+            if sid > self.last_stream + 2 {
+                self.skipped = Some((self.last_stream + 1, sid - 2));
+            }
             self.last_stream = sid;
             if self.goaway_sent {
                 BlockKind::Discard(None)
@@ -418,7 +464,11 @@ impl<T> H2Conn<T> {
                 port.counters().h2.streams += 1;
                 let recv = i64::from(self.cfg.initial_window_size);
                 let send = i64::from(self.peer_initial_window);
-                self.streams.push(Stream::new(sid, send, recv));
+                let mut stream = Stream::new(sid, send, recv);
+                if let Some(p) = stream.req.as_deref_mut() {
+                    p.since = Some(port.now());
+                }
+                self.streams.push(stream);
                 BlockKind::Request
             }
         };
@@ -493,6 +543,8 @@ impl<T> H2Conn<T> {
         }
         if end_stream {
             self.complete(app, i, port);
+        } else if kind == BlockKind::Request {
+            self.offer_stream(app, i, port);
         }
     }
 
@@ -509,7 +561,7 @@ impl<T> H2Conn<T> {
             );
         }
         self.conn_recv_unacked += len;
-        if self.conn_recv_unacked as i64 >= DEFAULT_WINDOW / 2 {
+        if i64::from(self.conn_recv_unacked) >= self.conn_recv_size() / 2 {
             encode_window_update(port.buf(), 0, self.conn_recv_unacked);
             self.conn_recv += i64::from(self.conn_recv_unacked);
             self.conn_recv_unacked = 0;
@@ -536,14 +588,33 @@ impl<T> H2Conn<T> {
         let Some(parts) = s.req.as_deref_mut() else {
             return;
         };
-        if parts.body.len() as u64 + d.data.len() as u64 > max_body {
+        if parts.received + d.data.len() as u64 > max_body {
             port.counters().body_too_large += 1;
+            if s.send.head_sent {
+                // Too late for a 413: the stream is given up.
+                return self.reset_stream(app, i, ErrorCode::Cancel, port);
+            }
             return self.refuse(app, i, 413, port);
         }
-        parts.body.extend_from_slice(d.data);
+        parts.received += d.data.len() as u64;
+        if !parts.streamed {
+            parts.body.extend_from_slice(d.data);
+        }
         if parts.length_mismatch(d.end_stream) {
             port.counters().h2.malformed += 1;
             return self.reset_stream(app, i, ErrorCode::ProtocolError, port);
+        }
+        if parts.streamed {
+            // The piece goes to the application now; the stream's credit comes back
+            // once it has taken it and does not hold the body (`give_credit`).
+            if d.end_stream {
+                s.state = StreamState::HalfClosedRemote;
+                s.req = None;
+            } else {
+                parts.owed = parts.owed.saturating_add(len);
+            }
+            let end = d.end_stream;
+            return self.call_stream(i, port, |task, ex| app.on_body(task, d.data, end, ex));
         }
         if d.end_stream {
             return self.complete(app, i, port);
@@ -618,7 +689,9 @@ impl<T> H2Conn<T> {
         self.count_reset(port);
     }
 
-    /// The request on stream `i` is complete: hand it to the application.
+    /// The request on stream `i` is complete (END_STREAM): hand it to the application
+    /// whole, or tell an application that takes its body in pieces that the body ended
+    /// (after trailers: DATA with END_STREAM tells it in `data`).
     fn complete<A: App<Task = T>>(&mut self, app: &mut A, i: usize, port: &mut dyn Port) {
         let Some(s) = self.streams.get_mut(i) else {
             return;
@@ -627,6 +700,57 @@ impl<T> H2Conn<T> {
         let Some(parts) = s.req.take() else {
             return;
         };
+        if parts.streamed {
+            return self.call_stream(i, port, |task, ex| app.on_body(task, &[], true, ex));
+        }
+        self.dispatch(app, i, &parts, port);
+    }
+
+    /// A request's head is complete and its body is to come: if the application takes
+    /// the body in pieces ([`App::stream_body`]), the request is dispatched now and DATA
+    /// goes to [`App::on_body`] as it arrives; otherwise the body is gathered whole
+    /// (bounded by the body limit) and the request waits for END_STREAM.
+    fn offer_stream<A: App<Task = T>>(&mut self, app: &mut A, i: usize, port: &mut dyn Port) {
+        let Some(s) = self.streams.get_mut(i) else {
+            return;
+        };
+        let sid = s.id;
+        let Some(mut parts) = s.req.take() else {
+            return;
+        };
+        let mut raw = Vec::with_capacity(16);
+        // Not UTF-8 where text is needed: not offered; the complete request is reset.
+        let wants = parts.view(&mut raw).is_some_and(|(method, target)| {
+            app.stream_body(&Request {
+                method,
+                target,
+                version: Version::Http2,
+                headers: &raw,
+                body: &[],
+                keep_alive: true,
+                streamed: true,
+            })
+        });
+        drop(raw);
+        if wants {
+            parts.streamed = true;
+            self.dispatch(app, i, &parts, port);
+        }
+        // Kept for what the body must agree with (its length, the trailers' rules).
+        if let Some(s) = self.streams.get_mut(i).filter(|s| s.id == sid) {
+            s.req = Some(parts);
+        }
+    }
+
+    /// Hands the request on stream `i` to the application: whole, or its head with the
+    /// body to follow in pieces (`parts.streamed`).
+    fn dispatch<A: App<Task = T>>(
+        &mut self,
+        app: &mut A,
+        i: usize,
+        parts: &RequestParts,
+        port: &mut dyn Port,
+    ) {
         let mut raw = Vec::with_capacity(16);
         let Some((method, target)) = parts.view(&mut raw) else {
             port.counters().h2.malformed += 1;
@@ -642,7 +766,7 @@ impl<T> H2Conn<T> {
             headers: &raw,
             body: &parts.body,
             keep_alive: true,
-            streamed: false,
+            streamed: parts.streamed,
         };
         let Some((mut sink, state, slot)) = self.stream_io(i) else {
             return;
@@ -810,6 +934,7 @@ impl<T> H2Conn<T> {
     /// After anything that may have produced output: send what the windows allow, ask
     /// for writable-again where an exchange waits for it, close when done.
     fn after(&mut self, port: &mut dyn Port) {
+        self.give_credit(port);
         self.flush(port);
         if self
             .streams
@@ -819,6 +944,28 @@ impl<T> H2Conn<T> {
             port.want_writable();
         }
         self.settle(port);
+    }
+
+    /// Gives back the flow-control credit of streamed request bodies the application
+    /// has taken and does not hold ([`Exchange::pause_body`]): a stream's window opens
+    /// again as its application consumes, in steps of half the initial window (one
+    /// WINDOW_UPDATE per half window, not per DATA frame), so a slow application holds
+    /// its client back to one window on that stream and no other.
+    fn give_credit(&mut self, port: &mut dyn Port) {
+        let half = self.cfg.initial_window_size / 2;
+        for s in &mut self.streams {
+            if s.state != StreamState::Open || s.ex.body_paused {
+                continue;
+            }
+            let Some(p) = s.req.as_deref_mut() else {
+                continue;
+            };
+            if p.streamed && p.owed > 0 && p.owed >= half {
+                encode_window_update(port.buf(), s.id, p.owed);
+                s.recv_window += i64::from(p.owed);
+                p.owed = 0;
+            }
+        }
     }
 
     /// Sends queued response bodies as DATA within the windows, a few frames per stream
@@ -886,6 +1033,16 @@ impl<T> H2Conn<T> {
                     self.streams.remove(i);
                     continue;
                 }
+                if s.send.end_sent && s.task.is_none() && s.req.as_ref().is_some_and(|p| p.streamed)
+                {
+                    // Answered before its streamed body ended: the client is told to
+                    // stop sending it, without error (section 8.1).
+                    let id = s.id;
+                    self.streams.remove(i);
+                    self.send_reset(id, ErrorCode::NoError, port);
+                    self.count_reset(port);
+                    continue;
+                }
                 i += 1;
             }
         }
@@ -897,9 +1054,9 @@ impl<T> H2Conn<T> {
         }
     }
 
-    /// Closes once draining (or told GOAWAY) with nothing left to answer.
+    /// Closes once draining with nothing left to answer.
     fn settle(&mut self, port: &mut dyn Port) {
-        if !self.closed && (self.draining || self.peer_goaway) && self.streams.is_empty() {
+        if !self.closed && self.draining && self.streams.is_empty() {
             self.closed = true;
             port.close();
         }

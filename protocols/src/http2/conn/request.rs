@@ -2,8 +2,9 @@
 //! sections 8.2 and 8.3, and the request body as it arrives.
 //!
 //! This module owns [`RequestParts`]: the decoded fields copied into one buffer (the
-//! decoder lends them only for its callback), the pseudo-header fields, the body, and
-//! the first rule a field broke. It never sends anything: a malformed request is
+//! decoder lends them only for its callback), the pseudo-header fields, the body (or,
+//! for an application that takes it in pieces, what it has been given and the
+//! flow-control credit it has not yet given back), and the first rule a field broke. It never sends anything: a malformed request is
 //! reported, and the connection resets the stream with PROTOCOL_ERROR.
 
 use std::ops::Range;
@@ -33,8 +34,20 @@ pub(crate) struct RequestParts {
     pub(crate) malformed: Option<&'static str>,
     /// `content-length`, if sent.
     pub(crate) content_length: Option<u64>,
-    /// The body so far.
+    /// The body so far (empty when it is streamed to the application).
     pub(crate) body: Vec<u8>,
+    /// Body bytes received so far, kept or streamed.
+    pub(crate) received: u64,
+    /// When its HEADERS arrived (the body's average rate is counted from there).
+    pub(crate) since: Option<std::time::Instant>,
+    /// The application takes the body in pieces as DATA arrives
+    /// ([`App::on_body`](crate::http1::App::on_body)); the request was dispatched at
+    /// its head.
+    pub(crate) streamed: bool,
+    /// Flow-control credit for body bytes the application was given and that the
+    /// client has not got back yet (WINDOW_UPDATE), held while the application paused
+    /// the body.
+    pub(crate) owed: u32,
 }
 
 /// Field names that are connection-specific and so malformed in HTTP/2 (section 8.2.2).
@@ -176,7 +189,7 @@ impl RequestParts {
     pub(crate) fn length_mismatch(&self, ended: bool) -> bool {
         match self.content_length {
             Some(n) => {
-                let got = self.body.len() as u64;
+                let got = self.received;
                 got > n || (ended && got != n)
             }
             None => false,
@@ -372,10 +385,10 @@ mod tests {
             (":path", "/"),
             ("content-length", "3"),
         ]);
-        p.body.extend_from_slice(b"ab");
+        p.received += 2;
         assert!(!p.length_mismatch(false));
         assert!(p.length_mismatch(true));
-        p.body.extend_from_slice(b"cd");
+        p.received += 2;
         assert!(p.length_mismatch(false));
     }
 }

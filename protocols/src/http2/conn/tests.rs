@@ -21,9 +21,9 @@ enum Out {
 }
 
 /// A client: its HPACK contexts and the connection under test.
-struct Client {
-    conn: H2Conn<Task>,
-    app: TestApp,
+struct Client<A: App = TestApp> {
+    conn: H2Conn<A::Task>,
+    app: A,
     port: TestPort,
     enc: HEncoder,
     dec: HDecoder,
@@ -56,19 +56,24 @@ impl Client {
 
     fn ready_with(cfg: H2Config) -> Self {
         let table = cfg.header_table_size as usize;
+        let larger_window = cfg.connection_window > 65_535;
         let mut c = Client::new(cfg);
         // As a real client's encoder does on our SETTINGS_HEADER_TABLE_SIZE.
         c.enc.set_max_table_size(table);
         let mut b = Vec::new();
         encode_settings_ack(&mut b);
         c.send(&b);
-        assert_eq!(
-            c.take(),
-            vec![Out::Settings { ack: false }, Out::Settings { ack: true }]
-        );
+        let mut want = vec![Out::Settings { ack: false }, Out::Settings { ack: true }];
+        if larger_window {
+            // The connection window, opened past the RFC's 65,535 right after SETTINGS.
+            want.insert(1, Out::Window { sid: 0 });
+        }
+        assert_eq!(c.take(), want);
         c
     }
+}
 
+impl<A: App> Client<A> {
     fn send(&mut self, bytes: &[u8]) {
         self.pending.extend_from_slice(bytes);
         let n = self.conn.feed(&mut self.app, &self.pending, &mut self.port);
@@ -166,7 +171,11 @@ fn handshake_settings_ack_and_ping() {
     let mut c = Client::new(H2Config::default());
     assert_eq!(
         c.take(),
-        vec![Out::Settings { ack: false }, Out::Settings { ack: true }]
+        vec![
+            Out::Settings { ack: false },
+            Out::Window { sid: 0 },
+            Out::Settings { ack: true }
+        ]
     );
     let mut b = Vec::new();
     encode_ping(&mut b, *b"12345678");
@@ -188,7 +197,10 @@ fn the_preface_may_arrive_in_pieces_and_a_wrong_one_ends_it() {
     c.send(&PREFACE[..10]);
     assert!(c.port.out.is_empty());
     c.send(&PREFACE[10..]);
-    assert_eq!(c.take(), vec![Out::Settings { ack: false }]);
+    assert_eq!(
+        c.take(),
+        vec![Out::Settings { ack: false }, Out::Window { sid: 0 }]
+    );
     // Section 3.4: the first frame must be SETTINGS.
     let mut b = Vec::new();
     encode_ping(&mut b, [0; 8]);
@@ -291,7 +303,10 @@ fn responses_wait_for_the_peers_window() {
 /// We open the client's windows again as its body arrives.
 #[test]
 fn request_bodies_get_window_updates() {
-    let mut c = Client::ready();
+    let mut c = Client::ready_with(H2Config {
+        connection_window: 65_535,
+        ..H2Config::default()
+    });
     c.request(1, "POST", "/echo", false);
     let mut b = Vec::new();
     for _ in 0..3 {
@@ -301,6 +316,38 @@ fn request_bodies_get_window_updates() {
     let out = c.take();
     assert!(out.contains(&Out::Window { sid: 0 }), "{out:?}");
     assert!(out.contains(&Out::Window { sid: 1 }), "{out:?}");
+}
+
+/// The default connection window (1 MiB, opened right after SETTINGS) lets several
+/// streams each send their whole window at once, far past the RFC's 65,535.
+#[test]
+fn the_connection_window_is_opened_past_the_rfc_default() {
+    let cfg = H2Config::default();
+    assert_eq!(cfg.connection_window, 1 << 20);
+    let mut c = Client::ready_with(cfg.clone());
+    let per_stream = cfg.initial_window_size as usize;
+    let streams = (1 << 20) / per_stream;
+    let mut sent = 0;
+    for k in 0..streams as u32 {
+        c.request(1 + 2 * k, "POST", "/echo", false);
+        let mut b = Vec::new();
+        let body = vec![b'x'; per_stream];
+        for piece in body.chunks(16_384) {
+            encode_data(&mut b, 1 + 2 * k, piece, false);
+        }
+        c.send(&b);
+        sent += per_stream;
+    }
+    let out = c.take();
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Out::GoAway { .. } | Out::Rst { .. })),
+        "{out:?}"
+    );
+    assert!(sent > 65_535 * 2);
+    // Credit comes back in steps of half the connection window, not of 32 KiB.
+    let conn_updates = out.iter().filter(|o| **o == Out::Window { sid: 0 }).count();
+    assert_eq!(conn_updates, sent / (1 << 19), "{out:?}");
 }
 
 /// Sections 8.2 and 8.3: a malformed request is reset with PROTOCOL_ERROR, and the
@@ -556,6 +603,19 @@ fn stream_rules_of_section_5_1() {
         [Out::GoAway {
             code: ErrorCode::StreamClosed,
             ..
+        }]
+    ));
+    // Section 5.1.1: a new stream's id below one already used (3 after 5) is a
+    // PROTOCOL_ERROR, not a closed stream's STREAM_CLOSED.
+    let mut c = Client::ready();
+    c.request(5, "GET", "/", true);
+    c.take();
+    c.request(3, "GET", "/", true);
+    assert!(matches!(
+        c.take()[..],
+        [Out::GoAway {
+            code: ErrorCode::ProtocolError,
+            last: 5,
         }]
     ));
     // PRIORITY is ignored; PUSH_PROMISE from a client is a connection error.
@@ -847,4 +907,260 @@ proptest! {
         fire(&mut c);
         let _ = c.conn.deadline();
     }
+}
+
+/// Section 6.8: a client's GOAWAY (here with a code section 7 does not define) limits
+/// the streams the server may open, which are none; the connection goes on serving the
+/// client until it closes it.
+#[test]
+fn a_client_goaway_changes_nothing_on_the_server() {
+    let mut c = Client::ready();
+    let mut b = Vec::new();
+    frame::encode_goaway(&mut b, 0, ErrorCode::Unknown(0xff), b"");
+    encode_ping(&mut b, *b"pingpong");
+    c.send(&b);
+    assert_eq!(c.take(), vec![Out::PingAck]);
+    c.request(1, "GET", "/", true);
+    assert!(matches!(c.take()[..], [Out::Headers { sid: 1, .. }, ..]));
+    assert!(!c.port.closed);
+}
+
+/// An application that takes `/up` bodies in pieces: it notes each piece, pauses the
+/// body after the first when `pause` is set (a timer resumes it), answers the body's
+/// length at its end; `/early` is answered at once, its body not awaited.
+#[derive(Default)]
+struct StreamApp {
+    pause: bool,
+    pieces: Vec<(Vec<u8>, bool)>,
+    dispatched: Vec<bool>,
+    cancelled: usize,
+}
+
+impl App for StreamApp {
+    type Task = u64;
+
+    fn stream_body(&mut self, req: &Request<'_>) -> bool {
+        req.path() == "/up" || req.path() == "/early"
+    }
+
+    fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<u64> {
+        self.dispatched.push(req.is_body_streamed());
+        if req.path() == "/early" {
+            ex.respond(Response::text(200, "early"));
+            return None;
+        }
+        Some(0)
+    }
+
+    fn on_body(&mut self, got: &mut u64, piece: &[u8], last: bool, ex: &mut Exchange<'_>) {
+        *got += piece.len() as u64;
+        self.pieces.push((piece.to_vec(), last));
+        if self.pause && self.pieces.len() == 1 {
+            ex.pause_body();
+            ex.set_timer(Duration::from_millis(1), 1);
+        }
+        if last {
+            ex.respond(Response::text(200, &got.to_string()));
+        }
+    }
+
+    fn on_timer(&mut self, _got: &mut u64, _tag: u32, ex: &mut Exchange<'_>) {
+        ex.resume_body();
+    }
+
+    fn on_cancel(&mut self, _task: u64) {
+        self.cancelled += 1;
+    }
+}
+
+impl Client<StreamApp> {
+    /// A handshaken client of a [`StreamApp`] (default settings).
+    fn streaming(pause: bool) -> Self {
+        let port = TestPort::new();
+        let mut c = Client {
+            conn: H2Conn::new(&H2Config::default(), &Limits::default(), port.now),
+            app: StreamApp {
+                pause,
+                ..StreamApp::default()
+            },
+            port,
+            enc: HEncoder::new(4096),
+            dec: HDecoder::new(1 << 20),
+            pending: Vec::new(),
+        };
+        let mut b = PREFACE.to_vec();
+        encode_settings(&mut b, &[]);
+        encode_settings_ack(&mut b);
+        c.send(&b);
+        c.enc
+            .set_max_table_size(H2Config::default().header_table_size as usize);
+        c.take();
+        c
+    }
+
+    /// DATA on `sid`: `n` bytes of `x`, in frames of at most 16 KiB.
+    fn body(&mut self, sid: u32, n: usize, end: bool) {
+        let mut b = Vec::new();
+        let body = vec![b'x'; n];
+        let mut pieces = body.chunks(16_384).peekable();
+        while let Some(p) = pieces.next() {
+            encode_data(&mut b, sid, p, end && pieces.peek().is_none());
+        }
+        self.send(&b);
+    }
+}
+
+/// An application that opts in gets the request at its head and the body piece by
+/// piece as DATA arrives, the end marked; the answer goes out as usual.
+#[test]
+fn a_streamed_body_reaches_the_application_as_it_arrives() {
+    let mut c = Client::streaming(false);
+    c.request(1, "POST", "/up", false);
+    assert_eq!(c.app.dispatched, vec![true]);
+    c.body(1, 3, false);
+    assert_eq!(c.app.pieces, vec![(b"xxx".to_vec(), false)]);
+    assert!(c.take().is_empty());
+    c.body(1, 4, true);
+    assert_eq!(c.app.pieces[1], (b"xxxx".to_vec(), true));
+    assert_eq!(c.take(), vec![headers(1, "200", false), data(1, "7", true)]);
+    assert_eq!(c.conn.open_streams(), 0);
+    // Without END_STREAM on HEADERS but with an empty body and trailers: the end comes
+    // with the trailers.
+    c.request(3, "POST", "/up", false);
+    let block = c.block(&[("x-sum", "0")]);
+    let mut b = Vec::new();
+    encode_headers(&mut b, 3, &block, true, 16384);
+    c.send(&b);
+    assert_eq!(c.app.pieces.last(), Some(&(Vec::new(), true)));
+    assert_eq!(c.take(), vec![headers(3, "200", false), data(3, "0", true)]);
+}
+
+/// The stream's window opens again as the application takes the body; while it pauses
+/// the body, no credit goes back, so the client is held to one window (a byte more is
+/// a FLOW_CONTROL_ERROR), and the credit comes back when it resumes.
+#[test]
+fn a_paused_body_holds_the_client_to_one_window() {
+    // Not paused: half a window taken gives it back.
+    let mut c = Client::streaming(false);
+    c.request(1, "POST", "/up", false);
+    c.body(1, 40_000, false);
+    assert_eq!(c.take(), vec![Out::Window { sid: 1 }]);
+
+    let mut c = Client::streaming(true);
+    c.request(1, "POST", "/up", false);
+    c.body(1, 40_000, false);
+    assert!(c.take().is_empty(), "credit given while paused");
+    c.body(1, 65_535 - 40_000, false);
+    assert!(c.take().is_empty());
+    assert_eq!(
+        c.app.pieces.iter().map(|p| p.0.len()).sum::<usize>(),
+        65_535
+    );
+    // The timer resumes the body: the whole window comes back at once.
+    c.conn.app_timer(&mut c.app, 0, 1, &mut c.port);
+    assert_eq!(c.take(), vec![Out::Window { sid: 1 }]);
+    c.body(1, 10, true);
+    assert_eq!(
+        c.take(),
+        vec![headers(1, "200", false), data(1, "65545", true)]
+    );
+
+    // Paused and never resumed: one byte past the window resets the stream.
+    let mut c = Client::streaming(true);
+    c.app.pause = true;
+    c.request(1, "POST", "/up", false);
+    c.body(1, 65_535, false);
+    assert!(c.take().is_empty());
+    c.body(1, 1, false);
+    assert_eq!(
+        c.take(),
+        vec![Out::Rst {
+            sid: 1,
+            code: ErrorCode::FlowControlError
+        }]
+    );
+    assert_eq!(c.app.cancelled, 1);
+}
+
+/// Section 8.1: answered before its body ended, the stream is reset with NO_ERROR so
+/// that the client stops sending it; a streamed body longer than its content-length is
+/// malformed (PROTOCOL_ERROR, the exchange cancelled).
+#[test]
+fn an_early_answer_stops_the_body_and_a_long_one_is_malformed() {
+    let mut c = Client::streaming(false);
+    c.request(1, "POST", "/early", false);
+    assert_eq!(
+        c.take(),
+        vec![
+            headers(1, "200", false),
+            data(1, "early", true),
+            Out::Rst {
+                sid: 1,
+                code: ErrorCode::NoError
+            }
+        ]
+    );
+    assert_eq!(c.conn.open_streams(), 0);
+
+    let block = c.block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/up"),
+        ("content-length", "3"),
+    ]);
+    let mut b = Vec::new();
+    encode_headers(&mut b, 3, &block, false, 16384);
+    c.send(&b);
+    c.body(3, 4, false);
+    assert_eq!(
+        c.take(),
+        vec![Out::Rst {
+            sid: 3,
+            code: ErrorCode::ProtocolError
+        }]
+    );
+    assert_eq!(c.app.cancelled, 1);
+}
+
+/// A request body dripping in slower than `min_body_rate` (counted from its HEADERS,
+/// judged once `stall_timeout` has passed) is answered 408 and reset with NO_ERROR,
+/// counted; one fast enough is left alone, and a body the application paused is not
+/// judged (the client is held back by the server then).
+#[test]
+fn a_slow_drip_body_is_answered_408() {
+    let mut c = Client::ready();
+    let t0 = c.port.now;
+    c.request(1, "POST", "/echo", false);
+    c.request(3, "POST", "/echo", false);
+    let mut b = Vec::new();
+    encode_data(&mut b, 1, b"x", false);
+    for piece in vec![b'y'; 64 << 10].chunks(16_384) {
+        encode_data(&mut b, 3, piece, false);
+    }
+    c.send(&b);
+    c.take();
+    // Stream 1 is due at the stall timeout; stream 3 brought 64 KiB, a minute's worth.
+    assert_eq!(c.conn.deadline(), Some(t0 + Duration::from_secs(30)));
+    advance(&mut c, 30);
+    fire(&mut c);
+    assert_eq!(
+        c.take(),
+        vec![
+            headers(1, "408", true),
+            Out::Rst {
+                sid: 1,
+                code: ErrorCode::NoError
+            }
+        ]
+    );
+    assert_eq!(c.port.counters.h2.slow_bodies, 1);
+    assert_eq!(c.conn.open_streams(), 1);
+    assert_eq!(c.conn.deadline(), Some(t0 + Duration::from_secs(65)));
+
+    let mut c = Client::streaming(true);
+    c.request(1, "POST", "/up", false);
+    c.body(1, 1, false);
+    assert_eq!(c.app.pieces.len(), 1);
+    // Paused by the application: only the timer it set is due, no slow-body bound.
+    assert_eq!(c.conn.deadline(), None);
 }
