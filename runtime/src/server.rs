@@ -386,9 +386,7 @@ impl Running {
         if leaked > 0 {
             // A shard went away with operations still in the kernel (a completion that
             // never came back in time): their memory was leaked, not freed under them.
-            say!(
-                "ringmaster: {leaked} buffer(s) still lent to the kernel were leaked at exit"
-            );
+            say!("ringmaster: {leaked} buffer(s) still lent to the kernel were leaked at exit");
         }
         if let Some(p) = self.pool {
             p.stop();

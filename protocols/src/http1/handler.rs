@@ -368,14 +368,17 @@ impl<A: App> Http<A> {
             pools: &mut self.pools,
         };
         f(&mut conn.core, &mut self.app, &mut port);
+        if conn.core.upstreams_may_resume(io.backlog()) {
+            self.pools.release(io.token(), io);
+        }
         arm_h2(conn, io);
     }
 
     fn h2_event(&mut self, conn: &mut H2Server<A::Task>, event: Event<'_>, io: &mut Io<'_>) {
         match event {
             Event::Eof => self.with_h2_port(conn, io, |core, _app, port| core.peer_closed(port)),
+            // Held upstreams resume in `with_h2_port`, once the streams' queues allow.
             Event::Writable => {
-                self.pools.release(io.token(), io);
                 self.with_h2_port(conn, io, |core, app, port| core.writable(app, port));
             }
             Event::Timer(tag) => match split_app_tag(tag) {

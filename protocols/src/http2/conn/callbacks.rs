@@ -23,6 +23,15 @@ use crate::http1::upstream::Reply;
 const UPSTREAM_HOLD_BACKLOG: usize = 256 * 1024;
 
 impl<T> H2Conn<T> {
+    /// Whether upstreams held for this connection's sake may read again: what waits
+    /// here (its streams' queues, which only the peer's WINDOW_UPDATEs drain, and the
+    /// socket's `backlog`) is down to half the bound. The socket alone is not enough:
+    /// a client that keeps its windows small leaves it empty while the queues grow.
+    pub(crate) fn upstreams_may_resume(&self, backlog: usize) -> bool {
+        let queued = self.streams.iter().map(|s| s.send.queued).sum::<usize>();
+        backlog + queued <= UPSTREAM_HOLD_BACKLOG / 2
+    }
+
     fn by_seq(&self, seq: u32) -> Option<usize> {
         self.streams
             .iter()
