@@ -160,6 +160,102 @@ Transfer-Encoding: chunked\r\n\
     let _ = start;
 }
 
+/// One response read whole from `s` (framed by `Content-Length`): its head and body as
+/// raw bytes, nothing decoded.
+fn raw_response(s: &mut TcpStream) -> (Vec<u8>, Vec<u8>) {
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        assert!(Instant::now() < deadline, "no whole response: {got:?}");
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = &got[..end + 4];
+            let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+            let len: usize = text
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return (head.to_vec(), got[end + 4..end + 4 + len].to_vec());
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed before a whole response: {got:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// The lines of a raw head (CRLF-separated), as bytes.
+fn head_lines(head: &[u8]) -> Vec<&[u8]> {
+    head.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn obs_text_in_field_values_passes_both_ways_byte_for_byte() {
+    // RFC 9110 section 5.5: obs-text (0x80-0xFF) in a field value is opaque data. The
+    // request's `X-A: caf\xe9` (Latin-1, not UTF-8) and a value of every obs-text byte
+    // reach the upstream as sent; the upstream's `X-Seen-A` (the same bytes) reaches
+    // the client as sent. A control byte in a value is still refused by the parser.
+    let mut be = backend("echo-head", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    let all: Vec<u8> = (0x80..=0xffu8).collect();
+    let mut s = connect(px.addr);
+    for _ in 0..2 {
+        // Twice on one connection: the second goes over the pooled upstream connection.
+        let mut raw =
+            b"GET /obs HTTP/1.1\r\nHost: front.example\r\nX-A: caf\xe9\r\nX-All: ".to_vec();
+        raw.extend_from_slice(&all);
+        raw.extend_from_slice(b"\r\n\r\n");
+        s.write_all(&raw).unwrap();
+        let (head, body) = raw_response(&mut s);
+        assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
+        let lines = head_lines(&head);
+        assert!(
+            lines.contains(&&b"X-Seen-A: caf\xe9"[..]),
+            "the upstream's obs-text field reaches the client: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        let seen = head_lines(&body);
+        assert!(
+            seen.contains(&&b"X-A: caf\xe9"[..]),
+            "the upstream gets X-A byte for byte: {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        let mut want = b"X-All: ".to_vec();
+        want.extend_from_slice(&all);
+        assert!(
+            seen.contains(&want.as_slice()),
+            "every obs-text byte upstream"
+        );
+    }
+    drop(s);
+    // Still refused: a NUL in a value, and a bare CR (the proxy's parser answers 400,
+    // nothing reaches the upstream).
+    let before = answered(be.addr);
+    for bad in [&b"X-A: a\x00b"[..], &b"X-A: a\rb"[..]] {
+        let mut raw = b"GET /bad HTTP/1.1\r\nHost: h\r\n".to_vec();
+        raw.extend_from_slice(bad);
+        raw.extend_from_slice(b"\r\n\r\n");
+        let (r, _) = roundtrip(px.addr, &raw, 1);
+        assert_eq!(r.len(), 1, "an answer to {bad:?}");
+        assert_eq!(r[0].status, 400, "{bad:?}");
+    }
+    assert_eq!(answered(be.addr), before, "nothing reached the upstream");
+    // The one upstream connection stays pooled.
+    fds_return(&px, start + 1);
+    px.stop();
+    be.stop();
+}
+
 #[test]
 fn smuggling_attempts_are_answered_400_at_the_proxy_and_never_reach_an_upstream() {
     let mut be = backend("ok", &[]);

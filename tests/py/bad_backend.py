@@ -23,7 +23,9 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
                    response is closed (a FIN, no reset)
   one-shot         like ok, with `Connection: close`, and closes after each response
   echo-head        like ok, but the body is the request exactly as received: its head (up to
-                   the blank line), CRLF CRLF, then its decoded body
+                   the blank line), CRLF CRLF, then its decoded body; and the request's
+                   `X-A` value, when it has one, comes back as the response field `X-Seen-A`
+                   byte for byte (obs-text included)
   trailers         like chunked, the body saying what the request carried (`te: VALUE` or
                    `te: -`, then `trailer: NAME: VALUE` for each trailer field of a chunked
                    request body, then `body: BODY`), and ending with a trailer section:
@@ -269,6 +271,8 @@ def answer(sock, req, mode, stats, close):
     head = b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\n"
     if TAG:
         head += b"X-Backend: " + TAG + b"\r\n"
+    if mode == "echo-head" and req.header(b"x-a") is not None:
+        head += b"X-Seen-A: " + req.header(b"x-a") + b"\r\n"
     # Which address the client connected from (a proxy's --source-addrs).
     head += b"X-Peer: " + sock.getpeername()[0].encode() + b"\r\n"
     if close:
