@@ -43,8 +43,9 @@ pub(crate) struct Dispatch;
 /// so the receiver shuts its output (the half-close passed on).
 pub(crate) struct TunnelEof;
 
-/// Bytes from the upstream side of a tunnel, for the client's connection to write
-/// through its own callback (so that a TLS front encrypts them).
+/// Bytes for the other side of a tunnel to write through its own callback, so that
+/// TLS on that side encrypts them: from the upstream side to the client's (a TLS front),
+/// and from the client's side to an upstream spoken to over TLS (its session).
 pub(crate) struct TunnelBytes(pub(crate) Vec<u8>);
 
 /// What the pool's callers can do on the shard, from whichever callback they are in.
@@ -144,8 +145,8 @@ pub(crate) enum LinkState {
     Assigned(Job),
     /// A request is sent; its response is being read (`head` once its head came).
     Busy { job: Job, head: bool },
-    /// Switched protocols (101): bytes pass raw to and from server connection `peer`;
-    /// no longer counted in the pool.
+    /// Switched protocols (101): bytes pass to and from server connection `peer` (raw,
+    /// or through the connection's TLS session); no longer counted in the pool.
     Tunnel {
         peer: ConnToken,
         input_done: bool,
