@@ -680,6 +680,35 @@ fn websocket_tunnels_to_a_tls_upstream_through_its_session() {
     // Every tunnel's two connections closed: nothing kept, nothing leaked.
     fds_return(&px, start);
     px.stop();
+
+    // TLS on both sides (wss:// to the proxy, TLS to the upstream): each side's session
+    // encrypts what it writes, decrypts what it reads.
+    let mut px = proxy(
+        &[ws.addr],
+        &[
+            "--tls-self-signed",
+            "--upstream-tls",
+            "--upstream-ca",
+            &cert,
+        ],
+    );
+    let front = common::self_signed_cert(&px);
+    let start = px.fd_count();
+    let out = Command::new("timeout")
+        .args(["120", "python3", script, "echo"])
+        .arg(px.addr.to_string())
+        .arg(LIMIT)
+        .arg(&front)
+        .output()
+        .expect("python3 ws_client.py");
+    assert!(
+        out.status.success(),
+        "wss through the proxy to a TLS upstream: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fds_return(&px, start);
+    px.stop();
     ws.stop();
 }
 
