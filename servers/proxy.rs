@@ -6,7 +6,10 @@
 //! attempt is answered 400 by the server's parser and never reaches an upstream), its
 //! hop-by-hop fields removed and `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added
 //! (`headers`), sent to the upstream the balancer picks (`balance`), and the response
-//! streamed back with its own hop-by-hop fields removed. Trailers pass both ways, those
+//! streamed back with its own hop-by-hop fields removed. Field values travel as bytes,
+//! borrowed from the parse: obs-text passes both ways byte for byte (RFC 9110 §5.5).
+//! An upgrade the upstream accepts (101) becomes a tunnel, to a TLS upstream too (its
+//! bytes then go through the upstream connection's TLS session). Trailers pass both ways, those
 //! allowed in a trailer section only: a chunked request's to the upstream (its body
 //! re-framed chunked), and an upstream's to a client that takes them (`TE: trailers`
 //! over HTTP/1.1, which the proxy then asks the upstream for on its behalf, or HTTP/2);
