@@ -6,7 +6,10 @@
 //! attempt is answered 400 by the server's parser and never reaches an upstream), its
 //! hop-by-hop fields removed and `Via`, `X-Forwarded-For` and `X-Forwarded-Proto` added
 //! (`headers`), sent to the upstream the balancer picks (`balance`), and the response
-//! streamed back with its own hop-by-hop fields removed. Trailers pass both ways, those
+//! streamed back with its own hop-by-hop fields removed. Field values travel as bytes,
+//! borrowed from the parse: obs-text passes both ways byte for byte (RFC 9110 §5.5).
+//! An upgrade the upstream accepts (101) becomes a tunnel, to a TLS upstream too (its
+//! bytes then go through the upstream connection's TLS session). Trailers pass both ways, those
 //! allowed in a trailer section only: a chunked request's to the upstream (its body
 //! re-framed chunked), and an upstream's to a client that takes them (`TE: trailers`
 //! over HTTP/1.1, which the proxy then asks the upstream for on its behalf, or HTTP/2);
@@ -285,14 +288,14 @@ pub struct Proxy {
     proto: &'static str,
     stats: bool,
     /// The `X-Forwarded-For` value being built (kept to reuse its allocation).
-    scratch: String,
+    scratch: Vec<u8>,
 }
 
 /// A request kept whole, to be sent to another upstream if the first cannot be reached.
 struct Again {
     method: String,
     target: String,
-    fields: Vec<(String, String)>,
+    fields: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
 }
 
@@ -332,7 +335,7 @@ impl Proxy {
             counts,
             proto,
             stats,
-            scratch: String::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -470,7 +473,7 @@ fn may_go_elsewhere(e: &UpstreamError) -> bool {
 
 /// The protocol a request asks to switch to: its `Upgrade` value, when its
 /// `Connection` field names `upgrade` (RFC 9110 §7.8).
-fn requested_upgrade<'a>(req: &Request<'a>) -> Option<&'a str> {
+fn requested_upgrade<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
     let named = req
         .headers()
         .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
@@ -478,7 +481,7 @@ fn requested_upgrade<'a>(req: &Request<'a>) -> Option<&'a str> {
     if !named {
         return None;
     }
-    std::str::from_utf8(req.header("upgrade")?).ok()
+    req.header("upgrade")
 }
 
 fn idempotent(method: &str) -> bool {
@@ -497,34 +500,26 @@ impl App for Proxy {
         }
         let client = ex.peer().map(|a| a.ip());
         let mut scratch = std::mem::take(&mut self.scratch);
-        let fields =
-            match headers::request_fields(|| req.headers(), client, self.proto, &mut scratch) {
-                Ok(f) => f,
-                Err(_) => {
-                    ex.respond(Response::text(
-                        400,
-                        "Bad Request: a field value is not text\n",
-                    ));
-                    return None;
-                }
-            };
+        // Values pass as bytes, obs-text included (RFC 9110 section 5.5), borrowed from
+        // the request: no copy per field.
+        let fields = headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
         // An upgrade the client asked for (`Connection: upgrade` naming it) goes on to
         // the upstream: WebSocket and any other protocol pass through once it says 101.
         let upgrade = requested_upgrade(req);
         let mut fields = fields;
         if let Some(proto) = upgrade {
-            fields.push(("Connection", "Upgrade"));
+            fields.push(("Connection", b"Upgrade"));
             fields.push(("Upgrade", proto));
         }
         // A client that takes trailers has them asked for on its behalf (RFC 9110
         // section 10.1.4; TE is hop-by-hop, so it is named in Connection): some
         // upstreams send trailers only then.
         if ex.accepts_trailers() {
-            fields.push(("TE", "trailers"));
-            fields.push(("Connection", "TE"));
+            fields.push(("TE", b"trailers"));
+            fields.push(("Connection", b"TE"));
         }
         let mut call = UpstreamRequest::new(req.method(), req.target())
-            .headers(&fields)
+            .header_bytes(&fields)
             .body(req.body());
         if req.is_body_streamed() {
             // Re-framed as it came: its length if it had one, chunked otherwise.
@@ -540,7 +535,7 @@ impl App for Proxy {
                     target: req.target().to_owned(),
                     fields: fields
                         .iter()
-                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .map(|&(n, v)| (n.to_owned(), v.to_owned()))
                         .collect(),
                     body: req.body().to_vec(),
                 })
@@ -589,26 +584,23 @@ impl App for Proxy {
             UpstreamEvent::Head(head) => {
                 self.bal.succeeded(task.up);
                 let all = head.headers();
-                let mut fields = match headers::end_to_end(|| all.iter()) {
-                    Ok(f) => f,
-                    // A value that is not text cannot be passed on: the fields that are.
-                    Err(_) => headers::end_to_end(|| {
-                        all.iter().filter(|(_, v)| std::str::from_utf8(v).is_ok())
-                    })
-                    .unwrap_or_default(),
-                };
-                fields.push(("Via", headers::VIA));
+                // Values as bytes: obs-text reaches the client as the upstream sent it.
+                let mut fields = headers::end_to_end(|| all.iter());
+                fields.push(("Via", headers::VIA.as_bytes()));
                 let len = head
                     .headers()
                     .get("content-length")
                     .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
                 let chunked = head.headers().get("transfer-encoding").is_some();
                 match len {
-                    Some(n) if !chunked => ex.start_sized(head.status(), &fields, n),
+                    Some(n) if !chunked => ex.start_sized_bytes(head.status(), &fields, n),
                     _ if head.framing() == ringmaster_protocols::http1::encode::Framing::None => {
-                        ex.respond(Response::new(head.status()).fields(&fields));
+                        // No body: as a complete response would say it (`Content-Length:
+                        // 0` unless the status has none); the end comes with the
+                        // upstream's.
+                        ex.start_sized_bytes(head.status(), &fields, 0);
                     }
-                    _ => ex.start_stream(head.status(), &fields),
+                    _ => ex.start_stream_bytes(head.status(), &fields),
                 }
             }
             UpstreamEvent::Body(b) => ex.send_chunk(b),
@@ -640,13 +632,13 @@ impl App for Proxy {
                 }
                 if !ex.is_started() && may_go_elsewhere(&e) {
                     if let Some(again) = task.again.take() {
-                        let fields: Vec<(&str, &str)> = again
+                        let fields: Vec<(&str, &[u8])> = again
                             .fields
                             .iter()
-                            .map(|(n, v)| (n.as_str(), v.as_str()))
+                            .map(|(n, v)| (n.as_str(), v.as_slice()))
                             .collect();
                         let call = UpstreamRequest::new(&again.method, &again.target)
-                            .headers(&fields)
+                            .header_bytes(&fields)
                             .body(&again.body);
                         let client = ex.peer().map(|a| a.ip());
                         if let Ok((up, tried, fetch)) = self.send(call, client, task.tried, ex) {

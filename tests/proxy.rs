@@ -160,6 +160,102 @@ Transfer-Encoding: chunked\r\n\
     let _ = start;
 }
 
+/// One response read whole from `s` (framed by `Content-Length`): its head and body as
+/// raw bytes, nothing decoded.
+fn raw_response(s: &mut TcpStream) -> (Vec<u8>, Vec<u8>) {
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        assert!(Instant::now() < deadline, "no whole response: {got:?}");
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = &got[..end + 4];
+            let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+            let len: usize = text
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return (head.to_vec(), got[end + 4..end + 4 + len].to_vec());
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) => panic!("closed before a whole response: {got:?}"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// The lines of a raw head (CRLF-separated), as bytes.
+fn head_lines(head: &[u8]) -> Vec<&[u8]> {
+    head.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn obs_text_in_field_values_passes_both_ways_byte_for_byte() {
+    // RFC 9110 section 5.5: obs-text (0x80-0xFF) in a field value is opaque data. The
+    // request's `X-A: caf\xe9` (Latin-1, not UTF-8) and a value of every obs-text byte
+    // reach the upstream as sent; the upstream's `X-Seen-A` (the same bytes) reaches
+    // the client as sent. A control byte in a value is still refused by the parser.
+    let mut be = backend("echo-head", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    let start = px.fd_count();
+    let all: Vec<u8> = (0x80..=0xffu8).collect();
+    let mut s = connect(px.addr);
+    for _ in 0..2 {
+        // Twice on one connection: the second goes over the pooled upstream connection.
+        let mut raw =
+            b"GET /obs HTTP/1.1\r\nHost: front.example\r\nX-A: caf\xe9\r\nX-All: ".to_vec();
+        raw.extend_from_slice(&all);
+        raw.extend_from_slice(b"\r\n\r\n");
+        s.write_all(&raw).unwrap();
+        let (head, body) = raw_response(&mut s);
+        assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
+        let lines = head_lines(&head);
+        assert!(
+            lines.contains(&&b"X-Seen-A: caf\xe9"[..]),
+            "the upstream's obs-text field reaches the client: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        let seen = head_lines(&body);
+        assert!(
+            seen.contains(&&b"X-A: caf\xe9"[..]),
+            "the upstream gets X-A byte for byte: {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        let mut want = b"X-All: ".to_vec();
+        want.extend_from_slice(&all);
+        assert!(
+            seen.contains(&want.as_slice()),
+            "every obs-text byte upstream"
+        );
+    }
+    drop(s);
+    // Still refused: a NUL in a value, and a bare CR (the proxy's parser answers 400,
+    // nothing reaches the upstream).
+    let before = answered(be.addr);
+    for bad in [&b"X-A: a\x00b"[..], &b"X-A: a\rb"[..]] {
+        let mut raw = b"GET /bad HTTP/1.1\r\nHost: h\r\n".to_vec();
+        raw.extend_from_slice(bad);
+        raw.extend_from_slice(b"\r\n\r\n");
+        let (r, _) = roundtrip(px.addr, &raw, 1);
+        assert_eq!(r.len(), 1, "an answer to {bad:?}");
+        assert_eq!(r[0].status, 400, "{bad:?}");
+    }
+    assert_eq!(answered(be.addr), before, "nothing reached the upstream");
+    // The one upstream connection stays pooled.
+    fds_return(&px, start + 1);
+    px.stop();
+    be.stop();
+}
+
 #[test]
 fn smuggling_attempts_are_answered_400_at_the_proxy_and_never_reach_an_upstream() {
     let mut be = backend("ok", &[]);
@@ -543,6 +639,163 @@ fn websocket_passes_through_the_proxy() {
     );
     px.stop();
     ws.stop();
+}
+
+#[test]
+fn websocket_tunnels_to_a_tls_upstream_through_its_session() {
+    // `ringmaster ws` serving TLS only, the proxy speaking TLS to it (`--upstream-tls`,
+    // trusting its certificate): after the 101 every tunnel byte is encrypted towards
+    // the upstream and decrypted from it by the upstream connection's rustls session.
+    // Python websockets' echo suite over ws:// to the proxy: messages up to 1 MiB
+    // byte-exact both ways, fragments, ping/pong, a clean close (its code echoed), the
+    // upstream's own closes (1007, 1009, 1002) reaching the client, and an unmasked
+    // frame by hand.
+    const LIMIT: &str = "1048576";
+    let mut ws = ServerProc::start(&[
+        "ws",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--max-message",
+        LIMIT,
+        "--tls-self-signed",
+    ]);
+    let cert = common::self_signed_cert(&ws);
+    let mut px = proxy(&[ws.addr], &["--upstream-tls", "--upstream-ca", &cert]);
+    let start = px.fd_count();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/ws_client.py");
+    let out = Command::new("timeout")
+        .args(["120", "python3", script, "echo"])
+        .arg(px.addr.to_string())
+        .arg(LIMIT)
+        .output()
+        .expect("python3 ws_client.py");
+    assert!(
+        out.status.success(),
+        "websockets through the proxy to a TLS upstream: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every tunnel's two connections closed: nothing kept, nothing leaked.
+    fds_return(&px, start);
+    px.stop();
+
+    // TLS on both sides (wss:// to the proxy, TLS to the upstream): each side's session
+    // encrypts what it writes, decrypts what it reads.
+    let mut px = proxy(
+        &[ws.addr],
+        &[
+            "--tls-self-signed",
+            "--upstream-tls",
+            "--upstream-ca",
+            &cert,
+        ],
+    );
+    let front = common::self_signed_cert(&px);
+    let start = px.fd_count();
+    let out = Command::new("timeout")
+        .args(["120", "python3", script, "echo"])
+        .arg(px.addr.to_string())
+        .arg(LIMIT)
+        .arg(&front)
+        .output()
+        .expect("python3 ws_client.py");
+    assert!(
+        out.status.success(),
+        "wss through the proxy to a TLS upstream: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fds_return(&px, start);
+    px.stop();
+    ws.stop();
+}
+
+/// A certificate and key for 127.0.0.1 (PEM files in a scratch directory), for a
+/// TLS upstream the tests start.
+fn upstream_cert(stem: &str) -> (String, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "ringmaster-proxy-e2e-{}-{stem}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_string();
+    (path(cert), path(key))
+}
+
+#[test]
+fn an_upgrade_tunnel_to_a_tls_upstream_carries_bytes_and_half_closes_both_ways() {
+    // A Python TLS upstream answers the upgrade with 101 and echoes until its input
+    // ends, then sends `after-eof` and closes. The client writes 1 MiB and then shuts its
+    // output: everything comes back byte-exact through the upstream connection's TLS
+    // session, the client's FIN reaches the upstream as close_notify + FIN while the
+    // other direction keeps flowing, and the upstream's end reaches the client as a FIN.
+    let (cert, key) = upstream_cert("upgrade-echo");
+    let mut be = backend("upgrade-echo", &["--tls-cert", &cert, "--tls-key", &key]);
+    let mut px = proxy(&[be.addr], &["--upstream-tls", "--upstream-ca", &cert]);
+    let start = px.fd_count();
+    let mut s = connect(px.addr);
+    s.write_all(
+        b"GET /tunnel HTTP/1.1\r\nHost: up.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .unwrap();
+    let (head, _) = read_until(&mut s, |t| t.contains("\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let (head, early) = head.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nupgrade: echo"),
+        "{head}"
+    );
+    assert!(
+        early.is_empty(),
+        "nothing before the tunnel's bytes: {early:?}"
+    );
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let deadline = Instant::now() + LIMIT;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no end after {} bytes",
+            got.len()
+        );
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    writer.join().unwrap();
+    let mut want = data;
+    want.extend_from_slice(b"after-eof\n");
+    assert!(
+        got.len() == want.len() && got == want,
+        "{} bytes back, {} expected; the echo and `after-eof`, in order",
+        got.len(),
+        want.len()
+    );
+    drop(s);
+    // Both sides of the tunnel closed once both directions ended.
+    fds_return(&px, start);
+    px.stop();
+    be.stop();
 }
 
 #[test]

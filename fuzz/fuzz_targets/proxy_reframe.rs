@@ -103,20 +103,16 @@ impl App for Reframe {
         ex.respond(Response::new(200));
     }
     fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Upload> {
-        let mut scratch = String::new();
+        let mut scratch = Vec::new();
         let ip = Some("127.0.0.1".parse().unwrap());
-        let Ok(fields) = forward::request_fields(|| req.headers(), ip, "http", &mut scratch)
-        else {
-            ex.respond(Response::new(400));
-            return None;
-        };
+        let fields = forward::request_fields(|| req.headers(), ip, "http", &mut scratch);
         if req.is_body_streamed() {
             // Re-framed as the proxy does: its length if it had one, chunked otherwise.
             let len = req
                 .header("content-length")
                 .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok());
             let call = UpstreamRequest::new(req.method(), req.target())
-                .headers(&fields)
+                .header_bytes(&fields)
                 .body_stream(len);
             let mut up = Upload::default();
             if call.encode("upstream", &mut up.out).is_err() {
@@ -127,7 +123,7 @@ impl App for Reframe {
             return Some(up);
         }
         let call = UpstreamRequest::new(req.method(), req.target())
-            .headers(&fields)
+            .header_bytes(&fields)
             .body(req.body());
         let mut out = Vec::new();
         if call.encode("upstream", &mut out).is_err() {
@@ -154,6 +150,24 @@ impl App for Reframe {
             assert!(!hop, "hop-by-hop field {name} upstream");
         }
         assert!(lengths <= 1, "one Content-Length at most");
+        // Every end-to-end field arrives as the client sent it, byte for byte (obs-text
+        // included), in order; the ones the proxy writes itself aside.
+        let ours = |n: &str| {
+            ["host", "via", "expect", "x-forwarded-for", "x-forwarded-proto"]
+                .iter()
+                .any(|o| n.eq_ignore_ascii_case(o))
+        };
+        let sent: Vec<(&str, &[u8])> = forward::end_to_end(|| req.headers())
+            .into_iter()
+            .filter(|&(n, _)| !ours(n))
+            .collect();
+        let seen: Vec<(&str, &[u8])> = head
+            .headers()
+            .iter()
+            .map(|h| (h.name, h.value))
+            .filter(|&(n, _)| !ours(n) && !n.eq_ignore_ascii_case("content-length"))
+            .collect();
+        assert_eq!(seen, sent, "the end-to-end fields, byte for byte");
         let body_len = match head.body() {
             BodyKind::Empty => 0,
             BodyKind::Length(n) => n as usize,

@@ -23,16 +23,25 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
                    response is closed (a FIN, no reset)
   one-shot         like ok, with `Connection: close`, and closes after each response
   echo-head        like ok, but the body is the request exactly as received: its head (up to
-                   the blank line), CRLF CRLF, then its decoded body
+                   the blank line), CRLF CRLF, then its decoded body; and the request's
+                   `X-A` value, when it has one, comes back as the response field `X-Seen-A`
+                   byte for byte (obs-text included)
   trailers         like chunked, the body saying what the request carried (`te: VALUE` or
                    `te: -`, then `trailer: NAME: VALUE` for each trailer field of a chunked
                    request body, then `body: BODY`), and ending with a trailer section:
                    `X-Checksum: LEN` (the body's length), `Set-Cookie: late=1` (a field
                    not allowed in trailers) and `X-Done: yes`, whatever the request's TE;
                    a target ending in `?pad=N` puts a line of N `x` before `body:`
+  upgrade-echo     a request naming `Upgrade` gets `101 Switching Protocols` (that `Upgrade`
+                   value); then every byte is echoed back until the client's end of
+                   stream (a FIN, or close_notify under --tls-cert), after which
+                   `after-eof\n` is sent and the connection closed (close_notify first
+                   under TLS): a tunnel's half-close, seen from the upstream
   drop-second      like ok for a connection's first request; its second request is read
                    and the connection closed without an answer (a FIN): the race of a
                    pooled connection the server closes just as the client reuses it
+
+--tls-cert FILE --tls-key FILE serve TLS (any mode) with that certificate and key.
 
 The answering modes (ok, chunked, slow, close-idle, one-shot) also answer `GET /__stats`
 with `{"connections": N, "requests": M}`: N connections ever accepted (the one asking
@@ -47,6 +56,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -58,11 +68,13 @@ DRAIN_S = 1.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
          "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
-         "trailers")
+         "trailers", "upgrade-echo")
 ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
              "trailers")
 # --tag: every answer carries `X-Backend: TAG` (which backend answered, behind a balancer).
 TAG = b""
+# --tls-cert/--tls-key: the server-side TLS context every accepted connection is wrapped in.
+TLS = None
 
 
 class Closed(Exception):
@@ -269,6 +281,8 @@ def answer(sock, req, mode, stats, close):
     head = b"HTTP/1.1 200 OK\r\nContent-Type: " + ctype + b"\r\n"
     if TAG:
         head += b"X-Backend: " + TAG + b"\r\n"
+    if mode == "echo-head" and req.header(b"x-a") is not None:
+        head += b"X-Seen-A: " + req.header(b"x-a") + b"\r\n"
     # Which address the client connected from (a proxy's --source-addrs).
     head += b"X-Peer: " + sock.getpeername()[0].encode() + b"\r\n"
     if close:
@@ -327,7 +341,9 @@ def serve(sock, args, stats):
                 return
             continue
 
-        if mode == "reset":
+        if mode == "upgrade-echo":
+            upgrade_echo(sock, reader, req)
+        elif mode == "reset":
             reset_close(sock)
         elif mode == "stall":
             while sock.recv(65536):
@@ -352,9 +368,38 @@ def serve(sock, args, stats):
         return
 
 
+def upgrade_echo(sock, reader, req):
+    """101, then echo until the client's end of stream, then `after-eof` and close."""
+    upgrade = req.header(b"upgrade")
+    if upgrade is None:
+        sock.sendall(b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n")
+        graceful_close(sock)
+        return
+    sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                 b"Upgrade: " + upgrade + b"\r\n\r\n")
+    if reader.buf:
+        sock.sendall(reader.buf)
+        reader.buf = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            break
+        sock.sendall(data)
+    # The client's half is closed; this half still carries bytes.
+    sock.sendall(b"after-eof\n")
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            sock = sock.unwrap()  # close_notify (the client's already came)
+        except (OSError, ValueError):
+            pass
+    graceful_close(sock)
+
+
 def connection(sock, args, stats, slots):
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if TLS is not None:
+            sock = TLS.wrap_socket(sock, server_side=True)
         serve(sock, args, stats)
     except (Closed, OSError):
         pass
@@ -377,9 +422,14 @@ def main():
     p.add_argument("--delay-ms", type=int, default=2000)
     p.add_argument("--idle-close-ms", type=int, default=200)
     p.add_argument("--tag", default="", help="answer with `X-Backend: TAG`")
+    p.add_argument("--tls-cert", help="serve TLS with this PEM certificate (with --tls-key)")
+    p.add_argument("--tls-key", help="the PEM private key of --tls-cert")
     args = p.parse_args()
-    global TAG
+    global TAG, TLS
     TAG = args.tag.encode()
+    if args.tls_cert:
+        TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        TLS.load_cert_chain(args.tls_cert, args.tls_key)
 
     def stop(signum, frame):
         os._exit(0)  # threads may be blocked in recv(); nothing to flush or clean up

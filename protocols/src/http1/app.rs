@@ -194,13 +194,13 @@ pub fn relay(event: UpstreamEvent<'_>, ex: &mut Exchange<'_>) {
             ex.switch_protocols(&fields);
         }
         UpstreamEvent::Head(head) => {
+            // As bytes: a value with obs-text passes as it came (RFC 9110 section 5.5).
             let ct = head.headers().get("content-type");
-            let ct = ct.and_then(|v| std::str::from_utf8(v).ok());
             let one = [("Content-Type", ct.unwrap_or_default())];
-            let fields: &[(&str, &str)] = if ct.is_some() { &one } else { &[] };
+            let fields: &[(&str, &[u8])] = if ct.is_some() { &one } else { &[] };
             match head.headers().get("content-length").and_then(parse_len) {
-                Some(n) => ex.start_sized(head.status(), fields, n),
-                None => ex.start_stream(head.status(), fields),
+                Some(n) => ex.start_sized_bytes(head.status(), fields, n),
+                None => ex.start_stream_bytes(head.status(), fields),
             }
         }
         UpstreamEvent::Body(b) => ex.send_chunk(b),

@@ -266,11 +266,16 @@ pub(crate) const TCHAR: [bool; 256] = {
 /// True if the application may send this field: a token name, a value free of control
 /// bytes, and not one of the fields the protocol owns.
 pub fn field_allowed(name: &str, value: &str) -> bool {
+    field_bytes_allowed(name, value.as_bytes())
+}
+
+/// [`field_allowed`] for a value held as bytes: obs-text (0x80-0xFF) is allowed and
+/// passed on as opaque data (RFC 9110 section 5.5), as a proxy relays it.
+pub fn field_bytes_allowed(name: &str, value: &[u8]) -> bool {
     let n = name.as_bytes();
     let token = !n.is_empty() && n.iter().all(|&b| TCHAR[usize::from(b)]);
     // Non-short-circuiting fold: no early exit, so the loop is branch-free.
     let clean = value
-        .as_bytes()
         .iter()
         .fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)));
     // Dispatch on length first: most application fields match none of these lengths.
@@ -340,10 +345,14 @@ pub enum Fields<'a> {
 }
 
 fn push_field(buf: &mut Vec<u8>, name: &str, value: &str) {
+    push_field_bytes(buf, name, value.as_bytes());
+}
+
+fn push_field_bytes(buf: &mut Vec<u8>, name: &str, value: &[u8]) {
     buf.extend_from_slice(b"\r\n");
     buf.extend_from_slice(name.as_bytes());
     buf.extend_from_slice(b": ");
-    buf.extend_from_slice(value.as_bytes());
+    buf.extend_from_slice(value);
 }
 
 /// Appends a response head. Returns how many application fields were dropped by
@@ -369,12 +378,68 @@ pub fn write_head_fields(
     conn: ConnField,
     fields: Fields<'_>,
 ) -> usize {
-    let status = status.clamp(100, 999);
     // One reservation for the fixed part and the fields, instead of a check per piece.
     let fields_len: usize = match fields {
         Fields::List(list) => list.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
         Fields::Set(set) => set.encoded.len(),
     };
+    write_head_start(buf, status, date, framing, conn, fields_len);
+    let mut dropped = 0;
+    match fields {
+        Fields::List(list) => {
+            for &(name, value) in list {
+                if field_allowed(name, value) {
+                    push_field(buf, name, value);
+                } else {
+                    dropped += 1;
+                }
+            }
+        }
+        Fields::Set(set) => {
+            buf.extend_from_slice(&set.encoded);
+            dropped = set.dropped;
+        }
+    }
+    buf.extend_from_slice(b"\r\n\r\n");
+    dropped
+}
+
+/// [`write_head`] for fields whose values are bytes, checked with
+/// [`field_bytes_allowed`]: obs-text passes as it came (a proxy relaying an upstream's
+/// fields). Returns how many fields were dropped.
+pub fn write_head_bytes(
+    buf: &mut Vec<u8>,
+    status: u16,
+    date: &[u8; DATE_LEN],
+    framing: Framing,
+    conn: ConnField,
+    fields: &[(&str, &[u8])],
+) -> usize {
+    let fields_len: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    write_head_start(buf, status, date, framing, conn, fields_len);
+    let mut dropped = 0;
+    for &(name, value) in fields {
+        if field_bytes_allowed(name, value) {
+            push_field_bytes(buf, name, value);
+        } else {
+            dropped += 1;
+        }
+    }
+    buf.extend_from_slice(b"\r\n\r\n");
+    dropped
+}
+
+/// A response head up to its application fields: status line, `Server`, `Date`, the
+/// framing field and `Connection`, with room reserved for `fields_len` more bytes.
+fn write_head_start(
+    buf: &mut Vec<u8>,
+    status: u16,
+    date: &[u8; DATE_LEN],
+    framing: Framing,
+    conn: ConnField,
+    fields_len: usize,
+) {
+    let status = status.clamp(100, 999);
     buf.reserve(128 + fields_len);
     match status_prefix(status) {
         Some(prefix) => buf.extend_from_slice(prefix),
@@ -401,24 +466,6 @@ pub fn write_head_fields(
         ConnField::KeepAlive => buf.extend_from_slice(b"\r\nConnection: keep-alive"),
         ConnField::Upgrade => buf.extend_from_slice(b"\r\nConnection: Upgrade"),
     }
-    let mut dropped = 0;
-    match fields {
-        Fields::List(list) => {
-            for &(name, value) in list {
-                if field_allowed(name, value) {
-                    push_field(buf, name, value);
-                } else {
-                    dropped += 1;
-                }
-            }
-        }
-        Fields::Set(set) => {
-            buf.extend_from_slice(&set.encoded);
-            dropped = set.dropped;
-        }
-    }
-    buf.extend_from_slice(b"\r\n\r\n");
-    dropped
 }
 
 /// The start of a response head up to the `Date` value, ready-made for the most common

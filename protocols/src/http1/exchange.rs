@@ -54,6 +54,13 @@ impl BodyPiece<'_> {
     }
 }
 
+/// A response head's application fields, with values as text or as bytes.
+#[derive(Clone, Copy)]
+enum HeadFields<'a> {
+    Text(&'a [(&'a str, &'a str)]),
+    Bytes(&'a [(&'a str, &'a [u8])]),
+}
+
 /// Where an exchange's output goes.
 enum Out<'x> {
     /// HTTP/1.1 bytes straight to the port: the exchange's turn has come.
@@ -237,6 +244,18 @@ impl<'x> Exchange<'x> {
     /// ([`Exchange::send_chunk`]) and ends with [`Exchange::finish`]. Chunked for
     /// HTTP/1.1; for HTTP/1.0 the body is delimited by closing the connection.
     pub fn start_stream(&mut self, status: u16, fields: &[(&str, &str)]) {
+        self.start_stream_with(status, HeadFields::Text(fields));
+    }
+
+    /// [`Exchange::start_stream`] with field values as bytes: obs-text (0x80-0xFF)
+    /// passes as it came (RFC 9110 section 5.5 has a recipient treat it as opaque
+    /// data), which is how a proxy relays an upstream's fields. On HTTP/2 a value that
+    /// is not UTF-8 is dropped (and counted as an application error).
+    pub fn start_stream_bytes(&mut self, status: u16, fields: &[(&str, &[u8])]) {
+        self.start_stream_with(status, HeadFields::Bytes(fields));
+    }
+
+    fn start_stream_with(&mut self, status: u16, fields: HeadFields<'_>) {
         if self.state.phase != Phase::Waiting {
             return self.misuse();
         }
@@ -258,12 +277,48 @@ impl<'x> Exchange<'x> {
         } else {
             Phase::Streaming
         };
-        if self.stream_head(status, Fields::List(fields), None, framing == Framing::None) {
+        self.head_with(status, fields, framing, None, framing == Framing::None);
+    }
+
+    /// Sends a response head, framed by `framing` on HTTP/1.1, or as a stream's
+    /// HEADERS (with `announced` as its length, ending it if `end`) on HTTP/2.
+    fn head_with(
+        &mut self,
+        status: u16,
+        fields: HeadFields<'_>,
+        framing: Framing,
+        announced: Option<u64>,
+        end: bool,
+    ) {
+        if matches!(self.out, Out::Stream(_)) {
+            match fields {
+                HeadFields::Text(list) => {
+                    self.stream_head(status, Fields::List(list), announced, end);
+                }
+                HeadFields::Bytes(list) => {
+                    // HTTP/2's encoder takes text: the values that are pass, the
+                    // others are dropped and counted.
+                    let text: Vec<(&str, &str)> = list
+                        .iter()
+                        .filter_map(|&(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                        .collect();
+                    let lost = list.len() - text.len();
+                    self.stream_head(status, Fields::List(&text), announced, end);
+                    self.note_dropped(lost);
+                }
+            }
             return;
         }
         let date = *self.port.date();
         let conn = self.state.conn_field();
-        let dropped = encode::write_head(self.out(), status, &date, framing, conn, fields);
+        let dropped = match fields {
+            HeadFields::Text(list) => {
+                encode::write_head(self.out(), status, &date, framing, conn, list)
+            }
+            HeadFields::Bytes(list) => {
+                encode::write_head_bytes(self.out(), status, &date, framing, conn, list)
+            }
+        };
         self.note_dropped(dropped);
     }
 
@@ -272,6 +327,16 @@ impl<'x> Exchange<'x> {
     /// [`Exchange::finish`]: `Content-Length` framing, for large bodies of known size
     /// that should not be held in memory at once. For HEAD only the head is sent.
     pub fn start_sized(&mut self, status: u16, fields: &[(&str, &str)], len: u64) {
+        self.start_sized_with(status, HeadFields::Text(fields), len);
+    }
+
+    /// [`Exchange::start_sized`] with field values as bytes, passed as they came
+    /// (obs-text included; see [`Exchange::start_stream_bytes`]).
+    pub fn start_sized_bytes(&mut self, status: u16, fields: &[(&str, &[u8])], len: u64) {
+        self.start_sized_with(status, HeadFields::Bytes(fields), len);
+    }
+
+    fn start_sized_with(&mut self, status: u16, fields: HeadFields<'_>, len: u64) {
         if self.state.phase != Phase::Waiting {
             return self.misuse();
         }
@@ -284,13 +349,7 @@ impl<'x> Exchange<'x> {
         self.state.remaining = if self.state.head_only { 0 } else { len };
         self.state.phase = Phase::Streaming;
         let announced = (framing != Framing::None).then_some(len);
-        if self.stream_head(status, Fields::List(fields), announced, false) {
-            return;
-        }
-        let date = *self.port.date();
-        let conn = self.state.conn_field();
-        let dropped = encode::write_head(self.out(), status, &date, framing, conn, fields);
-        self.note_dropped(dropped);
+        self.head_with(status, fields, framing, announced, false);
     }
 
     /// Checks a piece against the bytes a sized stream still owes; false (and counted as

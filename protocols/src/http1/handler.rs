@@ -41,7 +41,8 @@ use super::offload::{OffloadJob, Routed};
 use super::port::{Port, PortTimer};
 use super::timer_tag::split_app_tag;
 use super::upstream::{
-    tunnel_event, Fetch, Pools, Reply, Upstream, UpstreamError, UpstreamRequest, UpstreamStats,
+    tunnel_event, Fetch, Pools, Reply, TunnelBytes, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamStats,
 };
 use crate::http2::conn::H2Conn;
 use crate::http2::preface::{check_preface, PrefaceCheck};
@@ -101,6 +102,9 @@ enum Role<T> {
         peer: ConnToken,
         input_done: bool,
         output_done: bool,
+        /// The upstream connection speaks TLS: what this side reads is posted to it
+        /// (its session encrypts it) instead of written below it.
+        sealed: bool,
     },
     /// Accepted, and started with the HTTP/2 preface: the server role over HTTP/2
     /// (boxed, so that an idle HTTP/1.1 connection stays small).
@@ -527,13 +531,14 @@ impl<A: App> Http<A> {
 
 impl<A: App> Http<A> {
     /// The server role's connection events. Returns the upstream connection to tunnel
-    /// to (and the tunnel's first bytes) when a request switched protocols.
+    /// to (the tunnel's first bytes, and whether that connection speaks TLS) when a
+    /// request switched protocols.
     fn server_event(
         &mut self,
         conn: &mut ServerConn<A::Task>,
         event: Event<'_>,
         io: &mut Io<'_>,
-    ) -> Option<(ConnToken, Vec<u8>)> {
+    ) -> Option<(ConnToken, Vec<u8>, bool)> {
         match event {
             Event::Eof => self.eof(conn, io),
             Event::Writable => self.writable(conn, io),
@@ -552,12 +557,13 @@ impl<A: App> Http<A> {
                     return None;
                 };
                 let tunnel = reply.upgraded.then(|| reply.tunnel_bytes().to_vec());
+                let sealed = reply.sealed;
                 self.with_port(conn, io, |core, app, limits, port| {
                     core.upstream_reply(app, reply, from, limits, port);
                 });
                 if let (Some(bytes), Some(up)) = (tunnel, from) {
                     if conn.core.is_upgraded() {
-                        return Some((up, bytes));
+                        return Some((up, bytes, sealed));
                     }
                     // The application did not switch: the upstream's side goes.
                     io.close_conn(up);
@@ -599,8 +605,12 @@ impl<A: App> Handler for Http<A> {
         let server = match &mut conn.0 {
             Role::Server(c) => c,
             Role::Upstream(l) => return self.pools.link_data(*l, input, io),
-            Role::Tunnel { peer, .. } => {
-                io.write_to(*peer, input.bytes());
+            Role::Tunnel { peer, sealed, .. } => {
+                if *sealed {
+                    io.post(*peer, TunnelBytes(input.bytes().to_vec()));
+                } else {
+                    io.write_to(*peer, input.bytes());
+                }
                 input.consume_all();
                 return;
             }
@@ -639,15 +649,17 @@ impl<A: App> Handler for Http<A> {
                 peer,
                 input_done,
                 output_done,
+                ..
             } => return tunnel_event(*peer, input_done, output_done, event, io),
         };
-        if let Some((peer, first)) = switch {
+        if let Some((peer, first, sealed)) = switch {
             let old = std::mem::replace(
                 &mut conn.0,
                 Role::Tunnel {
                     peer,
                     input_done: false,
                     output_done: false,
+                    sealed,
                 },
             );
             if let Role::Server(c) = old {
@@ -687,6 +699,7 @@ impl<A: App> Handler for Http<A> {
                 peer,
                 input_done,
                 output_done,
+                ..
             } => {
                 if !(input_done && output_done) {
                     shard.close_conn(peer);

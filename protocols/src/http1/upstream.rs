@@ -32,9 +32,17 @@ pub use spec::{Upstream, UpstreamBuilder, UpstreamTls};
 
 pub(crate) use link::tunnel_event;
 pub(crate) use pool::Pools;
+pub(crate) use pool::TunnelBytes;
 pub(crate) use reply::Reply;
 
 use super::client::{FieldsView, ResponseHead};
+
+/// A request's header fields, borrowed: values as text or as bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFields<'a> {
+    Text(&'a [(&'a str, &'a str)]),
+    Bytes(&'a [(&'a str, &'a [u8])]),
+}
 
 /// Names one request made with [`Exchange::fetch`](super::Exchange::fetch), for an
 /// exchange that makes several: each [`UpstreamEvent`] comes with the `Fetch` it
@@ -51,7 +59,7 @@ pub struct Fetch(pub(crate) u32);
 pub struct UpstreamRequest<'a> {
     pub(crate) method: &'a str,
     pub(crate) target: &'a str,
-    pub(crate) headers: &'a [(&'a str, &'a str)],
+    pub(crate) headers: RequestFields<'a>,
     pub(crate) body: &'a [u8],
     /// The body follows in pieces ([`Exchange::fetch_body`](super::Exchange::fetch_body)):
     /// `Some(Some(n))` of `n` bytes, `Some(None)` chunked.
@@ -65,7 +73,7 @@ impl<'a> UpstreamRequest<'a> {
         UpstreamRequest {
             method,
             target,
-            headers: &[],
+            headers: RequestFields::Text(&[]),
             body: &[],
             streamed: None,
         }
@@ -79,7 +87,17 @@ impl<'a> UpstreamRequest<'a> {
     /// Sets the header fields (besides `Host`, which defaults to the upstream's, and
     /// the framing fields, which are the codec's).
     pub fn headers(mut self, headers: &'a [(&'a str, &'a str)]) -> Self {
-        self.headers = headers;
+        self.headers = RequestFields::Text(headers);
+        self
+    }
+
+    /// Sets the header fields with values as bytes (instead of
+    /// [`UpstreamRequest::headers`]): a proxy passes a client's field values on as they
+    /// came, obs-text (0x80-0xFF) included (RFC 9110 section 5.5), borrowed, with no
+    /// copy. A value holding CR, LF, NUL or another control byte is refused
+    /// ([`UpstreamError::InvalidRequest`]).
+    pub fn header_bytes(mut self, headers: &'a [(&'a str, &'a [u8])]) -> Self {
+        self.headers = RequestFields::Bytes(headers);
         self
     }
 

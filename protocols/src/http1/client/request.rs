@@ -12,8 +12,12 @@ use crate::http1::encode::{put_u64, write_chunk_start, write_last_chunk, CHUNK_E
 use crate::http1::head::{list, BodyKind};
 
 /// A request head to encode: borrowed, so building one costs nothing.
+///
+/// Field values are text (`&str`, the default) or bytes (`&[u8]`: a proxy passes a
+/// client's obs-text on as it came, RFC 9110 section 5.5); either way a value holding
+/// CR, LF, NUL or another control byte is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestHead<'a> {
+pub struct RequestHead<'a, V = &'a str> {
     /// The method token, e.g. `GET`. `CONNECT` is not supported.
     pub method: &'a str,
     /// The request target as it goes on the wire: origin-form (`/path?q`), or
@@ -21,7 +25,7 @@ pub struct RequestHead<'a> {
     pub target: &'a str,
     /// Header fields in order. `Host` must be among them exactly once;
     /// `Content-Length` and `Transfer-Encoding` must not (the codec writes them).
-    pub headers: &'a [(&'a str, &'a str)],
+    pub headers: &'a [(&'a str, V)],
 }
 
 /// What the codec remembers of a request until its response has been read.
@@ -53,8 +57,8 @@ fn expects_content(method: &str) -> bool {
 }
 
 /// Checks `req` and appends its head to `out`; nothing is written if it is refused.
-pub(super) fn write_head(
-    req: &RequestHead<'_>,
+pub(super) fn write_head<V: AsRef<[u8]>>(
+    req: &RequestHead<'_, V>,
     body: BodyKind,
     out: &mut Vec<u8>,
 ) -> Result<(Sent, Outgoing), ClientError> {
@@ -77,12 +81,12 @@ pub(super) fn write_head(
         upgrade: false,
         close: false,
     };
-    for &(name, value) in req.headers {
-        let n = name.as_bytes();
+    for (name, value) in req.headers {
+        let (n, value) = (name.as_bytes(), value.as_ref());
         if n.is_empty() || !n.iter().all(|&b| is_tchar(b)) {
             return Err(ClientError::InvalidRequest("field name is not a token"));
         }
-        if !value.bytes().all(is_text) {
+        if !value.iter().all(|&b| is_text(b)) {
             return Err(ClientError::InvalidRequest(
                 "field value holds CR, LF, NUL or another control byte",
             ));
@@ -98,7 +102,7 @@ pub(super) fn write_head(
         } else if n.eq_ignore_ascii_case(b"upgrade") {
             sent.upgrade = true;
         } else if n.eq_ignore_ascii_case(b"connection") {
-            sent.close |= list(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"));
+            sent.close |= list(value).any(|t| t.eq_ignore_ascii_case(b"close"));
         }
     }
     match hosts {
@@ -107,16 +111,20 @@ pub(super) fn write_head(
         _ => return Err(ClientError::InvalidRequest("repeated Host")),
     }
 
-    let fields_len: usize = req.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    let fields_len: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + v.as_ref().len() + 4)
+        .sum();
     out.reserve(req.method.len() + req.target.len() + fields_len + 64);
     out.extend_from_slice(m);
     out.push(b' ');
     out.extend_from_slice(t);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for &(name, value) in req.headers {
+    for (name, value) in req.headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value.as_ref());
         out.extend_from_slice(b"\r\n");
     }
     let outgoing = match body {
@@ -145,8 +153,8 @@ pub(super) fn write_head(
 /// `out`, for a caller that sends it later on a connection of its choosing (and may send
 /// it again): see [`ClientCodec::push_prepared`](super::ClientCodec::push_prepared).
 /// Nothing is written if it is refused.
-pub(crate) fn prepare(
-    req: &RequestHead<'_>,
+pub(crate) fn prepare<V: AsRef<[u8]>>(
+    req: &RequestHead<'_, V>,
     body: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Sent, ClientError> {
@@ -163,8 +171,8 @@ pub(crate) fn prepare(
 /// Checks `req` and appends its head to `out` for a body that follows in pieces
 /// (`kind`: its `Content-Length`, or chunked), written with [`write_body`] and
 /// [`finish`] against the returned state.
-pub(crate) fn prepare_head(
-    req: &RequestHead<'_>,
+pub(crate) fn prepare_head<V: AsRef<[u8]>>(
+    req: &RequestHead<'_, V>,
     kind: BodyKind,
     out: &mut Vec<u8>,
 ) -> Result<(Sent, Outgoing), ClientError> {

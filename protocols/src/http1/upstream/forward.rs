@@ -6,7 +6,7 @@
 //! written afresh from the proxy's own parse, so what the upstream sees is one
 //! well-framed request whatever the client sent.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use crate::http1::head::list;
 
@@ -48,29 +48,18 @@ pub fn names_option(value: &[u8], option: &str) -> bool {
     list(value).any(|t| t.eq_ignore_ascii_case(option.as_bytes()))
 }
 
-/// Why a request cannot be forwarded as it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// A field value that is not text the upstream request could carry (obs-text).
-    NotText,
-}
-
-/// The end-to-end fields of a message, as `&str` pairs borrowed from it, without its
-/// hop-by-hop and framing fields; `None` when a value is not UTF-8 text.
-pub fn end_to_end<'a, I>(fields: impl Fn() -> I) -> Result<Vec<(&'a str, &'a str)>, Refused>
+/// The end-to-end fields of a message, as pairs borrowed from it, without its
+/// hop-by-hop and framing fields. Values stay bytes: obs-text (0x80-0xFF) passes as
+/// opaque data (RFC 9110 section 5.5), byte for byte; the parser has already refused
+/// CR, LF and NUL in a value, and the encoders refuse them again.
+pub fn end_to_end<'a, I>(fields: impl Fn() -> I) -> Vec<(&'a str, &'a [u8])>
 where
     I: Iterator<Item = (&'a str, &'a [u8])>,
 {
     let named = connection_options(fields());
     let mut out = Vec::with_capacity(16);
-    for (name, value) in fields() {
-        if hop_by_hop(name, &named) {
-            continue;
-        }
-        let v = std::str::from_utf8(value).map_err(|_| Refused::NotText)?;
-        out.push((name, v));
-    }
-    Ok(out)
+    out.extend(fields().filter(|&(name, _)| !hop_by_hop(name, &named)));
+    out
 }
 
 /// The request fields for the upstream: the end-to-end ones (`Host` unchanged), an
@@ -81,24 +70,24 @@ pub fn request_fields<'a, I>(
     fields: impl Fn() -> I,
     client: Option<std::net::IpAddr>,
     proto: &'a str,
-    scratch: &'a mut String,
-) -> Result<Vec<(&'a str, &'a str)>, Refused>
+    scratch: &'a mut Vec<u8>,
+) -> Vec<(&'a str, &'a [u8])>
 where
     I: Iterator<Item = (&'a str, &'a [u8])>,
 {
-    let mut out = end_to_end(fields)?;
+    let mut out = end_to_end(fields);
     scratch.clear();
     for (n, v) in &out {
         if n.eq_ignore_ascii_case("x-forwarded-for") {
             if !scratch.is_empty() {
-                scratch.push_str(", ");
+                scratch.extend_from_slice(b", ");
             }
-            scratch.push_str(v.trim());
+            scratch.extend_from_slice(v.trim_ascii());
         }
     }
     if let Some(ip) = client {
         if !scratch.is_empty() {
-            scratch.push_str(", ");
+            scratch.extend_from_slice(b", ");
         }
         // Into the reused buffer: no string of its own per request.
         let _ = write!(scratch, "{ip}");
@@ -109,11 +98,11 @@ where
             && !n.eq_ignore_ascii_case("expect")
     });
     if !scratch.is_empty() {
-        out.push(("X-Forwarded-For", scratch.as_str()));
+        out.push(("X-Forwarded-For", scratch.as_slice()));
     }
-    out.push(("X-Forwarded-Proto", proto));
-    out.push(("Via", VIA));
-    Ok(out)
+    out.push(("X-Forwarded-Proto", proto.as_bytes()));
+    out.push(("Via", VIA.as_bytes()));
+    out
 }
 
 #[cfg(test)]
@@ -127,6 +116,13 @@ mod tests {
 
     fn f<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn() -> Pairs<'a> {
         move || list.iter().map(|(n, v)| (*n, v.as_bytes()))
+    }
+
+    fn text<'a>(pairs: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a str)> {
+        pairs
+            .iter()
+            .map(|&(n, v)| (n, std::str::from_utf8(v).unwrap()))
+            .collect()
     }
 
     #[test]
@@ -144,8 +140,8 @@ mod tests {
             ("Proxy-Connection", "keep-alive"),
             ("Accept", "*/*"),
         ];
-        let out = end_to_end(f(&list)).unwrap();
-        assert_eq!(out, [("Host", "example.com"), ("Accept", "*/*")]);
+        let out = end_to_end(f(&list));
+        assert_eq!(text(&out), [("Host", "example.com"), ("Accept", "*/*")]);
     }
 
     #[test]
@@ -157,11 +153,11 @@ mod tests {
             ("X-Forwarded-Proto", "gopher"),
             ("Expect", "100-continue"),
         ];
-        let mut s = String::new();
+        let mut s = Vec::new();
         let ip = Some("127.0.0.1".parse().unwrap());
-        let out = request_fields(f(&list), ip, "https", &mut s).unwrap();
+        let out = request_fields(f(&list), ip, "https", &mut s);
         assert_eq!(
-            out,
+            text(&out),
             [
                 ("Host", "h"),
                 ("X-Forwarded-For", "10.0.0.1, 10.0.0.2, 127.0.0.1"),
@@ -172,11 +168,17 @@ mod tests {
     }
 
     #[test]
-    fn a_value_that_is_not_text_is_refused() {
-        let fields = [("X-Bin", &b"\xff\xfe"[..])];
+    fn obs_text_passes_byte_for_byte() {
+        let fields = [
+            ("X-A", &b"caf\xe9"[..]),
+            ("X-Bin", &b"\xff\xfe \x80"[..]),
+            ("Connection", &b"X-Gone"[..]),
+            ("X-Gone", &b"\xe9"[..]),
+        ];
+        let out = end_to_end(|| fields.iter().map(|(n, v)| (*n, *v)));
         assert_eq!(
-            end_to_end(|| fields.iter().map(|(n, v)| (*n, *v))),
-            Err(Refused::NotText)
+            out,
+            [("X-A", &b"caf\xe9"[..]), ("X-Bin", &b"\xff\xfe \x80"[..])]
         );
     }
 }

@@ -7,6 +7,12 @@
 //! bytes (TLS); only what the exchange must see later is copied, into the reply. A
 //! connection whose response broke the rules, or whose exchange is gone mid-response,
 //! is dropped, never reused.
+//!
+//! After a 101 the connection is one side of a tunnel. Plain, its bytes pass as they
+//! are. Under TLS the session stays here and every tunnel byte goes through it: what
+//! arrives is decrypted and posted to the client's side, what the client's side reads
+//! is posted here and encrypted; the client's half-close becomes close_notify then FIN,
+//! and the upstream's close_notify ends the tunnel's input as a FIN would.
 
 use std::io::{Read as _, Write as _};
 use std::mem;
@@ -133,6 +139,11 @@ impl Pools {
             return;
         };
         if let LinkState::Tunnel { peer, .. } = link.state {
+            if link.tls.is_some() {
+                let bytes = input.bytes();
+                input.consume_all();
+                return tunnel_tls_data(link, peer, bytes, io);
+            }
             // Posted, not written below the client's connection: under TLS its own
             // callback must encrypt them.
             io.post(peer, TunnelBytes(input.bytes().to_vec()));
@@ -162,8 +173,20 @@ impl Pools {
                 link.plain.clear();
             }
         }
-        if closed {
-            self.link_eof(l, io);
+        if !closed {
+            return;
+        }
+        match self.links.get_mut(l) {
+            // close_notify came with the 101 and the new protocol's first bytes: the
+            // tunnel's upstream input is over already.
+            Some(
+                link @ Link {
+                    state: LinkState::Tunnel { .. },
+                    ..
+                },
+            ) => tunnel_input_end(link, io),
+            Some(_) => self.link_eof(l, io),
+            None => {}
         }
     }
 
@@ -222,15 +245,13 @@ impl Pools {
                     outcome = Some(Ok(end.reusable));
                     false
                 }
-                // A tunnel is raw bytes on the socket: over TLS it would need this
-                // side's session for every byte, which tunnels do not carry (yet).
-                Some(ClientEvent::Upgraded(_)) if link.tls.is_some() => {
-                    outcome = Some(Err(UpstreamError::Protocol(ClientError::Upgraded)));
-                    false
-                }
                 Some(ClientEvent::Upgraded(h)) => {
                     reply.set_head(&h, rest.get(..consumed).unwrap_or_default());
                     reply.upgraded = true;
+                    // Over TLS every tunnel byte goes through this connection's session:
+                    // the client's side posts what it reads here rather than writing it
+                    // below this connection.
+                    reply.sealed = link.tls.is_some();
                     // What follows the 101 is the new protocol's: the tunnel's first bytes.
                     reply
                         .buf
@@ -312,13 +333,18 @@ impl Pools {
         let Some(link) = self.links.get_mut(l) else {
             return event.default_action(io);
         };
-        if let LinkState::Tunnel {
-            peer,
-            input_done,
-            output_done,
-        } = &mut link.state
-        {
-            return tunnel_event(*peer, input_done, output_done, event, io);
+        if let LinkState::Tunnel { .. } = link.state {
+            if link.tls.is_some() {
+                return tunnel_tls_event(link, event, io);
+            }
+            if let LinkState::Tunnel {
+                peer,
+                input_done,
+                output_done,
+            } = &mut link.state
+            {
+                return tunnel_event(*peer, input_done, output_done, event, io);
+            }
         }
         match event {
             Event::Eof => self.link_eof(l, io),
@@ -561,6 +587,90 @@ pub(crate) fn tunnel_event(
     }
     if *input_done && *output_done {
         io.close();
+    }
+}
+
+/// Bytes that arrived on the upstream side of a tunnel over TLS: decrypted through the
+/// connection's session and posted to the client's side as plaintext; a close_notify
+/// ends the tunnel's upstream input as a FIN would. A broken record stream ends the
+/// tunnel (the client's side is closed with it, see `link_closed`).
+fn tunnel_tls_data(link: &mut Link, peer: ConnToken, bytes: &[u8], io: &mut Io<'_>) {
+    let closed = match tls_read(link, bytes) {
+        Ok(closed) => closed,
+        // Still a tunnel (it left the pool's count when it became one): its end
+        // closes the client's side too.
+        Err(_) => return io.abort(),
+    };
+    // What the session has to say back (a key update's answer, say).
+    flush_tls(link, io);
+    if !link.plain.is_empty() {
+        io.post(peer, TunnelBytes(mem::take(&mut link.plain)));
+    }
+    if closed {
+        tunnel_input_end(link, io);
+    }
+}
+
+/// The upstream's input of a tunnel ended (close_notify, or a FIN): passed on to the
+/// client's side once, which shuts its output when what it was given is sent.
+fn tunnel_input_end(link: &mut Link, io: &mut Io<'_>) {
+    if let LinkState::Tunnel {
+        peer,
+        input_done,
+        output_done,
+    } = &mut link.state
+    {
+        if !*input_done {
+            *input_done = true;
+            io.post(*peer, TunnelEof);
+        }
+        if *output_done {
+            io.close();
+        }
+    }
+}
+
+/// [`tunnel_event`] for the upstream side of a tunnel over TLS: bytes from the client's
+/// side are encrypted through the session before they are written, and its half-close
+/// sends close_notify before the FIN, so the upstream reads a clean end of stream.
+fn tunnel_tls_event(link: &mut Link, event: Event<'_>, io: &mut Io<'_>) {
+    match event {
+        Event::Posted(p) if p.is::<TunnelBytes>() => {
+            if let Ok(TunnelBytes(bytes)) = p.take::<TunnelBytes>() {
+                // The backlog this adds pauses the client's reading (the two are
+                // linked), as for a plain tunnel.
+                write_link(link, io, &bytes);
+            }
+        }
+        Event::Posted(p) if p.is::<TunnelEof>() => {
+            if let Some(tls) = link.tls.as_mut() {
+                tls.send_close_notify();
+            }
+            flush_tls(link, io);
+            if let LinkState::Tunnel {
+                input_done,
+                output_done,
+                ..
+            } = &mut link.state
+            {
+                *output_done = true;
+                io.shutdown_write();
+                if *input_done {
+                    io.close();
+                }
+            }
+        }
+        Event::Eof => tunnel_input_end(link, io),
+        event => {
+            if let LinkState::Tunnel {
+                peer,
+                input_done,
+                output_done,
+            } = &mut link.state
+            {
+                tunnel_event(*peer, input_done, output_done, event, io);
+            }
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use slab::Slab;
 
 use super::reply::Reply;
 use super::spec::Spec;
-use super::{Fetch, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
+use super::{Fetch, RequestFields, Upstream, UpstreamError, UpstreamRequest, UpstreamStats};
 use crate::http1::client::{self, ClientCodec, ClientError, Outgoing, RequestHead, Sent};
 use crate::http1::head::BodyKind;
 
@@ -43,8 +43,9 @@ pub(crate) struct Dispatch;
 /// so the receiver shuts its output (the half-close passed on).
 pub(crate) struct TunnelEof;
 
-/// Bytes from the upstream side of a tunnel, for the client's connection to write
-/// through its own callback (so that a TLS front encrypts them).
+/// Bytes for the other side of a tunnel to write through its own callback, so that
+/// TLS on that side encrypts them: from the upstream side to the client's (a TLS front),
+/// and from the client's side to an upstream spoken to over TLS (its session).
 pub(crate) struct TunnelBytes(pub(crate) Vec<u8>);
 
 /// What the pool's callers can do on the shard, from whichever callback they are in.
@@ -144,8 +145,8 @@ pub(crate) enum LinkState {
     Assigned(Job),
     /// A request is sent; its response is being read (`head` once its head came).
     Busy { job: Job, head: bool },
-    /// Switched protocols (101): bytes pass raw to and from server connection `peer`;
-    /// no longer counted in the pool.
+    /// Switched protocols (101): bytes pass to and from server connection `peer` (raw,
+    /// or through the connection's TLS session); no longer counted in the pool.
     Tunnel {
         peer: ConnToken,
         input_done: bool,
@@ -568,46 +569,72 @@ fn encode_streamed(
         .map(|(sent, o)| (sent, Some(o)))
 }
 
-/// Runs `f` on `req`'s head with `Host` added unless it names one.
+/// Runs `f` on `req`'s head with `Host` added unless it names one, its values as bytes
+/// (text values are viewed as bytes, without a copy of the text).
 fn with_host<R>(
     req: &UpstreamRequest<'_>,
     host: &str,
-    f: impl FnOnce(&RequestHead<'_>) -> Result<R, ClientError>,
+    f: impl FnOnce(&RequestHead<'_, &[u8]>) -> Result<R, ClientError>,
 ) -> Result<R, UpstreamError> {
-    let has_host = req
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("host"));
-    if has_host {
-        let head = RequestHead {
-            method: req.method,
-            target: req.target,
-            headers: req.headers,
-        };
-        f(&head)
-    } else if req.headers.len() < FEW_FIELDS {
-        // `Host` first, then the caller's: on the stack for the usual handful.
-        let mut few = [("", ""); FEW_FIELDS];
-        few[0] = ("Host", host);
-        few[1..=req.headers.len()].copy_from_slice(req.headers);
-        let head = RequestHead {
-            method: req.method,
-            target: req.target,
-            headers: &few[..=req.headers.len()],
-        };
-        f(&head)
-    } else {
-        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(req.headers.len() + 1);
-        fields.push(("Host", host));
-        fields.extend_from_slice(req.headers);
-        let head = RequestHead {
-            method: req.method,
-            target: req.target,
-            headers: &fields,
-        };
-        f(&head)
+    let (method, target) = (req.method, req.target);
+    let run = |headers: &[(&str, &[u8])]| {
+        f(&RequestHead {
+            method,
+            target,
+            headers,
+        })
+    };
+    let named = |n: &str| n.eq_ignore_ascii_case("host");
+    match req.headers {
+        // A proxy's request names its `Host` (passed through unchanged): borrowed whole.
+        RequestFields::Bytes(h) if h.iter().any(|(n, _)| named(n)) => run(h),
+        RequestFields::Bytes(h) => with_host_added(host, h.len(), h.iter().copied(), run),
+        RequestFields::Text(h) => {
+            let host_named = h.iter().any(|(n, _)| named(n));
+            let fields = h.iter().map(|&(n, v)| (n, v.as_bytes()));
+            if host_named {
+                with_fields(h.len(), fields, run)
+            } else {
+                with_host_added(host, h.len(), fields, run)
+            }
+        }
     }
     .map_err(UpstreamError::InvalidRequest)
+}
+
+/// Runs `run` on `("Host", host)` followed by `fields` (`len` of them).
+fn with_host_added<'a, R>(
+    host: &'a str,
+    len: usize,
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+    run: impl FnOnce(&[(&str, &[u8])]) -> R,
+) -> R {
+    with_fields(
+        len + 1,
+        std::iter::once(("Host", host.as_bytes())).chain(fields),
+        run,
+    )
+}
+
+/// Runs `run` on `fields` (`len` of them) gathered in a slice: on the stack for the
+/// usual handful, in a vector past [`FEW_FIELDS`].
+fn with_fields<'a, R>(
+    len: usize,
+    fields: impl Iterator<Item = (&'a str, &'a [u8])>,
+    run: impl FnOnce(&[(&str, &[u8])]) -> R,
+) -> R {
+    if len <= FEW_FIELDS {
+        let mut few: [(&str, &[u8]); FEW_FIELDS] = [("", &[]); FEW_FIELDS];
+        let mut n = 0;
+        for (slot, field) in few.iter_mut().zip(fields) {
+            *slot = field;
+            n += 1;
+        }
+        run(few.get(..n).unwrap_or_default())
+    } else {
+        let all: Vec<(&str, &[u8])> = fields.collect();
+        run(&all)
+    }
 }
 
 /// Appends `req` whole to `out` (see [`UpstreamRequest::encode`]).

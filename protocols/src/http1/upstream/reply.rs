@@ -19,6 +19,9 @@ pub(crate) struct Reply {
     /// The upstream switched protocols (101): the bytes after the head are the new
     /// protocol's, for the tunnel, not body.
     pub(crate) upgraded: bool,
+    /// After a 101 from an upstream spoken to over TLS: the client's side of the tunnel
+    /// posts what it reads to the upstream connection, whose session encrypts it.
+    pub(crate) sealed: bool,
     /// The trailer section that ended a chunked body (its bytes and field spans), when
     /// it had fields; boxed, as few responses have one.
     pub(crate) trailers: Option<Box<(Vec<u8>, Vec<Span>)>>,
@@ -34,6 +37,7 @@ impl Reply {
             buf: Vec::new(),
             end: None,
             upgraded: false,
+            sealed: false,
             trailers: None,
         }
     }
