@@ -11,27 +11,7 @@ use std::time::Duration;
 
 use http_support::Server;
 
-/// Runs a command with a time limit; panics if it does not finish.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("client output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("client did not finish within {limit:?}: {cmd:?}");
-        }
-    }
-}
+use common::run_bounded as run;
 
 /// curl over h2c; returns stdout, asserting that HTTP/2 was spoken.
 fn curl_h2(args: &[&str]) -> Vec<u8> {

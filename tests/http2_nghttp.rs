@@ -4,6 +4,7 @@
 //! prior knowledge and in h2 over TLS by ALPN. Without the tools the tests are skipped
 //! with a note, and fail under CI.
 
+mod common;
 mod http_support;
 
 use std::path::{Path, PathBuf};
@@ -30,27 +31,7 @@ fn have(tool: &str) -> bool {
     ok
 }
 
-/// Runs a command with a time limit; panics if it does not finish.
-fn run(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("client output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("client did not finish within {limit:?}: {cmd:?}");
-        }
-    }
-}
+use common::run_bounded as run;
 
 /// `nghttp` with `args` (its own timeout set, and ours); asserts it succeeded.
 fn nghttp(args: &[&str]) -> Output {

@@ -221,3 +221,26 @@ pub fn self_signed_cert(server: &ServerProc) -> String {
         .unwrap_or_else(|| panic!("no certificate path in {lines:?}"))
         .to_string()
 }
+
+/// Runs a client command with a time limit (stdin empty, output captured); panics if it
+/// does not finish.
+pub fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("client output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("client did not finish within {limit:?}: {cmd:?}");
+        }
+    }
+}
