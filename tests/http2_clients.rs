@@ -6,7 +6,7 @@
 mod common;
 mod http_support;
 
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use http_support::Server;
