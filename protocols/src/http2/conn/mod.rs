@@ -701,6 +701,10 @@ impl<T> H2Conn<T> {
             return;
         };
         if parts.streamed {
+            if !parts.trailers.is_empty() {
+                let view = parts.trailer_view();
+                self.call_stream(i, port, |task, ex| app.on_trailers(task, view, ex));
+            }
             return self.call_stream(i, port, |task, ex| app.on_body(task, &[], true, ex));
         }
         self.dispatch(app, i, &parts, port);

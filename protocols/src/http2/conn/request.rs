@@ -48,7 +48,14 @@ pub(crate) struct RequestParts {
     /// client has not got back yet (WINDOW_UPDATE), held while the application paused
     /// the body.
     pub(crate) owed: u32,
+    /// The trailer section's fields (in `buf`), kept for an application that takes the
+    /// body in pieces ([`App::on_trailers`](crate::http1::App::on_trailers)).
+    pub(crate) trailers: Vec<TrailerSpan>,
 }
+
+/// A trailer field's name and value in [`RequestParts::buf`], as the HTTP/1.1 side's
+/// trailer view reads them.
+pub(crate) type TrailerSpan = crate::http1::client::Span;
 
 /// Field names that are connection-specific and so malformed in HTTP/2 (section 8.2.2).
 fn connection_specific(name: &[u8]) -> bool {
@@ -181,7 +188,19 @@ impl RequestParts {
             self.bad("pseudo-header in trailers");
         } else if !valid_name(f.name) || !valid_value(f.value) || connection_specific(f.name) {
             self.bad("malformed trailer field");
+        } else if self.streamed {
+            let name = self.span(f.name);
+            let value = self.span(f.value);
+            self.trailers.push(TrailerSpan::new(
+                (name.start, name.len()),
+                (value.start, value.len()),
+            ));
         }
+    }
+
+    /// The trailer section kept by [`RequestParts::trailer`].
+    pub(crate) fn trailer_view(&self) -> crate::http1::client::FieldsView<'_> {
+        crate::http1::client::FieldsView::new(&self.buf, &self.trailers)
     }
 
     /// Whether the body's length disagrees with `content-length` (section 8.1.1): over it

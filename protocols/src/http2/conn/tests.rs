@@ -934,6 +934,8 @@ struct StreamApp {
     pieces: Vec<(Vec<u8>, bool)>,
     dispatched: Vec<bool>,
     cancelled: usize,
+    /// Trailer fields given to `on_trailers`, and how many pieces had come before.
+    trailers: Vec<(String, Vec<u8>, usize)>,
 }
 
 impl App for StreamApp {
@@ -950,6 +952,18 @@ impl App for StreamApp {
             return None;
         }
         Some(0)
+    }
+
+    fn on_trailers(
+        &mut self,
+        _got: &mut u64,
+        trailers: crate::http1::client::FieldsView<'_>,
+        _ex: &mut Exchange<'_>,
+    ) {
+        for (name, value) in trailers.iter() {
+            self.trailers
+                .push((name.to_string(), value.to_vec(), self.pieces.len()));
+        }
     }
 
     fn on_body(&mut self, got: &mut u64, piece: &[u8], last: bool, ex: &mut Exchange<'_>) {
@@ -1033,6 +1047,8 @@ fn a_streamed_body_reaches_the_application_as_it_arrives() {
     c.send(&b);
     assert_eq!(c.app.pieces.last(), Some(&(Vec::new(), true)));
     assert_eq!(c.take(), vec![headers(3, "200", false), data(3, "0", true)]);
+    // The trailers reach the application before the call that ends the body.
+    assert_eq!(c.app.trailers, vec![("x-sum".to_string(), b"0".to_vec(), 2)]);
 }
 
 /// The stream's window opens again as the application takes the body; while it pauses
