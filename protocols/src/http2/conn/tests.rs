@@ -1048,7 +1048,10 @@ fn a_streamed_body_reaches_the_application_as_it_arrives() {
     assert_eq!(c.app.pieces.last(), Some(&(Vec::new(), true)));
     assert_eq!(c.take(), vec![headers(3, "200", false), data(3, "0", true)]);
     // The trailers reach the application before the call that ends the body.
-    assert_eq!(c.app.trailers, vec![("x-sum".to_string(), b"0".to_vec(), 2)]);
+    assert_eq!(
+        c.app.trailers,
+        vec![("x-sum".to_string(), b"0".to_vec(), 2)]
+    );
 }
 
 /// The stream's window opens again as the application takes the body; while it pauses
