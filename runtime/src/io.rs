@@ -362,7 +362,8 @@ impl<'a> Io<'a> {
     /// connection. For relays of large transfers: each splice is a hand-off to a
     /// kernel worker thread, which costs more than a receive and a send for small
     /// messages (docs/BENCHMARKS.md has the figures). Applied once this callback
-    /// returns; a gone target is reported as for `write_to`.
+    /// returns; a gone target is reported as for `write_to`; a connection already
+    /// spliced stays spliced to its first target.
     pub fn splice_to(&mut self, target: ConnToken) {
         let from = self.op_origin();
         self.shard.conn_op(from, target, ConnAction::Splice);

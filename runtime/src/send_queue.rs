@@ -353,23 +353,12 @@ impl SendQueue {
             };
             self.sent = 0;
             let zc_on = !self.zc_off;
-            let plain = |q: &Queued| match q {
-                Queued::Copied(_) => true,
-                Queued::Owned { zc, .. } | Queued::Static { zc, .. } => !zc || !zc_on,
-            };
-            if plain(&seg) && self.segments.front().is_some_and(plain) {
-                self.current = Current::Gather(Lent::new(self.gather(seg)));
-                self.in_flight = true;
-                let Current::Gather(msg) = &mut self.current else {
-                    unreachable!("just made")
-                };
-                return Some(NextSend {
-                    src: Src::Gather(msg),
-                    offset: 0,
-                    zc: false,
-                });
-            }
+            let next_plain = (self.segments.front())
+                .is_some_and(|q| !q.bytes().is_empty() && self.goes_plain(q));
             self.current = match seg {
+                seg if next_plain && self.goes_plain(&seg) => {
+                    Current::Gather(Lent::new(self.gather(seg)))
+                }
                 Queued::Copied(v) => Current::Plain {
                     buf: Lent::new(SendBuf::Vec(v)),
                     copied: true,
@@ -411,11 +400,18 @@ impl SendQueue {
         Some(NextSend { src, offset, zc })
     }
 
+    /// Whether `q` goes out as a plain send (not SEND_ZC), so it can join a vectored one.
+    fn goes_plain(&self, q: &Queued) -> bool {
+        match q {
+            Queued::Copied(_) => true,
+            Queued::Owned { zc, .. } | Queued::Static { zc, .. } => !zc || self.zc_off,
+        }
+    }
+
     /// `first` and the plain segments after it, within the gather bounds, as one
     /// vectored send. A tail handed out by `tail` moves with it: nothing appends to a
     /// segment once it is taken from the list.
     fn gather(&mut self, first: Queued) -> Box<Gather> {
-        let zc_on = !self.zc_off;
         let mut g = Gather::new();
         let mut next = Some(first);
         while let Some(seg) = next.take() {
@@ -427,10 +423,7 @@ impl SendQueue {
                 break;
             }
             next = match self.segments.front() {
-                Some(Queued::Copied(v)) if !v.is_empty() => self.segments.pop_front(),
-                Some(Queued::Owned { zc, .. } | Queued::Static { zc, .. }) if !zc || !zc_on => {
-                    self.segments.pop_front()
-                }
+                Some(q) if !q.bytes().is_empty() && self.goes_plain(q) => self.segments.pop_front(),
                 _ => None,
             };
         }

@@ -139,10 +139,12 @@ impl Handler for TcpProxy {
     fn on_connected(&mut self, tag: u64, _peer: SocketAddr, io: &mut Io<'_>) -> Side {
         let (client, up) = untag(tag);
         self.bal.succeeded(up);
-        io.link(client);
         io.post(client, Msg::Paired(io.token()));
         if self.relay == Relay::Splice {
+            // No send queues in between: the pipes and sockets are the backpressure.
             io.splice_to(client);
+        } else {
+            io.link(client);
         }
         Side {
             peer: Some(client),

@@ -372,7 +372,7 @@ impl<A: App> Http<A> {
             pools: &mut self.pools,
         };
         f(&mut conn.core, &mut self.app, &mut port);
-        if conn.core.upstreams_may_resume(io.backlog()) {
+        if self.pools.holds_any() && conn.core.upstreams_may_resume(io.backlog()) {
             self.pools.release(io.token(), io);
         }
         arm_h2(conn, io);

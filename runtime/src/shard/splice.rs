@@ -59,6 +59,11 @@ fn dup(sock: Option<&Sock>) -> std::io::Result<OwnedFd> {
 impl<H: Handler> Shard<H> {
     /// Starts splicing `from`'s input into `to` (both open: checked by the caller).
     pub(super) fn start_splice(&mut self, from: ConnToken, to: ConnToken) {
+        if self.splices.get(&from.slot).is_some_and(|s| s.is_for(from)) {
+            // Already spliced: replacing the state would close descriptors that an
+            // operation in flight still names.
+            return;
+        }
         let dst = live(&mut self.slots, to).map(|s| dup(s.io.sock.as_ref()));
         let Some(slot) = live(&mut self.slots, from) else {
             return;
@@ -149,7 +154,6 @@ pub(super) fn drive<H: Handler>(
     sp: &mut Splice,
 ) {
     if sp.op.is_some()
-        || sp.owner != slot.io.token
         || slot.io.phase != Phase::Open
         || slot.io.abort_requested
         || slot.io.recv != Recv::Idle

@@ -52,11 +52,7 @@ impl<T> Conn<T> {
         if done.is_panic() {
             port.counters().offload_panicked += 1;
         }
-        let slot = self
-            .queue
-            .iter()
-            .position(|s| s.state.seq == seq && s.task.is_some());
-        let Some(i) = slot else {
+        let Some(i) = self.by_seq(seq) else {
             port.counters().offload_stale += 1;
             return;
         };

@@ -116,6 +116,13 @@ impl<T> Conn<T> {
         }
     }
 
+    /// The queue index of the exchange `seq` names, if it still has a task.
+    pub(super) fn by_seq(&self, seq: u32) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|s| s.state.seq == seq && s.task.is_some())
+    }
+
     /// Gives a piece of a streamed body to its exchange.
     fn body_piece<A: App<Task = T>>(
         &mut self,
@@ -126,11 +133,7 @@ impl<T> Conn<T> {
         limits: &Limits,
         port: &mut dyn Port,
     ) {
-        let at = self
-            .queue
-            .iter()
-            .position(|s| s.state.seq == seq && s.task.is_some());
-        if let Some(i) = at {
+        if let Some(i) = self.by_seq(seq) {
             self.call_exchange(i, port, |task, ex| app.on_body(task, piece, last, ex));
             self.advance(app, limits, port);
         }
@@ -144,11 +147,7 @@ impl<T> Conn<T> {
         trailers: FieldsView<'_>,
         port: &mut dyn Port,
     ) {
-        let at = self
-            .queue
-            .iter()
-            .position(|s| s.state.seq == seq && s.task.is_some());
-        if let Some(i) = at {
+        if let Some(i) = self.by_seq(seq) {
             self.call_exchange(i, port, |task, ex| app.on_trailers(task, trailers, ex));
         }
     }

@@ -540,6 +540,11 @@ impl Pools {
         io.want_writable();
     }
 
+    /// Whether any upstream connection is held for a server connection's sake.
+    pub(crate) fn holds_any(&self) -> bool {
+        !self.paused.is_empty()
+    }
+
     /// Server connection `server` drained: the upstream connections it held read again.
     pub(crate) fn release(&mut self, server: ConnToken, io: &mut Io<'_>) {
         if self.paused.is_empty() {
