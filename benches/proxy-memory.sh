@@ -33,7 +33,7 @@ python3 benches/peers/conn-holder/conn_holder.py --addr "$pa" --connections "$n"
     --in-flight "$in_flight" --hold 60 <"$tmp/hold" >"$tmp/holder" &
 exec 3>"$tmp/hold"
 for _ in $(seq 1 120); do grep -q ready "$tmp/holder" && break; sleep 0.5; done
-sleep 1
+sleep 3
 after=$(awk '/VmRSS/{print $2}' "/proc/$px/status")
 open=$(curl -s "http://$pa/.ringmaster/stats" | python3 -c \
     "import json,sys; print(json.load(sys.stdin)['shards'][0]['upstreams'][0]['pool']['open'])")

@@ -91,6 +91,8 @@ impl ServerBuilder {
         udp_send_queue: usize);
     setter!(/// Coalesce same-size datagrams to one peer with UDP GSO.
         udp_gso: bool);
+    setter!(/// Quiet time after which a shard gives its allocator's free pages back (`None`: never; default 1 s).
+        release_memory_after: Option<Duration>);
 
     /// The configuration as it stands.
     pub fn config(&self) -> &Config {

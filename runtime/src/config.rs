@@ -85,6 +85,11 @@ pub struct Config {
     /// 1452-byte datagrams (any Ethernet or loopback route); a send the kernel refuses
     /// counts as `udp_send_errors`. Off by default.
     pub udp_gso: bool,
+    /// How long a shard must go without a completion, after doing something, before it
+    /// hands the allocator's free pages back to the kernel (`None`: never). Without it
+    /// an idle shard keeps the memory of its last burst in its RSS, since allocators
+    /// return pages only from later calls. Once per quiet spell, off the hot path.
+    pub release_memory_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
             udp: false,
             udp_send_queue: 4096,
             udp_gso: false,
+            release_memory_after: Some(Duration::from_secs(1)),
         }
     }
 }

@@ -91,11 +91,14 @@ pub struct Counters {
     pub notify_dropped: u64,
     /// Actions on a connection by token (write, post, pause, close) that found it gone.
     pub stale_tokens: u64,
+    /// Times the shard went quiet and gave its allocator's free pages back
+    /// (`Config::release_memory_after`).
+    pub memory_releases: u64,
 }
 
 impl Counters {
     /// Name/value pairs, in a stable order (for JSON or logs).
-    pub fn fields(&self) -> [(&'static str, u64); 39] {
+    pub fn fields(&self) -> [(&'static str, u64); 40] {
         [
             ("accepted", self.accepted),
             ("connected", self.connected),
@@ -136,6 +139,7 @@ impl Counters {
             ("call_replies_dropped", self.call_replies_dropped),
             ("notify_dropped", self.notify_dropped),
             ("stale_tokens", self.stale_tokens),
+            ("memory_releases", self.memory_releases),
         ]
     }
 }

@@ -104,6 +104,9 @@ pub(crate) struct Shard<H: Handler> {
     drain_expired: bool,
     /// Connections whose input is spliced to another (`Io::splice_to`), by slot.
     splices: std::collections::HashMap<u32, splice::Splice>,
+    /// When a turn last reaped completions, if the allocator's free pages have not been
+    /// given back since (`Config::release_memory_after`).
+    busy_at: Option<Instant>,
 }
 
 impl<H: Handler> Shard<H> {
@@ -213,6 +216,7 @@ impl<H: Handler> Shard<H> {
             exiting: false,
             drain_expired: false,
             splices: std::collections::HashMap::new(),
+            busy_at: None,
         };
         Ok((shard, features))
     }
@@ -240,6 +244,7 @@ impl<H: Handler> Shard<H> {
                 // turn): apply them at once.
                 Some(Duration::ZERO)
             };
+            let timeout = self.until_quiet(timeout);
             let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);
             if let Err(e) = self.ring.submit_and_wait_batch(timeout, batch, wait) {
                 say!(
@@ -253,8 +258,32 @@ impl<H: Handler> Shard<H> {
             if self.exiting {
                 break;
             }
+            self.release_if_quiet();
         }
         self.finish()
+    }
+
+    /// The wait, shortened to end when the shard will have been quiet long enough to
+    /// give its free memory back.
+    fn until_quiet(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let (Some(at), Some(after)) = (self.busy_at, self.ctx.config.release_memory_after) else {
+            return timeout;
+        };
+        let left = (at + after).saturating_duration_since(Instant::now());
+        Some(timeout.map_or(left, |t| t.min(left)))
+    }
+
+    /// Gives the allocator's free pages back once no completion has come for
+    /// `release_memory_after`: a quiet shard makes no allocator calls that would.
+    fn release_if_quiet(&mut self) {
+        let (Some(at), Some(after)) = (self.busy_at, self.ctx.config.release_memory_after) else {
+            return;
+        };
+        if self.ctx.now.saturating_duration_since(at) >= after {
+            self.busy_at = None;
+            crate::sys::alloc::release_free_memory();
+            self.ctx.counters.memory_releases += 1;
+        }
     }
 
     /// One turn: completions, timers, then servicing of changed connections.
@@ -262,6 +291,9 @@ impl<H: Handler> Shard<H> {
         let mut cqes = mem::take(&mut self.cqes);
         let overflow = self.ring.reap(&mut cqes);
         self.ctx.counters.cq_overflow = overflow as u64;
+        if !cqes.is_empty() {
+            self.busy_at = Some(self.ctx.now);
+        }
         for c in cqes.drain(..) {
             self.dispatch(&c);
         }

@@ -15,6 +15,7 @@
 //! - `buf_ring` owns the provided-buffer ring the kernel receives into (its memory lives
 //!   as long as the registration, which the shard removes before the ring goes).
 //! - `fd` wraps the handful of raw file-descriptor and signal calls.
+//! - `alloc` asks the allocator to give its free pages back when a shard goes quiet.
 //!
 //! So soundness does not rest on the layers above: they cannot free or change memory
 //! the kernel still uses, whatever their accounting does (a mistake there leaks, and is
@@ -23,6 +24,7 @@
 
 use std::io;
 
+pub(crate) mod alloc;
 pub(crate) mod buf_ring;
 pub(crate) mod fd;
 pub(crate) mod gather;
