@@ -59,6 +59,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub idle_timeout: u64,
 
+    /// Seconds without I/O after which a shard hands its allocator's free memory back to
+    /// the kernel, once per quiet spell (0: never)
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub release_memory_after: f64,
+
     /// Unsent bytes per connection past which reading pauses until half has drained
     #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024)]
     pub write_backlog: usize,
@@ -156,6 +161,10 @@ impl ServerArgs {
             .zero_copy_threshold(self.zero_copy_threshold)
             .zero_copy_fallback(!self.zero_copy_always)
             .idle_timeout((self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)))
+            .release_memory_after(
+                (self.release_memory_after > 0.0)
+                    .then(|| Duration::from_secs_f64(self.release_memory_after.min(86_400.0))),
+            )
             .write_backlog_limit(self.write_backlog)
             .drain_timeout(Duration::from_secs_f64(
                 self.drain_timeout.clamp(0.0, 3600.0),
