@@ -32,6 +32,9 @@ pub(crate) enum StreamState {
     HalfClosedRemote,
 }
 
+/// Copied body bytes are appended to the last queued piece while it stays this small.
+const COALESCE_MAX: usize = 64 * 1024;
+
 /// Response body pieces of one stream not yet sent as DATA.
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
@@ -111,6 +114,23 @@ impl SendQueue {
             None => encode_data_header(out, id, 0, true),
         }
         self.end_sent = true;
+    }
+
+    /// Queues a copy of `data`.
+    fn push_copy(&mut self, data: &[u8]) {
+        self.queued += data.len();
+        // Appended to the last piece if it is copied bytes and stays small (never mind
+        // whether part of it was sent: `front_sent` counts from its start either way).
+        // Bounded, because a piece is freed only once all of it is sent: a stream whose
+        // queue never empties (a client that keeps its window small) would otherwise
+        // keep every byte it ever sent in one growing piece.
+        if let Some(Segment::Bytes(last)) = self.pieces.back_mut() {
+            if last.len() + data.len() <= COALESCE_MAX {
+                last.extend_from_slice(data);
+                return;
+            }
+        }
+        self.pieces.push_back(Segment::Bytes(data.to_vec()));
     }
 
     /// Marks `n` bytes of the front piece sent.
@@ -258,14 +278,7 @@ impl StreamOut for StreamSink<'_> {
         if data.is_empty() || self.send.end || self.send.reset {
             return;
         }
-        self.send.queued += data.len();
-        // Appended to the last piece if it is copied bytes (never mind whether part of
-        // it was sent: `front_sent` counts from its start either way).
-        if let Some(Segment::Bytes(last)) = self.send.pieces.back_mut() {
-            last.extend_from_slice(data);
-            return;
-        }
-        self.send.pieces.push_back(Segment::Bytes(data.to_vec()));
+        self.send.push_copy(data);
     }
 
     fn segment(&mut self, piece: Segment) {
@@ -309,5 +322,32 @@ impl StreamOut for StreamSink<'_> {
 
     fn queued(&self) -> usize {
         self.send.queued
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream whose queue never empties (the client's window stays small) must not
+    /// keep the bytes it already sent: what its pieces hold stays near what is queued.
+    #[test]
+    fn a_queue_that_never_empties_keeps_only_what_is_unsent() {
+        let mut q = SendQueue::default();
+        let chunk = [7u8; 10_000];
+        for _ in 0..2_000 {
+            q.push_copy(&chunk);
+            while q.queued > 100_000 {
+                let front = q.pieces.front().map_or(0, |p| p.len()) - q.front_sent;
+                q.advance(front.min(6_000));
+            }
+        }
+        let held: usize = q.pieces.iter().map(|p| p.len()).sum();
+        assert!(q.queued <= 100_000);
+        assert!(
+            held <= q.queued + 2 * COALESCE_MAX,
+            "{held} bytes held for {} queued",
+            q.queued
+        );
     }
 }
