@@ -1275,3 +1275,94 @@ fn a_strict_http11_client_reads_the_trailers_the_proxy_passes_on() {
     px.stop();
     be.stop();
 }
+
+/// An HTTP/2 client (Python `h2`, cleartext with prior knowledge) that uploads to
+/// `/hold` (an upstream that never reads the body) as fast as flow control lets it, then
+/// GETs `/after` on another stream of the same connection and prints that response's
+/// status and body, and how much of the upload the windows let through. Bounded: 20 s.
+const H2_HELD_UPLOAD: &str = r#"
+import socket, sys, time
+import h2.config, h2.connection, h2.events
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=20)
+s.settimeout(0.2)
+c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "POST"), (":path", "/hold"), (":scheme", "http"),
+                   (":authority", "x")])
+s.sendall(c.data_to_send())
+sent, quiet_since, deadline = 0, None, time.monotonic() + 20
+chunk = b"u" * 16384
+def pump():
+    try:
+        data = s.recv(65536)
+    except socket.timeout:
+        return []
+    assert data, "the proxy closed the connection"
+    evs = c.receive_data(data)
+    s.sendall(c.data_to_send())
+    return evs
+# Upload until the windows stay shut for a second: the upstream reads nothing, so the
+# proxy must stop granting credit for this stream.
+while True:
+    assert time.monotonic() < deadline, "the upload was never paused"
+    room = min(c.local_flow_control_window(1), len(chunk))
+    if room > 0:
+        c.send_data(1, chunk[:room])
+        s.sendall(c.data_to_send())
+        sent += room
+        quiet_since = None
+        continue
+    quiet_since = quiet_since or time.monotonic()
+    if time.monotonic() - quiet_since > 1.0:
+        break
+    for ev in pump():
+        assert not isinstance(ev, h2.events.StreamReset), "the upload was reset"
+# The connection itself must still be read and answered.
+c.send_headers(3, [(":method", "GET"), (":path", "/after"), (":scheme", "http"),
+                   (":authority", "x")], end_stream=True)
+s.sendall(c.data_to_send())
+status, body, ended = None, b"", False
+while not ended:
+    assert time.monotonic() < deadline, "no answer on the second stream"
+    for ev in pump():
+        if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == 3:
+            status = dict(ev.headers)[b":status"].decode()
+        elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == 3:
+            body += ev.data
+            c.acknowledge_received_data(ev.flow_controlled_length, 3)
+        elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 3:
+            ended = True
+print(f"status={status} uploaded={sent}")
+print("body:" + body.decode())
+"#;
+
+#[test]
+fn an_http2_upload_held_by_its_upstream_pauses_its_stream_not_the_connection() {
+    let mut be = backend("hold-body", &[]);
+    // Bodies far larger than the default limit may stream through.
+    let mut px = proxy(&[be.addr], &["--max-body", "1000000000"]);
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", H2_HELD_UPLOAD, &px.addr.to_string()])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("status=200 "), "{text}");
+    assert!(text.contains("body:hello from /after\n"), "{text}");
+    // The stream was held to what the proxy lets one upstream fall behind by, plus the
+    // windows it had granted: nowhere near what an unpaced client could push.
+    let uploaded: usize = text
+        .split("uploaded=")
+        .nth(1)
+        .and_then(|t| t.lines().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(uploaded < 16 << 20, "{text}");
+    px.stop();
+    be.stop();
+}

@@ -37,6 +37,10 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
                    stream (a FIN, or close_notify under --tls-cert), after which
                    `after-eof\n` is sent and the connection closed (close_notify first
                    under TLS): a tunnel's half-close, seen from the upstream
+  hold-body        like ok, except that a request whose target starts with `/hold` has only
+                   its head read: its body is never read and it gets no answer (the
+                   connection stays open, unread, for HOLD_S): an upstream slower than
+                   the client's upload, for backpressure tests
   drop-second      like ok for a connection's first request; its second request is read
                    and the connection closed without an answer (a FIN): the race of a
                    pooled connection the server closes just as the client reuses it
@@ -65,12 +69,13 @@ import time
 MAX_CONNS = 256
 MAX_HEAD = 64 * 1024
 DRAIN_S = 1.0
+HOLD_S = 60.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
          "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
-         "trailers", "upgrade-echo")
+         "trailers", "upgrade-echo", "hold-body")
 ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
-             "trailers")
+             "trailers", "hold-body")
 # --tag: every answer carries `X-Backend: TAG` (which backend answered, behind a balancer).
 TAG = b""
 # --tls-cert/--tls-key: the server-side TLS context every accepted connection is wrapped in.
@@ -172,7 +177,9 @@ class Request:
         return b"close" in conn
 
 
-def read_request(reader, sock, send_continue):
+def read_request(reader, sock, send_continue, hold=False):
+    """One request; with `hold`, a target starting with /hold has only its head read
+    (its `held` is then True)."""
     head = reader.until(b"\r\n\r\n", MAX_HEAD)
     lines = head.split(b"\r\n")
     while lines and lines[0] == b"":  # tolerate stray CRLFs between requests
@@ -191,6 +198,9 @@ def read_request(reader, sock, send_continue):
     req = Request(parts[0], parts[1], parts[2], headers)
     req.raw_head = head
     req.body = b""
+    req.held = hold and req.target.startswith(b"/hold")
+    if req.held:
+        return req
     te = req.header(b"transfer-encoding")
     cl = req.headers.get(b"content-length")
     if te is not None and cl is not None:
@@ -320,7 +330,7 @@ def serve(sock, args, stats):
                 return
         first = False
         try:
-            req = read_request(reader, sock, mode in ANSWERING)
+            req = read_request(reader, sock, mode in ANSWERING, hold=mode == "hold-body")
         except BadRequest:
             sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
                          b"Connection: close\r\n\r\n")
@@ -331,6 +341,10 @@ def serve(sock, args, stats):
             graceful_close(sock)
             return
         first_request = False
+        if req.held:
+            time.sleep(HOLD_S)
+            sock.close()
+            return
         if mode in ANSWERING:
             if mode == "slow":
                 time.sleep(args.delay_ms / 1000)

@@ -676,7 +676,9 @@ impl<'x> Exchange<'x> {
     /// it (an empty last piece is fine). Pieces are framed as the request said
     /// (`Content-Length` or chunked) and sent as the upstream connection can take them:
     /// while the request waits for a connection, or the upstream reads slower than this
-    /// client sends, reading from this client pauses. `Err` once the request is gone (it
+    /// client sends, the body is held: on HTTP/1.1 by pausing this connection's reading,
+    /// on HTTP/2 by holding back only this stream's flow-control credit (the
+    /// connection's other streams go on). `Err` once the request is gone (it
     /// failed or was answered; [`App::on_upstream`] says which): drop the rest.
     pub fn fetch_body(
         &mut self,
@@ -684,7 +686,21 @@ impl<'x> Exchange<'x> {
         piece: &[u8],
         last: bool,
     ) -> Result<(), UpstreamError> {
-        self.port.fetch_body(fetch, piece, last, &[])
+        let hold = self.port.fetch_body(fetch, piece, last, &[])?;
+        self.hold_body_if(hold);
+        Ok(())
+    }
+
+    /// The pool asked for the streamed body to be held: on HTTP/2 this stream's credit
+    /// (its other streams go on), on HTTP/1.1 the connection's reading.
+    fn hold_body_if(&mut self, hold: bool) {
+        if !hold {
+            return;
+        }
+        match self.out {
+            Out::Stream(_) => self.state.body_paused = true,
+            Out::Port | Out::Held(_) => self.port.hold_reading(),
+        }
     }
 
     /// Like [`Exchange::fetch_body`] with `last`, ending the body with a trailer
@@ -700,7 +716,9 @@ impl<'x> Exchange<'x> {
         piece: &[u8],
         trailers: &[(&str, &str)],
     ) -> Result<(), UpstreamError> {
-        self.port.fetch_body(fetch, piece, true, trailers)
+        let hold = self.port.fetch_body(fetch, piece, true, trailers)?;
+        self.hold_body_if(hold);
+        Ok(())
     }
 
     /// This shard's counters for `upstream` (requests, reuse, connect time, failures,

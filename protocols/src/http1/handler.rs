@@ -41,8 +41,8 @@ use super::offload::{OffloadJob, Routed};
 use super::port::{Port, PortTimer};
 use super::timer_tag::split_app_tag;
 use super::upstream::{
-    tunnel_event, Fetch, Pools, Reply, TunnelBytes, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamStats,
+    tunnel_event, BodyPace, Fetch, Pools, Reply, TunnelBytes, Upstream, UpstreamError,
+    UpstreamRequest, UpstreamStats,
 };
 use crate::http2::conn::H2Conn;
 use crate::http2::preface::{check_preface, PrefaceCheck};
@@ -261,6 +261,9 @@ impl Port for IoPort<'_, '_> {
     fn resume_reading(&mut self) {
         self.io.resume_reading();
     }
+    fn hold_reading(&mut self) {
+        self.io.hold_reading();
+    }
     fn counters(&mut self) -> &mut HttpCounters {
         self.counters
     }
@@ -290,7 +293,7 @@ impl Port for IoPort<'_, '_> {
         piece: &[u8],
         last: bool,
         trailers: &[(&str, &str)],
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<bool, UpstreamError> {
         let conn = self.io.token();
         self.pools.body(conn, fetch, piece, last, trailers, self.io)
     }
@@ -431,6 +434,13 @@ impl<A: App> Http<A> {
                     });
                 }
             }
+            Event::Posted(p) if p.is::<BodyPace>() => {
+                if let Ok(pace) = p.take::<BodyPace>() {
+                    self.with_h2_port(conn, io, |core, _app, port| {
+                        core.body_pace(pace.seq, pace.hold, port);
+                    });
+                }
+            }
             Event::Shutdown => self.with_h2_port(conn, io, |core, _app, port| core.drain(port)),
             _ => {}
         }
@@ -567,6 +577,16 @@ impl<A: App> Http<A> {
                     }
                     // The application did not switch: the upstream's side goes.
                     io.close_conn(up);
+                }
+            }
+            Event::Posted(p) if p.is::<BodyPace>() => {
+                // One body at a time on HTTP/1.1: holding it is holding the connection.
+                if let Ok(pace) = p.take::<BodyPace>() {
+                    if pace.hold {
+                        io.hold_reading();
+                    } else {
+                        io.resume_reading();
+                    }
                 }
             }
             Event::Shutdown => self.shutdown(conn, io),

@@ -76,6 +76,11 @@ pub(crate) trait Port {
     fn pause_reading(&mut self);
     /// Delivers input again (unconsumed bytes first).
     fn resume_reading(&mut self);
+    /// Stops delivering input for backpressure the peer did not cause (what it sends
+    /// has nowhere to go yet): what is still received is kept whole.
+    fn hold_reading(&mut self) {
+        self.pause_reading();
+    }
     /// The shard's HTTP counters.
     fn counters(&mut self) -> &mut HttpCounters;
     /// The runtime's counters for this shard, when driven by the runtime.
@@ -104,14 +109,16 @@ pub(crate) trait Port {
         Err(UpstreamError::Unavailable)
     }
     /// Gives a piece of a streamed request body to upstream request `fetch` (`last`:
-    /// its end, with `trailers` as its trailer section when it is chunked).
+    /// its end, with `trailers` as its trailer section when it is chunked). `Ok(true)`:
+    /// the body is to be held until the pool says otherwise (a `BodyPace` posted to
+    /// this connection).
     fn fetch_body(
         &mut self,
         _fetch: Fetch,
         _piece: &[u8],
         _last: bool,
         _trailers: &[(&str, &str)],
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<bool, UpstreamError> {
         Err(UpstreamError::Unavailable)
     }
     /// Stops reading from upstream connection `up` until this connection's output has

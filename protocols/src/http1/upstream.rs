@@ -31,8 +31,8 @@ pub use error::UpstreamError;
 pub use spec::{Upstream, UpstreamBuilder, UpstreamTls};
 
 pub(crate) use link::tunnel_event;
-pub(crate) use pool::Pools;
 pub(crate) use pool::TunnelBytes;
+pub(crate) use pool::{BodyPace, Pools};
 pub(crate) use reply::Reply;
 
 use super::client::{FieldsView, ResponseHead};

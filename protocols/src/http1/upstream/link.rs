@@ -21,7 +21,8 @@ use ringmaster_runtime::{Close, ConnToken, Event, Input, Io, ShardIo};
 use rustls::ClientConnection;
 
 use super::pool::{
-    link_of_tag, BodyMore, Dispatch, Job, Link, LinkState, Pools, TunnelBytes, TunnelEof, BODY_HOLD,
+    link_of_tag, BodyMore, BodyPace, Dispatch, Job, Link, LinkState, Pools, Route, TunnelBytes,
+    TunnelEof, BODY_HOLD,
 };
 use super::reply::Reply;
 use super::UpstreamError;
@@ -122,7 +123,7 @@ impl Pools {
             body.pending = Vec::new();
             body_done = body.finished;
             if std::mem::take(&mut body.held) {
-                io.resume_reading_of(job.route.conn);
+                pace(io, &job.route, false);
             }
         }
         // The response is timed from the end of the request: an upload may take long.
@@ -366,7 +367,7 @@ impl Pools {
                 let LinkState::Busy { job, .. } = &mut link.state else {
                     return; // the request failed meanwhile: its body goes nowhere
                 };
-                let server = job.route.conn;
+                let route = job.route;
                 let Some(body) = job.body.as_mut() else {
                     return;
                 };
@@ -381,12 +382,12 @@ impl Pools {
                     // The upstream reads slower than the client sends: the client stays
                     // held until this connection's output drains.
                     if !held {
-                        io.pause_reading_of(server);
+                        pace(io, &route, true);
                         set_held(link, true);
                     }
                     io.want_writable();
                 } else if held && caught_up {
-                    io.resume_reading_of(server);
+                    pace(io, &route, false);
                     set_held(link, false);
                 }
             }
@@ -395,7 +396,7 @@ impl Pools {
                     if let Some(body) = job.body.as_mut() {
                         if body.held && body.posted == 0 {
                             body.held = false;
-                            io.resume_reading_of(job.route.conn);
+                            pace(io, &job.route, false);
                         }
                     }
                 }
@@ -680,6 +681,18 @@ fn tunnel_tls_event(link: &mut Link, event: Event<'_>, io: &mut Io<'_>) {
 }
 
 /// Marks the streamed body of the request in flight on `link` as holding its client.
+/// Tells the server connection of `route` to hold its streamed request body, or to
+/// take it again (applied once this callback returns, as a post).
+fn pace(io: &mut Io<'_>, route: &Route, hold: bool) {
+    io.post(
+        route.conn,
+        BodyPace {
+            seq: route.seq,
+            hold,
+        },
+    );
+}
+
 fn set_held(link: &mut Link, held: bool) {
     if let LinkState::Busy { job, .. } = &mut link.state {
         if let Some(body) = job.body.as_mut() {
@@ -752,8 +765,10 @@ impl Pools {
     /// A piece of the streamed body of request `fetch` of server connection `conn`
     /// (the last if `last`), from that connection's callback: framed, then queued on the
     /// request while it waits for a connection (the client held past [`BODY_HOLD`]) or
-    /// posted to the upstream connection carrying it. `Err` when the request is gone
-    /// (it failed, or was answered): the rest of the body goes nowhere.
+    /// posted to the upstream connection carrying it. `Ok(true)`: the client's body is to
+    /// be held from now on, until a [`BodyPace`] posted to its connection takes it
+    /// again. `Err` when the request is gone (it failed, or was answered): the rest of
+    /// the body goes nowhere.
     pub(crate) fn body(
         &mut self,
         conn: ConnToken,
@@ -762,7 +777,7 @@ impl Pools {
         last: bool,
         trailers: &[(&str, &str)],
         io: &mut Io<'_>,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<bool, UpstreamError> {
         let mine = |job: &Job| job.route.fetch == fetch && job.route.conn == conn;
         // Waiting for a connection, or assigned one and not sent yet: kept on the job.
         let waiting = self
@@ -780,11 +795,9 @@ impl Pools {
         if let Some(job) = job {
             let body = job.body.as_mut().ok_or(UpstreamError::Closed)?;
             frame(body, piece, last, trailers)?;
-            if body.pending.len() > BODY_HOLD && !body.held {
-                body.held = true;
-                io.hold_reading();
-            }
-            return Ok(());
+            let hold = body.pending.len() > BODY_HOLD && !body.held;
+            body.held |= hold;
+            return Ok(hold);
         }
         // On the wire: the upstream connection writes it, from its own callback.
         for (_, link) in self.links.iter_mut() {
@@ -800,14 +813,12 @@ impl Pools {
             frame(body, piece, last, trailers)?;
             let bytes = std::mem::take(&mut body.pending);
             body.posted += bytes.len();
-            if body.posted > BODY_HOLD && !body.held {
-                // More than the upstream connection has taken yet: stop reading the
-                // client now, in this turn, rather than once the posts are applied.
-                body.held = true;
-                io.hold_reading();
-            }
+            // More than the upstream connection has taken yet: the client is held now,
+            // in this turn, rather than once the posts are applied.
+            let hold = body.posted > BODY_HOLD && !body.held;
+            body.held |= hold;
             io.post(token, BodyMore { bytes, last });
-            return Ok(());
+            return Ok(hold);
         }
         Err(UpstreamError::Closed)
     }

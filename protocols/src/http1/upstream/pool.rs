@@ -43,6 +43,16 @@ pub(crate) struct Dispatch;
 /// so the receiver shuts its output (the half-close passed on).
 pub(crate) struct TunnelEof;
 
+/// Posted to a server connection: the streamed request body of its exchange `seq` is
+/// to be held (`hold`: the upstream connection carrying it, or the request waiting for
+/// one, has taken all it may for now) or taken again. HTTP/1.1 holds the connection's
+/// reading; HTTP/2 holds only that stream's flow-control credit, so the connection's
+/// other streams go on.
+pub(crate) struct BodyPace {
+    pub(crate) seq: u32,
+    pub(crate) hold: bool,
+}
+
 /// Bytes for the other side of a tunnel to write through its own callback, so that
 /// TLS on that side encrypts them: from the upstream side to the client's (a TLS front),
 /// and from the client's side to an upstream spoken to over TLS (its session).

@@ -32,6 +32,16 @@ impl<T> H2Conn<T> {
         backlog + queued <= UPSTREAM_HOLD_BACKLOG / 2
     }
 
+    /// The upstream pool holds (or takes again) the streamed request body of exchange
+    /// `seq`: only that stream's credit is held back, so the connection's other
+    /// streams go on.
+    pub(crate) fn body_pace(&mut self, seq: u32, hold: bool, port: &mut dyn Port) {
+        if let Some(i) = self.by_seq(seq) {
+            self.streams[i].ex.body_paused = hold;
+            self.after(port);
+        }
+    }
+
     fn by_seq(&self, seq: u32) -> Option<usize> {
         self.streams
             .iter()
