@@ -569,6 +569,16 @@ impl App for Proxy {
             return;
         };
         match ev {
+            // RFC 9110 section 15.2: a proxy forwards 1xx responses, cleaned like any
+            // response, with its Via. Not 100: the front answers a client's
+            // `Expect: 100-continue` itself.
+            UpstreamEvent::Informational(head) if head.status() != 100 => {
+                let all = head.headers();
+                let mut fields = headers::end_to_end(|| all.iter());
+                fields.push(("Via", headers::VIA.as_bytes()));
+                ex.send_informational_bytes(head.status(), &fields);
+            }
+            UpstreamEvent::Informational(_) => {}
             UpstreamEvent::Head(head) if head.status() == 101 => {
                 self.bal.succeeded(task.up);
                 // The handshake's fields pass whole (hop-by-hop ones included: they are

@@ -1366,3 +1366,152 @@ fn an_http2_upload_held_by_its_upstream_pauses_its_stream_not_the_connection() {
     px.stop();
     be.stop();
 }
+
+/// A strict HTTP/1.1 client (Python `h11`) that GETs `path` and prints each interim
+/// response (`interim STATUS name=value ...`), then the final status and the body.
+/// Bounded: 10 s.
+const H11_INTERIM: &str = r#"
+import socket, sys, time
+import h11
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h11.Connection(h11.CLIENT)
+s.sendall(c.send(h11.Request(method="GET", target=sys.argv[2], headers=[("Host", "x")])))
+s.sendall(c.send(h11.EndOfMessage()))
+body, deadline = b"", time.monotonic() + 10
+while True:
+    assert time.monotonic() < deadline, "no end of message"
+    ev = c.next_event()
+    if ev is h11.NEED_DATA:
+        c.receive_data(s.recv(65536))
+    elif isinstance(ev, h11.InformationalResponse):
+        fields = " ".join(f"{n.decode()}={v.decode()}" for n, v in ev.headers)
+        print(f"interim {ev.status_code} {fields}")
+    elif isinstance(ev, h11.Response):
+        print(f"final {ev.status_code}")
+    elif isinstance(ev, h11.Data):
+        body += bytes(ev.data)
+    elif isinstance(ev, h11.EndOfMessage):
+        break
+    elif isinstance(ev, h11.ConnectionClosed):
+        raise AssertionError("closed mid-response")
+print("body:" + body.decode())
+"#;
+
+/// An HTTP/2 client (Python `h2`) that GETs `path` and prints each interim response's
+/// status and fields, then the final status. Bounded: 10 s.
+const H2_INTERIM: &str = r#"
+import socket, sys, time
+import h2.config, h2.connection, h2.events
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+c = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+c.send_headers(1, [(":method", "GET"), (":path", sys.argv[2]), (":scheme", "http"),
+                   (":authority", "x")], end_stream=True)
+s.sendall(c.data_to_send())
+ended, deadline = False, time.monotonic() + 10
+while not ended:
+    assert time.monotonic() < deadline, "no end of stream"
+    data = s.recv(65536)
+    assert data, "closed before the end of the stream"
+    for ev in c.receive_data(data):
+        if isinstance(ev, h2.events.InformationalResponseReceived):
+            h = dict(ev.headers)
+            fields = " ".join(f"{n.decode()}={v.decode()}" for n, v in ev.headers
+                              if not n.startswith(b":") and n not in (b"date", b"server"))
+            print(f"interim {h[b':status'].decode()} {fields}".rstrip())
+        elif isinstance(ev, h2.events.ResponseReceived):
+            print(f"final {dict(ev.headers)[b':status'].decode()}")
+        elif isinstance(ev, h2.events.DataReceived):
+            c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+        elif isinstance(ev, h2.events.StreamEnded):
+            ended = True
+        elif isinstance(ev, h2.events.StreamReset):
+            raise AssertionError("stream reset")
+    s.sendall(c.data_to_send())
+"#;
+
+#[test]
+fn interim_responses_are_forwarded_without_hop_by_hop_fields_in_order() {
+    let mut be = backend("early-hints", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    // RFC 9110 section 15.2: a proxy forwards 1xx responses (the ones it did not ask
+    // for), each cleaned of hop-by-hop fields like any response.
+    let out = Command::new("python3")
+        .args(["-c", H11_INTERIM, &px.addr.to_string(), "/e"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    // Each carries the proxy's Via, as every forwarded message does (section 7.6.3).
+    assert_eq!(lines[0], "interim 102 via=1.1 ringmaster", "{text}");
+    assert!(lines[1].starts_with("interim 103 "), "{text}");
+    assert!(
+        lines[1].contains("link=</style.css>; rel=preload"),
+        "{text}"
+    );
+    assert!(lines[1].contains("via=1.1 ringmaster"), "{text}");
+    assert!(
+        !lines[1].contains("x-hop") && !lines[1].contains("connection"),
+        "{text}"
+    );
+    assert_eq!(lines[2], "final 200", "{text}");
+    assert_eq!(lines[3], "body:hello from /e", "{text}");
+
+    // HTTP/2: a HEADERS frame without END_STREAM for each.
+    let out = Command::new("python3")
+        .args(["-c", H2_INTERIM, &px.addr.to_string(), "/e"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text,
+        "interim 102 via=1.1 ringmaster\n\
+         interim 103 link=</style.css>; rel=preload via=1.1 ringmaster\nfinal 200\n",
+        "{text}"
+    );
+
+    // An HTTP/1.0 client never gets a 1xx (section 15.2).
+    let mut s = connect(px.addr);
+    s.write_all(b"GET /e HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let (raw, _) = read_until(&mut s, |t| t.contains("hello from /e"));
+    assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+
+    // Pipelined: each exchange's interim responses come after the previous response
+    // and before its own.
+    let mut s = connect(px.addr);
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (raw, _) = read_until(&mut s, |t| t.contains("hello from /b"));
+    let statuses: Vec<&str> = raw
+        .split('\n')
+        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .map(|l| &l[9..12])
+        .collect();
+    assert_eq!(
+        statuses,
+        ["102", "103", "200", "102", "103", "200"],
+        "{raw:?}"
+    );
+    assert!(raw.starts_with("HTTP/1.1 102 Processing\r\n"), "{raw:?}");
+    assert!(
+        raw.contains("\r\n\r\nHTTP/1.1 103 Early Hints\r\n"),
+        "{raw:?}"
+    );
+    let a = raw.find("hello from /a").unwrap();
+    let second = raw[a..].find("HTTP/1.1 102").map(|i| i + a);
+    assert!(second.is_some(), "{raw}");
+    px.stop();
+    be.stop();
+}

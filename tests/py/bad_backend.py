@@ -37,6 +37,10 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
                    stream (a FIN, or close_notify under --tls-cert), after which
                    `after-eof\n` is sent and the connection closed (close_notify first
                    under TLS): a tunnel's half-close, seen from the upstream
+  early-hints      like ok, each answer preceded by two interim responses sent apart:
+                   `102 Processing`, then `103 Early Hints` with `Link: </style.css>;
+                   rel=preload` and `Connection: X-Hop` plus `X-Hop: 1` (hop-by-hop
+                   fields a proxy must drop)
   hold-body        like ok, except that a request whose target starts with `/hold` has only
                    its head read: its body is never read and it gets no answer (the
                    connection stays open, unread, for HOLD_S): an upstream slower than
@@ -73,9 +77,9 @@ HOLD_S = 60.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
          "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
-         "trailers", "upgrade-echo", "hold-body")
+         "trailers", "upgrade-echo", "hold-body", "early-hints")
 ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
-             "trailers", "hold-body")
+             "trailers", "hold-body", "early-hints")
 # --tag: every answer carries `X-Backend: TAG` (which backend answered, behind a balancer).
 TAG = b""
 # --tls-cert/--tls-key: the server-side TLS context every accepted connection is wrapped in.
@@ -300,6 +304,12 @@ def answer(sock, req, mode, stats, close):
     elif req.version == b"HTTP/1.0":
         head += b"Connection: keep-alive\r\n"
     with_body = req.method != b"HEAD"
+    if mode == "early-hints" and counted:
+        sock.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+        time.sleep(0.05)
+        sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n"
+                     b"Connection: X-Hop\r\nX-Hop: 1\r\n\r\n")
+        time.sleep(0.05)
     if mode == "trailers" and counted:
         sock.sendall(head + b"Transfer-Encoding: chunked\r\nTrailer: X-Checksum, X-Done\r\n\r\n")
         if with_body:

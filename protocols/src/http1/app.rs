@@ -183,6 +183,8 @@ pub trait App: 'static {
 /// comes (status, `Content-Type`, body), and answers a failure with its status.
 pub fn relay(event: UpstreamEvent<'_>, ex: &mut Exchange<'_>) {
     match event {
+        // The relay passes on only what it names; an interim head is not forwarded.
+        UpstreamEvent::Informational(_) => {}
         UpstreamEvent::Head(head) if head.status() == 101 => {
             // The upstream switched protocols: pass its handshake fields on; the bytes
             // that follow travel raw both ways.

@@ -112,6 +112,8 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -417,6 +419,27 @@ pub fn write_head_bytes(
 ) -> usize {
     let fields_len: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
     write_head_start(buf, status, date, framing, conn, fields_len);
+    let mut dropped = 0;
+    for &(name, value) in fields {
+        if field_bytes_allowed(name, value) {
+            push_field_bytes(buf, name, value);
+        } else {
+            dropped += 1;
+        }
+    }
+    buf.extend_from_slice(b"\r\n\r\n");
+    dropped
+}
+
+/// An interim (1xx) response head: the status line and `fields` (those
+/// [`field_bytes_allowed`] accepts, so no framing or `Connection` field), no `Server`
+/// or `Date`. Returns how many fields were dropped.
+pub fn write_interim_bytes(buf: &mut Vec<u8>, status: u16, fields: &[(&str, &[u8])]) -> usize {
+    let status = status.clamp(100, 199);
+    buf.extend_from_slice(b"HTTP/1.1 ");
+    put_u64(buf, u64::from(status));
+    buf.push(b' ');
+    buf.extend_from_slice(reason(status).as_bytes());
     let mut dropped = 0;
     for &(name, value) in fields {
         if field_bytes_allowed(name, value) {

@@ -280,6 +280,33 @@ impl<'x> Exchange<'x> {
         self.head_with(status, fields, framing, None, framing == Framing::None);
     }
 
+    /// Sends an interim (1xx) response ahead of the final one, such as 103 Early Hints,
+    /// with `fields` as they came (obs-text included; framing and `Connection` fields
+    /// are dropped, and on HTTP/2 values that are not UTF-8). Nothing is sent, and it is
+    /// not an error, when the client speaks HTTP/1.0 (which knows no 1xx, RFC 9110
+    /// section 15.2), when the final head has gone, or for 100 and 101 (the server
+    /// answers `Expect: 100-continue` itself, and an upgrade is its own exchange).
+    /// Before this exchange's turn on a pipelined connection it waits, in order, like
+    /// everything else it writes.
+    pub fn send_informational_bytes(&mut self, status: u16, fields: &[(&str, &[u8])]) {
+        if !(102..=199).contains(&status) || self.state.phase != Phase::Waiting {
+            return;
+        }
+        let dropped = match &mut self.out {
+            Out::Stream(s) => {
+                let text: Vec<(&str, &str)> = fields
+                    .iter()
+                    .filter_map(|&(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+                    .collect();
+                let lost = fields.len() - text.len();
+                s.interim(self.port, status, &text) + lost
+            }
+            _ if self.state.http10 => return,
+            _ => encode::write_interim_bytes(self.out(), status, fields),
+        };
+        self.note_dropped(dropped);
+    }
+
     /// Sends a response head, framed by `framing` on HTTP/1.1, or as a stream's
     /// HEADERS (with `announced` as its length, ending it if `end`) on HTTP/2.
     fn head_with(

@@ -27,6 +27,9 @@ pub(crate) trait StreamOut {
         len: Option<u64>,
         end: bool,
     ) -> usize;
+    /// Sends an interim (1xx) response head before the final one: a HEADERS frame
+    /// without END_STREAM. Returns how many fields were dropped.
+    fn interim(&mut self, port: &mut dyn Port, status: u16, fields: &[(&str, &str)]) -> usize;
     /// Queues a piece of the body, copied.
     fn copy(&mut self, data: &[u8]);
     /// Queues a piece of the body handed over whole.

@@ -138,11 +138,17 @@ impl<'a> UpstreamRequest<'a> {
 }
 
 /// What happened to a request made with [`Exchange::fetch`](super::Exchange::fetch),
-/// in order: one `Head`, any number of `Body` pieces, then `End`; or `Failed` at any
-/// point (after a `Head`, the body is truncated: never pass it off as complete).
+/// in order: any `Informational` heads, one `Head`, any number of `Body` pieces, then
+/// `End`; or `Failed` at any point (after a `Head`, the body is truncated: never pass
+/// it off as complete).
 #[derive(Debug)]
 pub enum UpstreamEvent<'a> {
-    /// The final response head (interim 1xx responses are skipped).
+    /// An interim (1xx) response head other than 101, such as 103 Early Hints; the
+    /// final head follows. A proxy forwards these (RFC 9110 section 15.2) with
+    /// [`Exchange::send_informational_bytes`](super::Exchange::send_informational_bytes);
+    /// anything else may ignore them.
+    Informational(ResponseHead<'a>),
+    /// The final response head.
     Head(ResponseHead<'a>),
     /// A piece of the body, decoded (chunk framing removed).
     Body(&'a [u8]),

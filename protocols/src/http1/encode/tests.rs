@@ -213,3 +213,23 @@ fn framing_routing_and_hop_by_hop_fields_are_not_trailers() {
     }
     assert!(!trailer_allowed("Bad Name", "x"));
 }
+
+#[test]
+fn an_interim_head_has_its_fields_and_no_framing_or_connection_fields() {
+    let mut buf = Vec::new();
+    let dropped = write_interim_bytes(
+        &mut buf,
+        103,
+        &[
+            ("Link", b"</a.css>; rel=preload"),
+            ("Content-Length", b"5"),
+            ("Connection", b"close"),
+            ("X-Opaque", b"caf\xe9"),
+        ],
+    );
+    assert_eq!(dropped, 2);
+    assert_eq!(
+        buf,
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nX-Opaque: caf\xe9\r\n\r\n"
+    );
+}

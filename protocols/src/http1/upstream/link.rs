@@ -230,7 +230,12 @@ impl Pools {
             let consumed = d.consumed;
             let more = match d.event {
                 None => false,
-                Some(ClientEvent::Informational(_)) => true,
+                Some(ClientEvent::Informational(h)) => {
+                    if !route.probe {
+                        reply.push_interim(&h, rest.get(..consumed).unwrap_or_default());
+                    }
+                    true
+                }
                 Some(ClientEvent::Head(h)) => {
                     reply.set_head(&h, rest.get(..consumed).unwrap_or_default());
                     true

@@ -25,6 +25,9 @@ pub(crate) struct Reply {
     /// The trailer section that ended a chunked body (its bytes and field spans), when
     /// it had fields; boxed, as few responses have one.
     pub(crate) trailers: Option<Box<(Vec<u8>, Vec<Span>)>>,
+    /// Interim (1xx) heads that came before the final one (their bytes, parsed form),
+    /// in order; boxed, as few responses have any.
+    pub(crate) interim: Option<Box<Vec<(Vec<u8>, HeadInfo, Vec<Span>)>>>,
 }
 
 impl Reply {
@@ -39,7 +42,16 @@ impl Reply {
             upgraded: false,
             sealed: false,
             trailers: None,
+            interim: None,
         }
+    }
+
+    /// Records an interim (1xx) head, which comes before any final head.
+    pub(crate) fn push_interim(&mut self, head: &ResponseHead<'_>, bytes: &[u8]) {
+        let (info, spans) = head.parts();
+        self.interim
+            .get_or_insert_with(Box::default)
+            .push((bytes.to_vec(), info, spans.to_vec()));
     }
 
     /// Records a head (the first thing a reply holds, if it holds one).
@@ -62,11 +74,19 @@ impl Reply {
 
     /// Whether there is anything to tell.
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.is_none() && self.buf.len() == self.head_len && self.end.is_none()
+        self.head.is_none()
+            && self.interim.is_none()
+            && self.buf.len() == self.head_len
+            && self.end.is_none()
     }
 
     /// The events this reply holds, in order, each given to `f`.
     pub(crate) fn events(&self, mut f: impl FnMut(UpstreamEvent<'_>)) {
+        for (bytes, info, spans) in self.interim.iter().flat_map(|v| v.iter()) {
+            f(UpstreamEvent::Informational(ResponseHead::rebuild(
+                *info, bytes, spans,
+            )));
+        }
         if let Some((info, spans)) = &self.head {
             let bytes = self.buf.get(..self.head_len).unwrap_or_default();
             f(UpstreamEvent::Head(ResponseHead::rebuild(

@@ -274,6 +274,28 @@ impl StreamOut for StreamSink<'_> {
         dropped
     }
 
+    fn interim(&mut self, port: &mut dyn Port, status: u16, fields: &[(&str, &str)]) -> usize {
+        if self.send.head_sent || self.send.reset {
+            return 0;
+        }
+        self.block.clear();
+        self.enc.start_block(self.block);
+        let mut digits = Vec::with_capacity(3);
+        put_u64(&mut digits, u64::from(status.clamp(100, 199)));
+        self.enc.encode_field(b":status", &digits, self.block);
+        let mut lower = Vec::new();
+        let mut dropped = 0;
+        for &(name, value) in fields {
+            if h2_field_allowed(name, value) {
+                self.field(name, value, &mut lower);
+            } else {
+                dropped += 1;
+            }
+        }
+        encode_headers(port.buf(), self.id, self.block, false, self.max_frame);
+        dropped
+    }
+
     fn copy(&mut self, data: &[u8]) {
         if data.is_empty() || self.send.end || self.send.reset {
             return;
