@@ -5,6 +5,9 @@
 use super::{Fetch, UpstreamError, UpstreamEvent};
 use crate::http1::client::{FieldsView, HeadInfo, ResponseHead, Span};
 
+/// An interim head as it came: its bytes and their parsed form.
+pub(crate) type InterimHead = (Vec<u8>, HeadInfo, Vec<Span>);
+
 /// A piece of a response for exchange `seq` of the server connection it is posted to.
 pub(crate) struct Reply {
     pub(crate) fetch: Fetch,
@@ -27,7 +30,7 @@ pub(crate) struct Reply {
     pub(crate) trailers: Option<Box<(Vec<u8>, Vec<Span>)>>,
     /// Interim (1xx) heads that came before the final one (their bytes, parsed form),
     /// in order; boxed, as few responses have any.
-    pub(crate) interim: Option<Box<Vec<(Vec<u8>, HeadInfo, Vec<Span>)>>>,
+    pub(crate) interim: Option<Box<Vec<InterimHead>>>,
 }
 
 impl Reply {
