@@ -29,8 +29,8 @@ pub(crate) struct Reply {
     /// it had fields; boxed, as few responses have one.
     pub(crate) trailers: Option<Box<(Vec<u8>, Vec<Span>)>>,
     /// Interim (1xx) heads that came before the final one (their bytes, parsed form),
-    /// in order; boxed, as few responses have any.
-    pub(crate) interim: Option<Box<Vec<InterimHead>>>,
+    /// in order (empty, allocating nothing, for most responses).
+    pub(crate) interim: Vec<InterimHead>,
 }
 
 impl Reply {
@@ -45,16 +45,14 @@ impl Reply {
             upgraded: false,
             sealed: false,
             trailers: None,
-            interim: None,
+            interim: Vec::new(),
         }
     }
 
     /// Records an interim (1xx) head, which comes before any final head.
     pub(crate) fn push_interim(&mut self, head: &ResponseHead<'_>, bytes: &[u8]) {
         let (info, spans) = head.parts();
-        self.interim
-            .get_or_insert_with(Box::default)
-            .push((bytes.to_vec(), info, spans.to_vec()));
+        self.interim.push((bytes.to_vec(), info, spans.to_vec()));
     }
 
     /// Records a head (the first thing a reply holds, if it holds one).
@@ -78,14 +76,14 @@ impl Reply {
     /// Whether there is anything to tell.
     pub(crate) fn is_empty(&self) -> bool {
         self.head.is_none()
-            && self.interim.is_none()
+            && self.interim.is_empty()
             && self.buf.len() == self.head_len
             && self.end.is_none()
     }
 
     /// The events this reply holds, in order, each given to `f`.
     pub(crate) fn events(&self, mut f: impl FnMut(UpstreamEvent<'_>)) {
-        for (bytes, info, spans) in self.interim.iter().flat_map(|v| v.iter()) {
+        for (bytes, info, spans) in &self.interim {
             f(UpstreamEvent::Informational(ResponseHead::rebuild(
                 *info, bytes, spans,
             )));
