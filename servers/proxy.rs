@@ -484,6 +484,33 @@ fn requested_upgrade<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
     req.header("upgrade")
 }
 
+/// A request target in absolute form (`http://host:port/path?query`, RFC 9112 section
+/// 3.2.2), split into its authority and the origin form an origin server must get
+/// (section 3.2.1: an empty path is `/`). `None` for any other form. `Err` for an
+/// authority that is empty or carries userinfo (RFC 9110 section 4.2.4: an error).
+fn absolute_form(target: &str) -> Option<Result<(&str, std::borrow::Cow<'_, str>), ()>> {
+    let scheme_len = ["http://", "https://"].into_iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme).then_some(scheme.len())
+    })?;
+    let rest = &target[scheme_len..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() || authority.contains('@') || authority.starts_with(':') {
+        return Some(Err(()));
+    }
+    // A fragment is never sent (RFC 9110 section 4.2.5).
+    let path = path.split('#').next().unwrap_or_default();
+    Some(Ok((
+        authority,
+        if path.starts_with('/') {
+            path.into()
+        } else {
+            format!("/{path}").into()
+        },
+    )))
+}
+
 fn idempotent(method: &str) -> bool {
     matches!(
         method,
@@ -502,11 +529,27 @@ impl App for Proxy {
         let mut scratch = std::mem::take(&mut self.scratch);
         // Values pass as bytes, obs-text included (RFC 9110 section 5.5), borrowed from
         // the request: no copy per field.
-        let fields = headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
+        // An absolute-form target reaches the upstream in origin form, and its
+        // authority replaces `Host` (RFC 9112 section 3.2.2).
+        let absolute = match absolute_form(req.target()) {
+            Some(Err(())) => {
+                self.scratch = scratch;
+                ex.respond(Response::text(400, "bad request target\n"));
+                return None;
+            }
+            Some(Ok(split)) => Some(split),
+            None => None,
+        };
+        let target = absolute.as_ref().map_or(req.target(), |(_, path)| path);
+        let mut fields =
+            headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
+        if let Some((authority, _)) = absolute {
+            fields.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
+            fields.insert(0, ("Host", authority.as_bytes()));
+        }
         // An upgrade the client asked for (`Connection: upgrade` naming it) goes on to
         // the upstream: WebSocket and any other protocol pass through once it says 101.
         let upgrade = requested_upgrade(req);
-        let mut fields = fields;
         if let Some(proto) = upgrade {
             fields.push(("Connection", b"Upgrade"));
             fields.push(("Upgrade", proto));
@@ -518,7 +561,7 @@ impl App for Proxy {
             fields.push(("TE", b"trailers"));
             fields.push(("Connection", b"TE"));
         }
-        let mut call = UpstreamRequest::new(req.method(), req.target())
+        let mut call = UpstreamRequest::new(req.method(), target)
             .header_bytes(&fields)
             .body(req.body());
         if req.is_body_streamed() {
@@ -532,7 +575,7 @@ impl App for Proxy {
             .then(|| {
                 Box::new(Again {
                     method: req.method().to_owned(),
-                    target: req.target().to_owned(),
+                    target: target.to_owned(),
                     fields: fields
                         .iter()
                         .map(|&(n, v)| (n.to_owned(), v.to_owned()))

@@ -1515,3 +1515,45 @@ fn interim_responses_are_forwarded_without_hop_by_hop_fields_in_order() {
     px.stop();
     be.stop();
 }
+
+#[test]
+fn an_absolute_form_target_reaches_the_upstream_in_origin_form_with_its_host() {
+    let mut be = backend("echo-head", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    // RFC 9112 section 3.2.2: the target's authority wins over Host; an origin server
+    // gets the origin form (section 3.2.1), with no fragment and `/` for an empty path.
+    for (target, line, host) in [
+        (
+            "http://Origin.example:8080/abs?q=1#frag",
+            "GET /abs?q=1 HTTP/1.1",
+            "Origin.example:8080",
+        ),
+        (
+            "HTTPS://origin.example?x=2",
+            "GET /?x=2 HTTP/1.1",
+            "origin.example",
+        ),
+        ("http://origin.example", "GET / HTTP/1.1", "origin.example"),
+    ] {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: other.example\r\n\r\n");
+        let (r, _) = roundtrip(px.addr, raw.as_bytes(), 1);
+        assert_eq!(r[0].status, 200, "{target}");
+        let seen = String::from_utf8(r[0].body.clone()).unwrap();
+        let lines: Vec<&str> = seen.split("\r\n").collect();
+        assert_eq!(lines[0], line, "{seen}");
+        let hosts: Vec<&&str> = lines
+            .iter()
+            .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+            .collect();
+        assert_eq!(hosts, [&format!("Host: {host}").as_str()], "{seen}");
+    }
+    // No userinfo, no empty host (RFC 9110 sections 4.2.4 and 4.2.1).
+    for target in ["http://user@origin.example/", "http:///path"] {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (r, _) = roundtrip(px.addr, raw.as_bytes(), 1);
+        assert_eq!(r[0].status, 400, "{target}");
+    }
+    assert_eq!(answered(be.addr), 3);
+    px.stop();
+    be.stop();
+}
