@@ -33,7 +33,7 @@ use ringmaster_protocols::http1::upstream::forward as headers;
 use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
 use ringmaster_protocols::http1::{
     App, Exchange, Fetch, Http, Request, Response, Upstream, UpstreamError, UpstreamEvent,
-    UpstreamRequest,
+    UpstreamRequest, Version,
 };
 use ringmaster_protocols::tls::TlsOptions;
 use ringmaster_runtime::{CallDone, Called};
@@ -511,6 +511,40 @@ fn absolute_form(target: &str) -> Option<Result<(&str, std::borrow::Cow<'_, str>
     )))
 }
 
+/// Answers an OPTIONS or TRACE whose `Max-Forwards` is 0 as its final recipient: 200
+/// for OPTIONS; for TRACE the request as received, as `message/http`, without the
+/// fields likely to hold credentials (RFC 9110 section 9.3.8).
+fn last_hop(req: &Request<'_>, ex: &mut Exchange<'_>) {
+    if req.method() == "OPTIONS" {
+        ex.respond(Response::new(200));
+        return;
+    }
+    let version = match req.version() {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+        Version::Http2 => "HTTP/2",
+    };
+    let mut echo = format!("TRACE {} {version}\r\n", req.target()).into_bytes();
+    for (n, v) in req.headers() {
+        if ["authorization", "proxy-authorization", "cookie"]
+            .iter()
+            .any(|s| n.eq_ignore_ascii_case(s))
+        {
+            continue;
+        }
+        echo.extend_from_slice(n.as_bytes());
+        echo.extend_from_slice(b": ");
+        echo.extend_from_slice(v);
+        echo.extend_from_slice(b"\r\n");
+    }
+    echo.extend_from_slice(b"\r\n");
+    ex.respond(
+        Response::new(200)
+            .fields(&[("Content-Type", "message/http")])
+            .owned_body(echo),
+    );
+}
+
 fn idempotent(method: &str) -> bool {
     matches!(
         method,
@@ -526,9 +560,23 @@ impl App for Proxy {
             return self.gather(ex);
         }
         let client = ex.peer().map(|a| a.ip());
+        // Max-Forwards (RFC 9110 section 7.6.2): on OPTIONS and TRACE the proxy is the
+        // last hop when it is 0, and passes it on decremented otherwise.
+        let mut max_forwards = String::new();
+        if matches!(req.method(), "OPTIONS" | "TRACE") {
+            let hops = req
+                .header("max-forwards")
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+            match hops {
+                Some(0) => {
+                    last_hop(req, ex);
+                    return None;
+                }
+                Some(n) => max_forwards = (n - 1).to_string(),
+                None => {}
+            }
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
-        // Values pass as bytes, obs-text included (RFC 9110 section 5.5), borrowed from
-        // the request: no copy per field.
         // An absolute-form target reaches the upstream in origin form, and its
         // authority replaces `Host` (RFC 9112 section 3.2.2).
         let absolute = match absolute_form(req.target()) {
@@ -541,8 +589,17 @@ impl App for Proxy {
             None => None,
         };
         let target = absolute.as_ref().map_or(req.target(), |(_, path)| path);
+        // Values pass as bytes, obs-text included (RFC 9110 section 5.5), borrowed from
+        // the request: no copy per field.
         let mut fields =
             headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
+        if !max_forwards.is_empty() {
+            for (n, v) in fields.iter_mut() {
+                if n.eq_ignore_ascii_case("max-forwards") {
+                    *v = max_forwards.as_bytes();
+                }
+            }
+        }
         if let Some((authority, _)) = absolute {
             fields.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
             fields.insert(0, ("Host", authority.as_bytes()));

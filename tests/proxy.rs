@@ -1557,3 +1557,48 @@ fn an_absolute_form_target_reaches_the_upstream_in_origin_form_with_its_host() {
     px.stop();
     be.stop();
 }
+
+#[test]
+fn max_forwards_is_decremented_and_zero_is_answered_by_the_proxy() {
+    let mut be = backend("echo-head", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    // RFC 9110 section 7.6.2, for OPTIONS and TRACE only.
+    let (r, _) = roundtrip(
+        px.addr,
+        b"OPTIONS /x HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\n\r\n",
+        1,
+    );
+    let seen = String::from_utf8(r[0].body.clone()).unwrap();
+    assert!(seen.contains("\r\nMax-Forwards: 2\r\n"), "{seen}");
+    let (r, _) = roundtrip(
+        px.addr,
+        b"GET /x HTTP/1.1\r\nHost: x\r\nMax-Forwards: 3\r\n\r\n",
+        1,
+    );
+    let seen = String::from_utf8(r[0].body.clone()).unwrap();
+    assert!(seen.contains("\r\nMax-Forwards: 3\r\n"), "{seen}");
+    let (r, _) = roundtrip(
+        px.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n\r\n",
+        1,
+    );
+    assert_eq!(r[0].status, 200);
+    assert!(r[0].body.is_empty());
+    let (r, _) = roundtrip(
+        px.addr,
+        b"TRACE /t HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\nCookie: secret\r\nX-A: b\r\n\r\n",
+        1,
+    );
+    assert_eq!(r[0].status, 200);
+    assert_eq!(r[0].header("content-type"), Some("message/http"));
+    let echo = String::from_utf8(r[0].body.clone()).unwrap();
+    assert!(echo.starts_with("TRACE /t HTTP/1.1\r\n"), "{echo}");
+    assert!(
+        echo.contains("X-A: b\r\n") && !echo.contains("secret"),
+        "{echo}"
+    );
+    // Only the two forwarded requests reached the upstream.
+    assert_eq!(answered(be.addr), 2);
+    px.stop();
+    be.stop();
+}
