@@ -593,6 +593,15 @@ impl App for Proxy {
         // the request: no copy per field.
         let mut fields =
             headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
+        // Via names the protocol the request came in (RFC 9110 section 7.6.3).
+        let via: &[u8] = match req.version() {
+            Version::Http10 => b"1.0 ringmaster",
+            Version::Http11 => b"1.1 ringmaster",
+            Version::Http2 => b"2 ringmaster",
+        };
+        if let Some(f) = fields.iter_mut().rev().find(|(n, _)| *n == "Via") {
+            f.1 = via;
+        }
         if !max_forwards.is_empty() {
             for (n, v) in fields.iter_mut() {
                 if n.eq_ignore_ascii_case("max-forwards") {

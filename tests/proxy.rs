@@ -1602,3 +1602,26 @@ fn max_forwards_is_decremented_and_zero_is_answered_by_the_proxy() {
     px.stop();
     be.stop();
 }
+
+#[test]
+fn via_names_the_protocol_each_request_came_in() {
+    let mut be = backend("echo-head", &[]);
+    let mut px = proxy(&[be.addr], &[]);
+    // RFC 9110 section 7.6.3: the received protocol, "1.0", "1.1" or "2".
+    let (r, _) = roundtrip(px.addr, b"GET /v HTTP/1.0\r\nHost: x\r\n\r\n", 1);
+    let seen = String::from_utf8(r[0].body.clone()).unwrap();
+    assert!(seen.contains("\r\nVia: 1.0 ringmaster\r\n"), "{seen}");
+    let out = Command::new("python3")
+        .args(["-c", H2_GET, &px.addr.to_string(), "/v"])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\r\nVia: 2 ringmaster\r\n"), "{text}");
+    px.stop();
+    be.stop();
+}
