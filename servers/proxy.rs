@@ -705,7 +705,13 @@ impl App for Proxy {
                 let all = head.headers();
                 // Values as bytes: obs-text reaches the client as the upstream sent it.
                 let mut fields = headers::end_to_end(|| all.iter());
-                fields.push(("Via", headers::VIA.as_bytes()));
+                // Via names the protocol the response came in (an upstream may answer
+                // in HTTP/1.0).
+                let via: &[u8] = match head.version() {
+                    Version::Http10 => b"1.0 ringmaster",
+                    _ => headers::VIA.as_bytes(),
+                };
+                fields.push(("Via", via));
                 let len = head
                     .headers()
                     .get("content-length")

@@ -13,10 +13,10 @@ mod http_support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::ServerProc;
+use common::{http_server, ServerProc};
 use http_support::{read_responses, Resp};
 
 const LIMIT: Duration = Duration::from_secs(15);
@@ -277,44 +277,6 @@ fn a_reused_connection_dropped_unanswered_is_retried_for_idempotent_requests_onl
     assert_eq!(reqs, 2, "the POST never reached a handler twice (nor once)");
     drop(c);
     fds_return(&gw, Some(be), start);
-}
-
-/// Python's `http.server` serving a file from a temporary directory; its address.
-fn http_server(dir: &std::path::Path) -> (Child, SocketAddr) {
-    let mut child = Command::new("python3")
-        .args([
-            "-u",
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            "0",
-            "--directory",
-        ])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn python3 -m http.server");
-    let mut out = child.stdout.take().unwrap();
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    while !line.ends_with(b"\n") && line.len() < 512 {
-        if out.read(&mut b).unwrap_or(0) == 0 {
-            break;
-        }
-        line.push(b[0]);
-    }
-    // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-    let text = String::from_utf8_lossy(&line);
-    let port: u16 = text
-        .split(" port ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("http.server said {text:?}"));
-    (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn rss_kib(pid: u32) -> u64 {

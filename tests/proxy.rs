@@ -1625,3 +1625,35 @@ fn via_names_the_protocol_each_request_came_in() {
     px.stop();
     be.stop();
 }
+
+#[test]
+fn python_http_server_behind_the_proxy_answers_curl_whole_in_http10() {
+    let dir = std::env::temp_dir().join(format!("rm-px-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let content: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    std::fs::write(dir.join("file"), &content).unwrap();
+    let (mut py, addr) = common::http_server(&dir);
+    let mut px = proxy(&[addr], &[]);
+    let start = px.fd_count();
+    // http.server answers in HTTP/1.0 and closes each connection: the proxy reads the
+    // response to its end, says so in Via, and keeps the client's connection.
+    for _ in 0..3 {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "10", "-D", "-", "-o", "/dev/stderr"])
+            .arg(format!("http://{}/file", px.addr))
+            .output()
+            .expect("curl");
+        assert!(out.status.success());
+        let head = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        assert!(head.contains("\r\nVia: 1.0 ringmaster\r\n"), "{head}");
+        assert_eq!(out.stderr, content);
+    }
+    let (r, _) = roundtrip(px.addr, b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n", 1);
+    assert_eq!(r[0].status, 404);
+    fds_return(&px, start);
+    px.stop();
+    let _ = py.kill();
+    let _ = py.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -244,3 +244,42 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
         }
     }
 }
+
+/// Python's `http.server` serving a file from a temporary directory; its address.
+pub fn http_server(dir: &std::path::Path) -> (Child, SocketAddr) {
+    use std::io::Read as _;
+    let mut child = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "0",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn python3 -m http.server");
+    let mut out = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\n") && line.len() < 512 {
+        if out.read(&mut b).unwrap_or(0) == 0 {
+            break;
+        }
+        line.push(b[0]);
+    }
+    // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+    let text = String::from_utf8_lossy(&line);
+    let port: u16 = text
+        .split(" port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("http.server said {text:?}"));
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
