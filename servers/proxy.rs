@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use ringmaster_protocols::http1::client::FieldsView;
-use ringmaster_protocols::http1::encode::trailer_allowed;
+use ringmaster_protocols::http1::encode::{trailer_allowed, Framing};
 use ringmaster_protocols::http1::upstream::forward as headers;
 use ringmaster_protocols::http1::upstream::{UpstreamStats, UpstreamTls};
 use ringmaster_protocols::http1::{
@@ -712,6 +712,10 @@ impl App for Proxy {
                     _ => headers::VIA.as_bytes(),
                 };
                 fields.push(("Via", via));
+                if let Framing::Length(n) = head.framing() {
+                    // The usual case, as the codec read it: no second look at the fields.
+                    return ex.start_sized_bytes(head.status(), &fields, n);
+                }
                 let len = head
                     .headers()
                     .get("content-length")
@@ -719,7 +723,7 @@ impl App for Proxy {
                 let chunked = head.headers().get("transfer-encoding").is_some();
                 match len {
                     Some(n) if !chunked => ex.start_sized_bytes(head.status(), &fields, n),
-                    _ if head.framing() == ringmaster_protocols::http1::encode::Framing::None => {
+                    _ if head.framing() == Framing::None => {
                         // No body: as a complete response would say it (`Content-Length:
                         // 0` unless the status has none); the end comes with the
                         // upstream's.

@@ -44,6 +44,16 @@ pub(crate) enum RequestFields<'a> {
     Bytes(&'a [(&'a str, &'a [u8])]),
 }
 
+impl RequestFields<'_> {
+    /// The bytes the fields take on the wire (`Name: value` and CRLF each).
+    pub(crate) fn wire_len(&self) -> usize {
+        match self {
+            RequestFields::Text(l) => l.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+            RequestFields::Bytes(l) => l.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+        }
+    }
+}
+
 /// Names one request made with [`Exchange::fetch`](super::Exchange::fetch), for an
 /// exchange that makes several: each [`UpstreamEvent`] comes with the `Fetch` it
 /// belongs to.

@@ -37,7 +37,18 @@ fn connection_options<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> 
 
 /// Whether a field stays on this hop only.
 fn hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    // By length first: most fields match no name of that length, and are passed on
+    // after one comparison at most.
+    let listed = match name.len() {
+        2 => name.eq_ignore_ascii_case("te"),
+        7 => name.eq_ignore_ascii_case("trailer") || name.eq_ignore_ascii_case("upgrade"),
+        10 => name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive"),
+        14 => name.eq_ignore_ascii_case("content-length"),
+        16 => name.eq_ignore_ascii_case("proxy-connection"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    };
+    listed
         || named
             .iter()
             .any(|n| name.as_bytes().eq_ignore_ascii_case(n))
@@ -60,6 +71,30 @@ where
     let mut out = Vec::with_capacity(16);
     out.extend(fields().filter(|&(name, _)| !hop_by_hop(name, &named)));
     out
+}
+
+/// Appends `ip` as text: IPv4 digit by digit (the common case, without the formatting
+/// machinery), IPv6 through `Display`; into the reused buffer, no string of its own.
+fn push_ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                if octet >= 100 {
+                    buf.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    buf.push(b'0' + octet / 10 % 10);
+                }
+                buf.push(b'0' + octet % 10);
+            }
+        }
+        std::net::IpAddr::V6(_) => {
+            let _ = write!(buf, "{ip}");
+        }
+    }
 }
 
 /// The request fields for the upstream: the end-to-end ones (`Host` unchanged), an
@@ -89,8 +124,7 @@ where
         if !scratch.is_empty() {
             scratch.extend_from_slice(b", ");
         }
-        // Into the reused buffer: no string of its own per request.
-        let _ = write!(scratch, "{ip}");
+        push_ip(scratch, ip);
     }
     out.retain(|(n, _)| {
         !n.eq_ignore_ascii_case("x-forwarded-for")
@@ -108,6 +142,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_check_knows_exactly_the_listed_names() {
+        for name in HOP_BY_HOP {
+            assert!(hop_by_hop(name, &[]), "{name}");
+            assert!(hop_by_hop(&name.to_ascii_uppercase(), &[]), "{name}");
+        }
+        for name in [
+            "Host",
+            "Accept",
+            "Tee",
+            "Trailers",
+            "Upgrade-Insecure-Requests",
+            "X",
+        ] {
+            assert!(!hop_by_hop(name, &[]), "{name}");
+        }
+        assert!(hop_by_hop("X-Drop", &[b"x-drop"]));
+    }
+
+    #[test]
+    fn an_address_is_written_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.9.99",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut buf = b"x, ".to_vec();
+            push_ip(&mut buf, ip);
+            assert_eq!(buf, format!("x, {ip}").into_bytes());
+        }
+    }
 
     type Pairs<'a> = std::iter::Map<
         std::slice::Iter<'a, (&'a str, &'a str)>,

@@ -534,7 +534,9 @@ fn prepare(
     seq: u32,
     fetch: Fetch,
 ) -> Result<Job, UpstreamError> {
-    let mut bytes = Vec::with_capacity(128 + req.body.len());
+    // Sized for the whole request: growing it would copy it again, every request.
+    let head = 64 + req.method.len() + req.target.len() + spec.host.len();
+    let mut bytes = Vec::with_capacity(head + req.headers.wire_len() + req.body.len());
     let (sent, out) = encode_streamed(req, &spec.host, &mut bytes)?;
     let body = out.map(|out| {
         Box::new(BodyOut {
