@@ -294,11 +294,7 @@ impl<'x> Exchange<'x> {
         }
         let dropped = match &mut self.out {
             Out::Stream(s) => {
-                let text: Vec<(&str, &str)> = fields
-                    .iter()
-                    .filter_map(|&(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
-                    .collect();
-                let lost = fields.len() - text.len();
+                let (text, lost) = text_fields(fields);
                 s.interim(self.port, status, &text) + lost
             }
             _ if self.state.http10 => return,
@@ -323,13 +319,7 @@ impl<'x> Exchange<'x> {
                     self.stream_head(status, Fields::List(list), announced, end);
                 }
                 HeadFields::Bytes(list) => {
-                    // HTTP/2's encoder takes text: the values that are pass, the
-                    // others are dropped and counted.
-                    let text: Vec<(&str, &str)> = list
-                        .iter()
-                        .filter_map(|&(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
-                        .collect();
-                    let lost = list.len() - text.len();
+                    let (text, lost) = text_fields(list);
                     self.stream_head(status, Fields::List(&text), announced, end);
                     self.note_dropped(lost);
                 }
@@ -837,4 +827,15 @@ impl<'x> Exchange<'x> {
     pub fn runtime_counters(&self) -> Option<&Counters> {
         self.port.runtime_counters()
     }
+}
+
+/// The fields whose values are text, for HTTP/2's encoder, which takes text; and how
+/// many were left out (to be counted as dropped).
+fn text_fields<'f>(list: &[(&'f str, &'f [u8])]) -> (Vec<(&'f str, &'f str)>, usize) {
+    let text: Vec<(&str, &str)> = list
+        .iter()
+        .filter_map(|&(n, v)| Some((n, std::str::from_utf8(v).ok()?)))
+        .collect();
+    let lost = list.len() - text.len();
+    (text, lost)
 }

@@ -209,6 +209,19 @@ pub(crate) struct StreamSink<'a> {
 }
 
 impl StreamSink<'_> {
+    /// Encodes the allowed fields of `list` into the block; returns how many were not.
+    fn fields(&mut self, list: &[(&str, &str)], lower: &mut Vec<u8>) -> usize {
+        let mut dropped = 0;
+        for &(name, value) in list {
+            if h2_field_allowed(name, value) {
+                self.field(name, value, lower);
+            } else {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     fn field(&mut self, name: &str, value: &str, lower: &mut Vec<u8>) {
         lower.clear();
         lower.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
@@ -243,19 +256,10 @@ impl StreamOut for StreamSink<'_> {
                 .encode_field(b"content-length", &digits, self.block);
         }
         let mut lower = Vec::new();
-        let mut dropped = 0;
-        match fields {
-            Fields::List(list) => {
-                for &(name, value) in list {
-                    if h2_field_allowed(name, value) {
-                        self.field(name, value, &mut lower);
-                    } else {
-                        dropped += 1;
-                    }
-                }
-            }
+        let dropped = match fields {
+            Fields::List(list) => self.fields(list, &mut lower),
             Fields::Set(set) => {
-                dropped = set.dropped();
+                let mut dropped = set.dropped();
                 for (name, value) in set.iter() {
                     if h2_field_allowed(name, value) {
                         self.field(name, value, &mut lower);
@@ -263,8 +267,9 @@ impl StreamOut for StreamSink<'_> {
                         dropped += 1;
                     }
                 }
+                dropped
             }
-        }
+        };
         encode_headers(port.buf(), self.id, self.block, end, self.max_frame);
         self.send.head_sent = true;
         if end {
@@ -283,15 +288,7 @@ impl StreamOut for StreamSink<'_> {
         let mut digits = Vec::with_capacity(3);
         put_u64(&mut digits, u64::from(status.clamp(100, 199)));
         self.enc.encode_field(b":status", &digits, self.block);
-        let mut lower = Vec::new();
-        let mut dropped = 0;
-        for &(name, value) in fields {
-            if h2_field_allowed(name, value) {
-                self.field(name, value, &mut lower);
-            } else {
-                dropped += 1;
-            }
-        }
+        let dropped = self.fields(fields, &mut Vec::new());
         encode_headers(port.buf(), self.id, self.block, false, self.max_frame);
         dropped
     }
