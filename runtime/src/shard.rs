@@ -269,7 +269,9 @@ impl<H: Handler> Shard<H> {
         let (Some(at), Some(after)) = (self.busy_at, self.ctx.config.release_memory_after) else {
             return timeout;
         };
-        let left = (at + after).saturating_duration_since(Instant::now());
+        // The turn's clock, not a fresh read: off by the turn's own length at most,
+        // which a one-second quiet spell does not notice.
+        let left = (at + after).saturating_duration_since(self.ctx.now);
         Some(timeout.map_or(left, |t| t.min(left)))
     }
 
