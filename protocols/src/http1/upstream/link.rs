@@ -685,7 +685,6 @@ fn tunnel_tls_event(link: &mut Link, event: Event<'_>, io: &mut Io<'_>) {
     }
 }
 
-/// Marks the streamed body of the request in flight on `link` as holding its client.
 /// Tells the server connection of `route` to hold its streamed request body, or to
 /// take it again (applied once this callback returns, as a post).
 fn pace(io: &mut Io<'_>, route: &Route, hold: bool) {
@@ -698,6 +697,7 @@ fn pace(io: &mut Io<'_>, route: &Route, hold: bool) {
     );
 }
 
+/// Marks the streamed body of the request in flight on `link` as holding its client.
 fn set_held(link: &mut Link, held: bool) {
     if let LinkState::Busy { job, .. } = &mut link.state {
         if let Some(body) = job.body.as_mut() {
