@@ -96,7 +96,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub connect_timeout: f64,
 
-    /// Idle keep-alive connections kept per upstream and shard
+    /// Idle keep-alive connections kept per upstream and shard; more that go idle after a
+    /// burst are kept 2 s for the next one, then closed (0: none kept)
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub upstream_idle: usize,
 

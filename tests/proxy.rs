@@ -1657,3 +1657,55 @@ fn python_http_server_behind_the_proxy_answers_curl_whole_in_http10() {
     let _ = py.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The backend's `/__stats` connection count (connections it ever accepted, the one
+/// asking included).
+fn backend_connections(addr: SocketAddr) -> u64 {
+    let mut s = connect(addr);
+    let r = get(&mut s, "/__stats");
+    let text = String::from_utf8(r.body).unwrap();
+    let at = text.find("\"connections\"").unwrap();
+    text[at..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+/// `n` requests to `path` at once, each on its own client connection; every one 200.
+fn at_once(addr: SocketAddr, path: &str, n: usize) {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                get(&mut s, &path).status
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+}
+
+#[test]
+fn connections_past_the_idle_bound_serve_the_next_burst_then_close() {
+    let mut be = backend("slow", &["--delay-ms", "300"]);
+    let mut px = proxy(&[be.addr], &["--upstream-idle", "1"]);
+    let start = px.fd_count();
+    // Three at once need three upstream connections; the two past the idle bound stay
+    // a moment, so a burst right after reuses all three instead of opening more.
+    at_once(px.addr, "/a", 3);
+    at_once(px.addr, "/b", 3);
+    // Each /__stats reading is a connection of its own.
+    assert_eq!(backend_connections(be.addr), 3 + 1);
+    // Past the short grace the extra two are closed; the one within the bound stays.
+    std::thread::sleep(Duration::from_millis(3500));
+    fds_return(&px, start + 1);
+    at_once(px.addr, "/c", 3);
+    assert_eq!(backend_connections(be.addr), 3 + 1 + 2 + 1);
+    px.stop();
+    be.stop();
+}

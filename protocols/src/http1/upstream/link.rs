@@ -33,6 +33,9 @@ const RESPONSE_TIMER: u64 = 1;
 /// The timer tag of an idle pooled connection's deadline.
 const IDLE_TIMER: u64 = 2;
 
+/// How long a connection past the pool's `max_idle` stays idle before it is closed.
+const EXCESS_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Decrypted bytes held past this are given back after use.
 const PLAIN_KEEP: usize = 64 * 1024;
 
@@ -87,10 +90,18 @@ impl Pools {
         }
         if let Some(job) = pool.queue.pop_front() {
             self.send(l, job, io);
-        } else if pool.idle.len() < pool.spec.max_idle {
+        } else if pool.spec.max_idle > 0 {
+            // Past `max_idle` a connection is kept only briefly: the next burst reuses it
+            // instead of opening another (each close and reopen costs a connect and
+            // leaves a TIME_WAIT port behind), and a quiet pool shrinks back in seconds.
+            let after = if pool.idle.len() < pool.spec.max_idle {
+                pool.spec.idle_timeout
+            } else {
+                EXCESS_IDLE.min(pool.spec.idle_timeout)
+            };
             link.state = LinkState::Idle;
             pool.idle.push(l);
-            set_timer(link, io, pool.spec.idle_timeout, IDLE_TIMER);
+            set_timer(link, io, after, IDLE_TIMER);
         } else {
             link.state = LinkState::Dead;
             io.close();

@@ -102,7 +102,8 @@ impl UpstreamBuilder {
     }
 
     /// Idle keep-alive connections kept for reuse (the most recently used is handed
-    /// out first). Default 256.
+    /// out first). Default 256. Connections past it that go idle are kept 2 s (a burst
+    /// that follows reuses them) and then closed; 0 keeps none.
     pub fn max_idle(mut self, n: usize) -> Self {
         self.spec.max_idle = n;
         self
