@@ -546,6 +546,16 @@ fn last_hop(req: &Request<'_>, ex: &mut Exchange<'_>) {
     );
 }
 
+/// The `Via` value for a message that came in `version` (RFC 9110 section 7.6.3: the
+/// received protocol).
+fn via(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"1.0 ringmaster",
+        Version::Http11 => b"1.1 ringmaster",
+        Version::Http2 => b"2 ringmaster",
+    }
+}
+
 fn idempotent(method: &str) -> bool {
     matches!(
         method,
@@ -594,14 +604,8 @@ impl App for Proxy {
         // the request: no copy per field.
         let mut fields =
             headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
-        // Via names the protocol the request came in (RFC 9110 section 7.6.3).
-        let via: &[u8] = match req.version() {
-            Version::Http10 => b"1.0 ringmaster",
-            Version::Http11 => b"1.1 ringmaster",
-            Version::Http2 => b"2 ringmaster",
-        };
         if let Some(f) = fields.iter_mut().rev().find(|(n, _)| *n == "Via") {
-            f.1 = via;
+            f.1 = via(req.version());
         }
         if !max_forwards.is_empty() {
             for (n, v) in fields.iter_mut() {
@@ -706,13 +710,8 @@ impl App for Proxy {
                 let all = head.headers();
                 // Values as bytes: obs-text reaches the client as the upstream sent it.
                 let mut fields = headers::end_to_end(|| all.iter());
-                // Via names the protocol the response came in (an upstream may answer
-                // in HTTP/1.0).
-                let via: &[u8] = match head.version() {
-                    Version::Http10 => b"1.0 ringmaster",
-                    _ => headers::VIA.as_bytes(),
-                };
-                fields.push(("Via", via));
+                // An upstream may answer in HTTP/1.0.
+                fields.push(("Via", via(head.version())));
                 if let Framing::Length(n) = head.framing() {
                     // The usual case, as the codec read it: no second look at the fields.
                     return ex.start_sized_bytes(head.status(), &fields, n);

@@ -298,20 +298,9 @@ struct Relay {
 
 impl Relay {
     fn start(server: SocketAddr, ca: &std::path::Path) -> Relay {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, ServerName};
+        use rustls::pki_types::ServerName;
 
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
-            roots.add(cert.expect("CA PEM")).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let cfg = common::tls_client_config(ca, &[b"h2"]);
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

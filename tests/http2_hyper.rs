@@ -71,20 +71,9 @@ async fn h2c(addr: std::net::SocketAddr) -> SendRequest<ReqBody> {
 /// An HTTP/2 connection to `addr` over TLS, `h2` chosen by ALPN (asserted), the
 /// server's certificate checked against `ca` (a PEM file) for `localhost`.
 async fn h2_tls(addr: std::net::SocketAddr, ca: &std::path::Path) -> SendRequest<ReqBody> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
-        roots.add(cert.expect("CA PEM")).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let cfg = common::tls_client_config(ca, &[b"h2", b"http/1.1"]);
     let tcp = connect(addr).await;
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)

@@ -1,50 +1,16 @@
 //! Real clients nobody here wrote against `ringmaster http`: curl and Python's h11 (a
 //! strict client). The Rust client (ureq) is in `http_ureq.rs`.
 
+mod common;
 mod http_support;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use http_support::Server;
 
-/// Runs a command with a time limit; panics if it does not finish. Output is collected
-/// on another thread so a full pipe can never stall the client.
-fn run(cmd: &mut Command, stdin: Option<&[u8]>, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
-    if let Some(bytes) = stdin {
-        let mut pipe = child.stdin.take().unwrap();
-        let bytes = bytes.to_vec();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&bytes);
-        });
-    }
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("client output"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("client did not finish within {limit:?}: {cmd:?}");
-        }
-    }
-}
-
 fn curl(args: &[&str], stdin: Option<&[u8]>) -> (String, String) {
-    let out = run(
+    let out = common::run_bounded_input(
         Command::new("curl")
             .args(["-sS", "--max-time", "10"])
             .args(args),
@@ -140,7 +106,7 @@ fn h11_strict_client() {
     let server = Server::start(&[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/h11_client.py");
     let python = std::env::var("RINGMASTER_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = run(
+    let out = common::run_bounded_input(
         Command::new(python)
             .arg(script)
             .arg(server.addr.to_string()),

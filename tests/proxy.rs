@@ -75,10 +75,15 @@ fn fds_return(px: &ServerProc, start: usize) {
 
 /// The backend's `/__stats` request count.
 fn answered(addr: SocketAddr) -> u64 {
+    backend_stat(addr, "requests")
+}
+
+/// One number of the backend's `/__stats` (`requests` or `connections`).
+fn backend_stat(addr: SocketAddr, key: &str) -> u64 {
     let mut s = connect(addr);
     let r = get(&mut s, "/__stats");
     let text = String::from_utf8(r.body).unwrap();
-    let at = text.find("\"requests\"").unwrap();
+    let at = text.find(&format!("\"{key}\"")).unwrap();
     text[at..]
         .chars()
         .skip_while(|c| !c.is_ascii_digit())
@@ -1661,17 +1666,7 @@ fn python_http_server_behind_the_proxy_answers_curl_whole_in_http10() {
 /// The backend's `/__stats` connection count (connections it ever accepted, the one
 /// asking included).
 fn backend_connections(addr: SocketAddr) -> u64 {
-    let mut s = connect(addr);
-    let r = get(&mut s, "/__stats");
-    let text = String::from_utf8(r.body).unwrap();
-    let at = text.find("\"connections\"").unwrap();
-    text[at..]
-        .chars()
-        .skip_while(|c| !c.is_ascii_digit())
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
+    backend_stat(addr, "connections")
 }
 
 /// `n` requests to `path` at once, each on its own client connection; every one 200.

@@ -266,22 +266,25 @@ impl<H: Handler> Shard<H> {
     /// The wait, shortened to end when the shard will have been quiet long enough to
     /// give its free memory back.
     fn until_quiet(&self, timeout: Option<Duration>) -> Option<Duration> {
-        let (Some(at), Some(after)) = (self.busy_at, self.ctx.config.release_memory_after) else {
+        let Some(quiet) = self.quiet_at() else {
             return timeout;
         };
         // The turn's clock, not a fresh read: off by the turn's own length at most,
         // which a one-second quiet spell does not notice.
-        let left = (at + after).saturating_duration_since(self.ctx.now);
+        let left = quiet.saturating_duration_since(self.ctx.now);
         Some(timeout.map_or(left, |t| t.min(left)))
+    }
+
+    /// When the shard will have been quiet long enough to give memory back, if it did
+    /// something since it last did.
+    fn quiet_at(&self) -> Option<Instant> {
+        Some(self.busy_at? + self.ctx.config.release_memory_after?)
     }
 
     /// Gives the allocator's free pages back once no completion has come for
     /// `release_memory_after`: a quiet shard makes no allocator calls that would.
     fn release_if_quiet(&mut self) {
-        let (Some(at), Some(after)) = (self.busy_at, self.ctx.config.release_memory_after) else {
-            return;
-        };
-        if self.ctx.now.saturating_duration_since(at) >= after {
+        if self.quiet_at().is_some_and(|quiet| self.ctx.now >= quiet) {
             self.busy_at = None;
             crate::sys::alloc::release_free_memory();
             self.ctx.counters.memory_releases += 1;

@@ -225,12 +225,33 @@ pub fn self_signed_cert(server: &ServerProc) -> String {
 /// Runs a client command with a time limit (stdin empty, output captured); panics if it
 /// does not finish.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
-    let child = cmd
-        .stdin(Stdio::null())
+    run_bounded_input(cmd, None, limit)
+}
+
+/// [`run_bounded`] with `stdin` (when given) written to the command's standard input.
+/// Input and output go through other threads, so a full pipe never stalls the client.
+pub fn run_bounded_input(
+    cmd: &mut Command,
+    stdin: Option<&[u8]>,
+    limit: Duration,
+) -> std::process::Output {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn client");
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = pipe.write_all(&bytes);
+        });
+    }
     let pid = child.id();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -282,4 +303,24 @@ pub fn http_server(dir: &std::path::Path) -> (Child, SocketAddr) {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("http.server said {text:?}"));
     (child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// A rustls client configuration trusting the certificates of `ca` (a PEM file), with
+/// `alpn` offered: the TLS side of the end-to-end HTTP/2 clients.
+pub fn tls_client_config(ca: &std::path::Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("CA file") {
+        roots.add(cert.expect("CA PEM")).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
 }

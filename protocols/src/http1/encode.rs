@@ -419,6 +419,12 @@ pub fn write_head_bytes(
 ) -> usize {
     let fields_len: usize = fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
     write_head_start(buf, status, date, framing, conn, fields_len);
+    end_head_bytes(buf, fields)
+}
+
+/// Appends the fields [`field_bytes_allowed`] accepts and the end of the head; returns
+/// how many were dropped.
+fn end_head_bytes(buf: &mut Vec<u8>, fields: &[(&str, &[u8])]) -> usize {
     let mut dropped = 0;
     for &(name, value) in fields {
         if field_bytes_allowed(name, value) {
@@ -431,25 +437,20 @@ pub fn write_head_bytes(
     dropped
 }
 
-/// An interim (1xx) response head: the status line and `fields` (those
-/// [`field_bytes_allowed`] accepts, so no framing or `Connection` field), no `Server`
-/// or `Date`. Returns how many fields were dropped.
-pub fn write_interim_bytes(buf: &mut Vec<u8>, status: u16, fields: &[(&str, &[u8])]) -> usize {
-    let status = status.clamp(100, 199);
+/// `HTTP/1.1 STATUS REASON`, without its CRLF.
+fn push_status_line(buf: &mut Vec<u8>, status: u16) {
     buf.extend_from_slice(b"HTTP/1.1 ");
     put_u64(buf, u64::from(status));
     buf.push(b' ');
     buf.extend_from_slice(reason(status).as_bytes());
-    let mut dropped = 0;
-    for &(name, value) in fields {
-        if field_bytes_allowed(name, value) {
-            push_field_bytes(buf, name, value);
-        } else {
-            dropped += 1;
-        }
-    }
-    buf.extend_from_slice(b"\r\n\r\n");
-    dropped
+}
+
+/// An interim (1xx) response head: the status line and `fields` (those
+/// [`field_bytes_allowed`] accepts, so no framing or `Connection` field), no `Server`
+/// or `Date`. Returns how many fields were dropped.
+pub fn write_interim_bytes(buf: &mut Vec<u8>, status: u16, fields: &[(&str, &[u8])]) -> usize {
+    push_status_line(buf, status.clamp(100, 199));
+    end_head_bytes(buf, fields)
 }
 
 /// A response head up to its application fields: status line, `Server`, `Date`, the
@@ -467,10 +468,7 @@ fn write_head_start(
     match status_prefix(status) {
         Some(prefix) => buf.extend_from_slice(prefix),
         None => {
-            buf.extend_from_slice(b"HTTP/1.1 ");
-            put_u64(buf, u64::from(status));
-            buf.push(b' ');
-            buf.extend_from_slice(reason(status).as_bytes());
+            push_status_line(buf, status);
             buf.extend_from_slice(b"\r\nServer: ringmaster\r\nDate: ");
         }
     }
