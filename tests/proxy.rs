@@ -356,6 +356,31 @@ fn stalled_malformed_and_cut_short_upstreams() {
     fds_return(&px, start);
     px.stop();
 
+    // The deadline of a request on a reused connection: the timer the first request
+    // armed is kept and re-armed, not replaced, so check both ways it can stand when
+    // the second request comes (not fired yet; fired and re-armed for the idle wait).
+    for pause in [Duration::from_millis(100), Duration::from_millis(900)] {
+        let second = backend("stall-second", &[]);
+        let mut px = proxy(&[second.addr], &["--upstream-timeout", "0.5"]);
+        let mut c = connect(px.addr);
+        assert_eq!(get(&mut c, "/first").status, 200);
+        std::thread::sleep(pause);
+        let sent = Instant::now();
+        assert_eq!(get(&mut c, "/second").status, 504, "after {pause:?}");
+        assert!(
+            sent.elapsed() >= Duration::from_millis(500),
+            "a 504 before the deadline, after {pause:?}: {:?}",
+            sent.elapsed()
+        );
+        // The proxy's one connection, and the one asking.
+        assert_eq!(
+            backend_stat(second.addr, "connections"),
+            2,
+            "one connection, reused"
+        );
+        px.stop();
+    }
+
     // A malformed response head: 502.
     let bad = backend("malformed", &[]);
     let mut px = proxy(&[bad.addr], &[]);

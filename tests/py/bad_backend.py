@@ -15,6 +15,8 @@ Every mode first reads a whole request: the head up to CRLF CRLF and then its bo
   close-delimited  200 without Content-Length or Transfer-Encoding: body, then close
   reset            no answer: SO_LINGER {1, 0} and close (an RST)
   stall            no answer; the socket stays open until the client closes it
+  stall-second     like ok for a connection's first request; no answer to the next (as
+                   stall)
   malformed        a garbage status line (`HTTP/1.1 2x0 Nope`), then close
   bad-framing      both `Content-Length: 5` and `Transfer-Encoding: chunked`, then close
   mid-body-close   `Content-Length: 1000`, 100 body bytes, then close (a FIN)
@@ -77,7 +79,7 @@ HOLD_S = 60.0
 
 MODES = ("ok", "chunked", "close-delimited", "reset", "stall", "malformed", "bad-framing",
          "mid-body-close", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
-         "trailers", "upgrade-echo", "hold-body", "early-hints")
+         "trailers", "upgrade-echo", "hold-body", "early-hints", "stall-second")
 ANSWERING = ("ok", "chunked", "slow", "close-idle", "one-shot", "drop-second", "echo-head",
              "trailers", "hold-body", "early-hints")
 # --tag: every answer carries `X-Backend: TAG` (which backend answered, behind a balancer).
@@ -350,6 +352,8 @@ def serve(sock, args, stats):
         if mode == "drop-second" and not first_request:
             graceful_close(sock)
             return
+        if args.mode == "stall-second":
+            mode = "ok" if first_request else "stall"
         first_request = False
         if req.held:
             time.sleep(HOLD_S)

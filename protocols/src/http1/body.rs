@@ -94,7 +94,7 @@ pub struct ChunkedDecoder {
 
 /// RFC 9110 tchar: the bytes allowed in a field name.
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    crate::http1::encode::TCHAR[usize::from(b)]
 }
 
 /// Field-value and extension bytes: visible ASCII, obs-text, SP and HTAB; no CTLs.

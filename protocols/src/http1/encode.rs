@@ -265,6 +265,21 @@ pub(crate) const TCHAR: [bool; 256] = {
     t
 };
 
+/// `bytes` is a token (RFC 9110 section 5.6.2): one or more tchars.
+pub(crate) fn is_token(bytes: &[u8]) -> bool {
+    // Non-short-circuiting fold: no early exit, so the loop is branch-free.
+    !bytes.is_empty() && bytes.iter().fold(true, |ok, &b| ok & TCHAR[usize::from(b)])
+}
+
+/// `bytes` may stand in a field value: visible ASCII, obs-text, SP and HTAB; no CR, LF,
+/// NUL or other control byte.
+pub(crate) fn is_field_text(bytes: &[u8]) -> bool {
+    // Branch-free, as in `is_token`: this runs over every byte of every field forwarded.
+    bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)))
+}
+
 /// True if the application may send this field: a token name, a value free of control
 /// bytes, and not one of the fields the protocol owns.
 pub fn field_allowed(name: &str, value: &str) -> bool {
@@ -275,11 +290,8 @@ pub fn field_allowed(name: &str, value: &str) -> bool {
 /// passed on as opaque data (RFC 9110 section 5.5), as a proxy relays it.
 pub fn field_bytes_allowed(name: &str, value: &[u8]) -> bool {
     let n = name.as_bytes();
-    let token = !n.is_empty() && n.iter().all(|&b| TCHAR[usize::from(b)]);
-    // Non-short-circuiting fold: no early exit, so the loop is branch-free.
-    let clean = value
-        .iter()
-        .fold(true, |ok, &b| ok & (b == b'\t' || (b >= 0x20 && b != 0x7f)));
+    let token = is_token(n);
+    let clean = is_field_text(value);
     // Dispatch on length first: most application fields match none of these lengths.
     let owned = match n.len() {
         4 => n.eq_ignore_ascii_case(b"date"),

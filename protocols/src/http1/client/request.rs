@@ -7,8 +7,9 @@
 //! [`BodyKind`]; the caller writes `Host` (required, once) and everything else.
 
 use super::error::ClientError;
-use crate::http1::body::{is_tchar, is_text};
-use crate::http1::encode::{put_u64, write_chunk_start, write_last_chunk, CHUNK_END};
+use crate::http1::encode::{
+    is_field_text, is_token, put_u64, write_chunk_start, write_last_chunk, CHUNK_END,
+};
 use crate::http1::head::{list, BodyKind};
 
 /// A request head to encode: borrowed, so building one costs nothing.
@@ -63,7 +64,7 @@ pub(super) fn write_head<V: AsRef<[u8]>>(
     out: &mut Vec<u8>,
 ) -> Result<(Sent, Outgoing), ClientError> {
     let m = req.method.as_bytes();
-    if m.is_empty() || !m.iter().all(|&b| is_tchar(b)) {
+    if !is_token(m) {
         return Err(ClientError::InvalidRequest("method is not a token"));
     }
     if req.method == "CONNECT" {
@@ -83,26 +84,30 @@ pub(super) fn write_head<V: AsRef<[u8]>>(
     };
     for (name, value) in req.headers {
         let (n, value) = (name.as_bytes(), value.as_ref());
-        if n.is_empty() || !n.iter().all(|&b| is_tchar(b)) {
+        if !is_token(n) {
             return Err(ClientError::InvalidRequest("field name is not a token"));
         }
-        if !value.iter().all(|&b| is_text(b)) {
+        if !is_field_text(value) {
             return Err(ClientError::InvalidRequest(
                 "field value holds CR, LF, NUL or another control byte",
             ));
         }
-        if n.eq_ignore_ascii_case(b"content-length") || n.eq_ignore_ascii_case(b"transfer-encoding")
-        {
-            return Err(ClientError::InvalidRequest(
-                "Content-Length and Transfer-Encoding are written by the codec",
-            ));
-        }
-        if n.eq_ignore_ascii_case(b"host") {
-            hosts += 1;
-        } else if n.eq_ignore_ascii_case(b"upgrade") {
-            sent.upgrade = true;
-        } else if n.eq_ignore_ascii_case(b"connection") {
-            sent.close |= list(value).any(|t| t.eq_ignore_ascii_case(b"close"));
+        // By length first: most fields are none of these.
+        match n.len() {
+            4 if n.eq_ignore_ascii_case(b"host") => hosts += 1,
+            7 if n.eq_ignore_ascii_case(b"upgrade") => sent.upgrade = true,
+            10 if n.eq_ignore_ascii_case(b"connection") => {
+                sent.close |= list(value).any(|t| t.eq_ignore_ascii_case(b"close"));
+            }
+            14 | 17
+                if n.eq_ignore_ascii_case(b"content-length")
+                    || n.eq_ignore_ascii_case(b"transfer-encoding") =>
+            {
+                return Err(ClientError::InvalidRequest(
+                    "Content-Length and Transfer-Encoding are written by the codec",
+                ));
+            }
+            _ => {}
         }
     }
     match hosts {

@@ -26,15 +26,6 @@ pub const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// The field names `Connection` fields list (their options), borrowed from the
-/// message: no allocation unless a message has a `Connection` field.
-fn connection_options<'a>(fields: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<&'a [u8]> {
-    fields
-        .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, value)| list(value))
-        .collect()
-}
-
 /// Whether a field stays on this hop only.
 fn hop_by_hop(name: &str, named: &[&[u8]]) -> bool {
     // By length first: most fields match no name of that length, and are passed on
@@ -67,9 +58,21 @@ pub fn end_to_end<'a, I>(fields: impl Fn() -> I) -> Vec<(&'a str, &'a [u8])>
 where
     I: Iterator<Item = (&'a str, &'a [u8])>,
 {
-    let named = connection_options(fields());
+    // One pass: the fields `Connection` names (none, in most messages) are taken out
+    // after it, so a message without the field is read once.
+    let mut named: Vec<&[u8]> = Vec::new();
     let mut out = Vec::with_capacity(16);
-    out.extend(fields().filter(|&(name, _)| !hop_by_hop(name, &named)));
+    for (name, value) in fields() {
+        if name.len() == 10 && name.eq_ignore_ascii_case("connection") {
+            named.extend(list(value));
+        }
+        if !hop_by_hop(name, &[]) {
+            out.push((name, value));
+        }
+    }
+    if !named.is_empty() {
+        out.retain(|&(name, _)| !hop_by_hop(name, &named));
+    }
     out
 }
 

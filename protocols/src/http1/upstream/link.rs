@@ -16,6 +16,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::mem;
+use std::time::{Duration, Instant};
 
 use ringmaster_runtime::{Close, ConnToken, Event, Input, Io, ShardIo};
 use rustls::ClientConnection;
@@ -28,10 +29,8 @@ use super::reply::Reply;
 use super::UpstreamError;
 use crate::http1::client::{ClientError, ClientEvent};
 
-/// The timer tag of a request's response deadline.
-const RESPONSE_TIMER: u64 = 1;
-/// The timer tag of an idle pooled connection's deadline.
-const IDLE_TIMER: u64 = 2;
+/// The timer tag of a connection's deadline (what it bounds follows from its state).
+const DEADLINE_TIMER: u64 = 1;
 
 /// How long a connection past the pool's `max_idle` stays idle before it is closed.
 const EXCESS_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -101,7 +100,7 @@ impl Pools {
             };
             link.state = LinkState::Idle;
             pool.idle.push(l);
-            set_timer(link, io, after, IDLE_TIMER);
+            set_deadline(link, io, after);
         } else {
             link.state = LinkState::Dead;
             io.close();
@@ -139,7 +138,7 @@ impl Pools {
         }
         // The response is timed from the end of the request: an upload may take long.
         if body_done {
-            set_timer(link, io, pool.spec.response_timeout, RESPONSE_TIMER);
+            set_deadline(link, io, pool.spec.response_timeout);
         }
         link.state = LinkState::Busy { job, head: false };
     }
@@ -284,9 +283,9 @@ impl Pools {
         }
         link.leftover = pos < bytes.len();
         if reply.head.is_some() && !had_head {
-            if let Some(key) = link.timer.take() {
-                io.cancel_timer(key);
-            }
+            // The armed timer stays: it finds no deadline when it fires, unless the
+            // next request set one by then.
+            link.deadline = None;
             if let LinkState::Busy { head, .. } = &mut link.state {
                 *head = true;
             }
@@ -365,13 +364,21 @@ impl Pools {
         }
         match event {
             Event::Eof => self.link_eof(l, io),
-            Event::Timer(tag) => {
+            Event::Timer(_) => {
                 link.timer = None;
-                match (&link.state, tag) {
-                    (LinkState::Busy { head: false, .. }, RESPONSE_TIMER) => {
+                let Some(at) = link.deadline else {
+                    return;
+                };
+                let now = io.now();
+                if now < at {
+                    return arm(link, io, at - now, at);
+                }
+                link.deadline = None;
+                match &link.state {
+                    LinkState::Busy { head: false, .. } => {
                         self.link_failed(l, UpstreamError::Timeout, io);
                     }
-                    (LinkState::Idle, IDLE_TIMER) => self.retire_idle(l, io),
+                    LinkState::Idle => self.retire_idle(l, io),
                     _ => {}
                 }
             }
@@ -392,7 +399,7 @@ impl Pools {
                 let caught_up = body.posted == 0;
                 write_link(link, io, &more.bytes);
                 if more.last {
-                    set_timer(link, io, after, RESPONSE_TIMER);
+                    set_deadline(link, io, after);
                 }
                 if io.backlog() > BODY_HOLD {
                     // The upstream reads slower than the client sends: the client stays
@@ -732,12 +739,25 @@ fn write_link(link: &mut Link, io: &mut Io<'_>, bytes: &[u8]) {
     }
 }
 
-/// Re-arms connection `l`'s one timer.
-fn set_timer(link: &mut Link, io: &mut Io<'_>, after: std::time::Duration, tag: u64) {
-    if let Some(key) = link.timer.take() {
+/// Sets the connection's deadline `after` from now. The armed timer is kept when it
+/// fires no later: it then finds the deadline ahead and re-arms for the rest. So a
+/// busy connection, whose deadline moves with every request, costs one timer per
+/// deadline reached instead of two set and two cancelled per request.
+fn set_deadline(link: &mut Link, io: &mut Io<'_>, after: Duration) {
+    let at = io.now() + after;
+    link.deadline = Some(at);
+    if link.timer.is_none_or(|(_, due)| due > at) {
+        arm(link, io, after, at);
+    }
+}
+
+/// Re-arms the connection's one timer to fire `after` from now (`due` by the turn's
+/// clock).
+fn arm(link: &mut Link, io: &mut Io<'_>, after: Duration, due: Instant) {
+    if let Some((key, _)) = link.timer.take() {
         io.cancel_timer(key);
     }
-    link.timer = Some(io.set_timer(after, tag));
+    link.timer = Some((io.set_timer(after, DEADLINE_TIMER), due));
 }
 
 /// Queues every TLS record rustls has ready.

@@ -175,7 +175,12 @@ pub(crate) struct Link {
     /// It has carried a request (the next one is a reuse).
     pub(crate) used: bool,
     pub(crate) started: Instant,
-    pub(crate) timer: Option<TimerKey>,
+    /// The connection's one armed timer, and about when it fires (by the turn's clock,
+    /// so no later than that).
+    pub(crate) timer: Option<(TimerKey, Instant)>,
+    /// When the wait the connection's state bounds runs out (a response head awaited,
+    /// or an idle connection kept): checked when the timer fires, which may be sooner.
+    pub(crate) deadline: Option<Instant>,
     /// Bytes arrived for the request in flight (so it is not sent again).
     pub(crate) got_bytes: bool,
     /// Bytes the codec left unconsumed (they decide how an end of stream reads).
@@ -385,6 +390,7 @@ impl Pools {
                 used: false,
                 started: now,
                 timer: None,
+                deadline: None,
                 got_bytes: false,
                 leftover: false,
                 tls: None,
