@@ -72,7 +72,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub drain_timeout: f64,
 
-    /// Completions a shard waits for per loop turn under load (1: wake on the first); needs Linux 6.12
+    /// Completions a shard waits for per loop turn under load, i.e. after a turn that found at least half as many (1: wake on the first); needs Linux 6.12
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub batch: usize,
 

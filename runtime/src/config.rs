@@ -67,7 +67,9 @@ pub struct Config {
     pub offload_cpus: Option<Vec<usize>>,
     /// Granularity of the shard's timer wheel (timers never fire early, at most this late).
     pub timer_tick: Duration,
-    /// Completions to wait for per loop turn under load (1: wake on the first).
+    /// Completions to wait for per loop turn under load (1: wake on the first). A turn
+    /// waits for them only after a turn that reaped at least half as many, so a shard
+    /// under light load still wakes on its first completion.
     pub batch: usize,
     /// How long (µs) a turn waits for `batch` completions before taking what is there.
     pub batch_wait_us: u32,

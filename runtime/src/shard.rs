@@ -107,6 +107,8 @@ pub(crate) struct Shard<H: Handler> {
     /// When a turn last reaped completions, if the allocator's free pages have not been
     /// given back since (`Config::release_memory_after`).
     busy_at: Option<Instant>,
+    /// Completions the last turn reaped: a busy turn lets the next one wait to batch.
+    reaped: usize,
 }
 
 impl<H: Handler> Shard<H> {
@@ -217,6 +219,7 @@ impl<H: Handler> Shard<H> {
             drain_expired: false,
             splices: std::collections::HashMap::new(),
             busy_at: None,
+            reaped: 0,
         };
         Ok((shard, features))
     }
@@ -245,7 +248,7 @@ impl<H: Handler> Shard<H> {
                 Some(Duration::ZERO)
             };
             let timeout = self.until_quiet(timeout);
-            let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);
+            let (batch, wait) = self.batching();
             if let Err(e) = self.ring.submit_and_wait_batch(timeout, batch, wait) {
                 say!(
                     "ringmaster: shard {}: io_uring_enter failed: {e}",
@@ -261,6 +264,19 @@ impl<H: Handler> Shard<H> {
             self.release_if_quiet();
         }
         self.finish()
+    }
+
+    /// How many completions this turn waits for, and how long (µs) it may wait to gather
+    /// them: `Config::batch` and `batch_wait_us` only after a turn that reaped at least
+    /// half a batch. Under light load a shard wakes on its first completion, so a lone
+    /// request never waits for company; under heavy load each wake-up takes more.
+    fn batching(&self) -> (usize, u32) {
+        let (batch, wait) = (self.ctx.config.batch, self.ctx.config.batch_wait_us);
+        if self.reaped >= batch / 2 {
+            (batch, wait)
+        } else {
+            (1, 0)
+        }
     }
 
     /// The wait, shortened to end when the shard will have been quiet long enough to
@@ -296,6 +312,7 @@ impl<H: Handler> Shard<H> {
         let mut cqes = mem::take(&mut self.cqes);
         let overflow = self.ring.reap(&mut cqes);
         self.ctx.counters.cq_overflow = overflow as u64;
+        self.reaped = cqes.len();
         if !cqes.is_empty() {
             self.busy_at = Some(self.ctx.now);
         }
