@@ -1000,16 +1000,66 @@ fn request_bodies_stream_through_without_being_held_whole() {
     be.stop();
 }
 
+#[test]
+fn a_request_body_is_delivered_whole_when_its_request_closes_the_connection() {
+    // `Connection: close` (or HTTP/1.0, which closes by default) marks the connection
+    // closing as soon as the head is read; the body that follows is still the
+    // request's. Both the proxy's front and `ringmaster http` itself.
+    let mut be = ServerProc::start(&[
+        "http",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+        "--max-body",
+        "16777216",
+    ]);
+    let mut px = proxy(&[be.addr], &["--max-body", "16777216"]);
+    let body: Vec<u8> = (0..(1 << 20)).map(|i| (i % 249) as u8).collect();
+    let cases = [
+        ("HTTP/1.1", "Connection: close\r\n", false),
+        ("HTTP/1.1", "Connection: close\r\n", true),
+        ("HTTP/1.0", "", false),
+    ];
+    for (to, addr) in [("proxy", px.addr), ("ringmaster http", be.addr)] {
+        for (version, fields, chunked) in cases {
+            let r = upload_as(addr, "/echo", &body, chunked, version, fields);
+            let case = format!("{to}, {version} {fields:?} chunked={chunked}");
+            assert_eq!(r.status, 200, "{case}");
+            assert!(
+                r.body == body,
+                "{case}: {} of {} bytes back",
+                r.body.len(),
+                body.len()
+            );
+        }
+    }
+    px.stop();
+    be.stop();
+}
+
 /// POSTs `body` to `path` (Content-Length, or chunked in 1 MiB chunks) from a writer
 /// thread while the response is read; the response.
 fn upload(addr: SocketAddr, path: &str, body: &[u8], chunked: bool) -> Resp {
+    upload_as(addr, path, body, chunked, "HTTP/1.1", "")
+}
+
+/// [`upload`] in `version`, with `fields` (whole lines) added to the head.
+fn upload_as(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    chunked: bool,
+    version: &str,
+    fields: &str,
+) -> Resp {
     let mut c = connect(addr);
     c.set_write_timeout(Some(LIMIT)).unwrap();
     let head = if chunked {
-        format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        format!("POST {path} {version}\r\nHost: x\r\n{fields}Transfer-Encoding: chunked\r\n\r\n")
     } else {
         format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} {version}\r\nHost: x\r\n{fields}Content-Length: {}\r\n\r\n",
             body.len()
         )
     };
@@ -1145,11 +1195,14 @@ fn request_trailers_reach_the_upstream_without_forbidden_fields() {
     let mut be = backend("trailers", &[]);
     let mut px = proxy(&[be.addr], &[]);
     let start = px.fd_count();
-    let head = "POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
     let body = "5\r\nhello\r\n0\r\nX-Req-Sum: 5\r\nHost: evil\r\nContent-Length: 1\r\n\
 Authorization: Basic eA==\r\nX-Two:  a b \r\n\r\n";
-    // With its head in one write (a body complete on arrival), and after it.
-    for split in [false, true] {
+    // With its head in one write (a body complete on arrival), and after it; and with
+    // a `Connection: close` that marks the connection closing before the body is read.
+    for (split, close) in [(false, false), (true, false), (false, true)] {
+        let fields = if close { "Connection: close\r\n" } else { "" };
+        let head =
+            format!("POST /u HTTP/1.1\r\nHost: x\r\n{fields}Transfer-Encoding: chunked\r\n\r\n");
         let mut s = connect(px.addr);
         if split {
             s.write_all(head.as_bytes()).unwrap();
@@ -1159,12 +1212,12 @@ Authorization: Basic eA==\r\nX-Two:  a b \r\n\r\n";
             s.write_all(format!("{head}{body}").as_bytes()).unwrap();
         }
         let (r, _) = read_responses(&mut s, 1, LIMIT);
-        assert_eq!(r.len(), 1, "split={split}");
-        assert_eq!(r[0].status, 200, "split={split}");
+        assert_eq!(r.len(), 1, "split={split} close={close}");
+        assert_eq!(r[0].status, 200, "split={split} close={close}");
         let seen = String::from_utf8(r[0].body.clone()).unwrap();
         assert!(
             seen.ends_with("te: -\ntrailer: X-Req-Sum: 5\ntrailer: X-Two: a b\nbody: hello\n"),
-            "split={split}: {seen:?}"
+            "split={split} close={close}: {seen:?}"
         );
     }
     // What is left: the proxy's one pooled connection to the backend.

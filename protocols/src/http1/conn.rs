@@ -147,6 +147,17 @@ impl<T> Conn<T> {
         let mut incomplete_head = false;
         let mut parsed_any = false;
         loop {
+            let rest = input.get(pos..).unwrap_or_default();
+            // The body of the request in progress comes first, even when that request
+            // closes the connection (`Connection: close`, HTTP/1.0): it is still its own.
+            if self.partial.is_some() {
+                pos += self.continue_body(app, rest, limits, port);
+                if self.partial.is_some() {
+                    break;
+                }
+                parsed_any = true;
+                continue;
+            }
             if self.closing {
                 // Nothing after a close-bound request or an error can be framed or
                 // answered: drop it, and linger at the close (the peer is still talking).
@@ -155,15 +166,6 @@ impl<T> Conn<T> {
                 }
                 pos = input.len();
                 break;
-            }
-            let rest = input.get(pos..).unwrap_or_default();
-            if self.partial.is_some() {
-                pos += self.continue_body(app, rest, limits, port);
-                if self.partial.is_some() {
-                    break;
-                }
-                parsed_any = true;
-                continue;
             }
             if self.draining {
                 self.closing = true;

@@ -78,6 +78,7 @@ impl Pools {
 
     /// The connection is free: it takes the next waiting request, or goes idle.
     fn next_job(&mut self, l: usize, io: &mut Io<'_>) {
+        self.unhold(io);
         let Some(link) = self.links.get_mut(l) else {
             return;
         };
@@ -109,6 +110,9 @@ impl Pools {
 
     /// Sends `job` on connection `l` and arms its response deadline.
     fn send(&mut self, l: usize, mut job: Job, io: &mut Io<'_>) {
+        // A hold may have come after the last response was read whole (its client
+        // took the last pieces later): this response is someone else's to pace.
+        self.unhold(io);
         let Some(link) = self.links.get_mut(l) else {
             return;
         };
@@ -562,6 +566,20 @@ impl Pools {
             io.pause_reading_of(up);
         }
         io.want_writable();
+    }
+
+    /// This upstream connection (`io`'s) is done with its response: the server
+    /// connection whose backlog held its reading back has nothing more to wait for from
+    /// it, and what it reads next (the next request's response, maybe for another
+    /// client, or the upstream's close) must be read. That client may never drain: one
+    /// that asked to close goes without a writable event, and its holds would stay.
+    fn unhold(&mut self, io: &mut Io<'_>) {
+        let up = io.token();
+        let before = self.paused.len();
+        self.paused.retain(|&(_, u)| u != up);
+        if self.paused.len() != before {
+            io.resume_reading();
+        }
     }
 
     /// Whether any upstream connection is held for a server connection's sake.
