@@ -948,19 +948,26 @@ fn hwm_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-#[test]
-fn request_bodies_stream_through_without_being_held_whole() {
-    // `ringmaster http` echoes the body back: every byte, in order, both framings.
-    let mut be = ServerProc::start(&[
+/// `ringmaster http` (whose `/echo` sends the body back) taking bodies up to
+/// `max_body` bytes, and a proxy in front of it with the same limit.
+fn echoing_backend_behind_proxy(max_body: &str) -> (ServerProc, ServerProc) {
+    let be = ServerProc::start(&[
         "http",
         "--listen",
         "127.0.0.1:0",
         "--shards",
         "1",
         "--max-body",
-        "300000000",
+        max_body,
     ]);
-    let mut px = proxy(&[be.addr], &["--max-body", "300000000"]);
+    let px = proxy(&[be.addr], &["--max-body", max_body]);
+    (be, px)
+}
+
+#[test]
+fn request_bodies_stream_through_without_being_held_whole() {
+    // `ringmaster http` echoes the body back: every byte, in order, both framings.
+    let (mut be, mut px) = echoing_backend_behind_proxy("300000000");
     let small: Vec<u8> = (0..(8 << 20)).map(|i| (i % 251) as u8).collect();
     for chunked in [false, true] {
         let r = upload(px.addr, "/echo", &small, chunked);
@@ -1005,16 +1012,7 @@ fn a_request_body_is_delivered_whole_when_its_request_closes_the_connection() {
     // `Connection: close` (or HTTP/1.0, which closes by default) marks the connection
     // closing as soon as the head is read; the body that follows is still the
     // request's. Both the proxy's front and `ringmaster http` itself.
-    let mut be = ServerProc::start(&[
-        "http",
-        "--listen",
-        "127.0.0.1:0",
-        "--shards",
-        "1",
-        "--max-body",
-        "16777216",
-    ]);
-    let mut px = proxy(&[be.addr], &["--max-body", "16777216"]);
+    let (mut be, mut px) = echoing_backend_behind_proxy("16777216");
     let body: Vec<u8> = (0..(1 << 20)).map(|i| (i % 249) as u8).collect();
     let cases = [
         ("HTTP/1.1", "Connection: close\r\n", false),

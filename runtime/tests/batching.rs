@@ -3,22 +3,14 @@
 //! message still comes back whole.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use ringmaster_runtime::{Close, Handler, Input, Io, Server};
+use ringmaster_runtime::Server;
 
-struct Echo;
+mod common;
 
-impl Handler for Echo {
-    type Conn = ();
-    fn on_open(&mut self, _peer: SocketAddr, _io: &mut Io<'_>) {}
-    fn on_data(&mut self, _c: &mut (), input: &mut Input<'_>, io: &mut Io<'_>) {
-        io.write(input.bytes());
-        input.consume_all();
-    }
-    fn on_close(&mut self, _c: (), _why: Close) {}
-}
+use common::Echo;
 
 fn echo_server(batch: usize, wait_us: u32) -> ringmaster_runtime::Running {
     let server = Server::builder()

@@ -3,22 +3,14 @@
 //! that never did anything, or one configured not to, never does.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use ringmaster_runtime::{Close, Handler, Input, Io, Server};
+use ringmaster_runtime::Server;
 
-struct Echo;
+mod common;
 
-impl Handler for Echo {
-    type Conn = ();
-    fn on_open(&mut self, _peer: SocketAddr, _io: &mut Io<'_>) {}
-    fn on_data(&mut self, _c: &mut (), input: &mut Input<'_>, io: &mut Io<'_>) {
-        io.write(input.bytes());
-        input.consume_all();
-    }
-    fn on_close(&mut self, _c: (), _why: Close) {}
-}
+use common::Echo;
 
 /// Runs an echo server with `after`, echoes one message per burst with `gap` of quiet
 /// after each, and returns the shard's `memory_releases`.
