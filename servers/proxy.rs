@@ -215,11 +215,13 @@ pub fn run(args: &ProxyArgs) -> ExitCode {
     };
     let (policy, fails, stats) = (args.balance, args.max_fails, args.stats);
     let shards = builder.config().shards;
+    // Under TLS, ALPN offers h2 first (RFC 9113 section 3.2), as `ringmaster http`
+    // does: the proxy's App serves HTTP/2 clients as it does h2c ones.
     run_maybe_tls(
         "proxy",
         builder,
         &args.tls,
-        TlsOptions::http1(),
+        TlsOptions::http(),
         None,
         move |shard| {
             let bal = Balancer::new(ups.len(), policy, fails, fail_timeout, shard as u64 + 1);

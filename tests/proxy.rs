@@ -948,6 +948,52 @@ fn hwm_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// h2load against `url`: `n` requests over `conns` connections of `streams` streams
+/// each; every one must succeed, within a minute. Its report.
+fn h2load_all_succeed(url: &str, n: u32, conns: u32, streams: u32) -> String {
+    let out = common::run_bounded(
+        Command::new("h2load").args([
+            "-n",
+            &n.to_string(),
+            "-c",
+            &conns.to_string(),
+            "-m",
+            &streams.to_string(),
+            url,
+        ]),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "h2load {url}: {text}");
+    assert!(
+        text.contains(&format!("{n} total, {n} started, {n} done, {n} succeeded")),
+        "h2load {url}: {text}"
+    );
+    text
+}
+
+#[test]
+fn http2_streams_downloading_at_once_never_leave_an_upstream_connection_held() {
+    // Each response that outpaces its client holds its upstream connection until the
+    // client's output drains. With several streams of one connection at once, a hold
+    // can land after its upstream connection read the response whole and took the next
+    // request: that request's response must still be read (it got 504 after the
+    // upstream timeout). Cleartext (prior knowledge) and TLS, where ALPN offers h2.
+    let be = ServerProc::start(&["http", "--listen", "127.0.0.1:0", "--shards", "1"]);
+    for tls in [false, true] {
+        let extra: &[&str] = if tls { &["--tls-self-signed"] } else { &[] };
+        let mut px = proxy(&[be.addr], extra);
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://{}/bytes/1000000", px.addr);
+        let text = h2load_all_succeed(&url, 40, 1, 4);
+        if tls {
+            assert!(text.contains("Application protocol: h2"), "{text}");
+        }
+        h2load_all_succeed(&url, 40, 2, 2);
+        px.stop();
+    }
+}
+
 /// `ringmaster http` (whose `/echo` sends the body back) taking bodies up to
 /// `max_body` bytes, and a proxy in front of it with the same limit.
 fn echoing_backend_behind_proxy(max_body: &str) -> (ServerProc, ServerProc) {

@@ -48,6 +48,7 @@ impl Pools {
             return None;
         }
         link.token = Some(io.token());
+        self.link_of.insert(io.token(), l);
         let pool = &mut self.pools[link.pool];
         pool.connecting -= 1;
         let took = io.now().saturating_duration_since(link.started);
@@ -517,6 +518,7 @@ impl Pools {
         };
         if let Some(token) = link.token {
             self.paused.retain(|&(_, up)| up != token);
+            self.link_of.remove(&token);
         }
         let p = link.pool;
         let pool = &mut self.pools[p];
@@ -559,8 +561,23 @@ impl Pools {
     }
 
     /// Pauses reading from upstream connection `up` until server connection `server`
-    /// has drained its output (it asks for writable-again).
+    /// has drained its output (it asks for writable-again), while `up` still carries a
+    /// request of `server`'s. The server asks as it takes a piece of a response, which
+    /// may be after `up` read that response whole and took another request, maybe
+    /// another client's: that client's response must not wait on this one's backlog
+    /// (nor for ever, if this client closes without draining).
     pub(crate) fn hold(&mut self, server: ConnToken, up: ConnToken, io: &mut Io<'_>) {
+        let serving = self
+            .link_of
+            .get(&up)
+            .and_then(|&l| self.links.get(l))
+            .is_some_and(|link| match &link.state {
+                LinkState::Busy { job, .. } | LinkState::Assigned(job) => job.route.conn == server,
+                _ => false,
+            });
+        if !serving {
+            return;
+        }
         if !self.paused.contains(&(server, up)) {
             self.paused.push((server, up));
             io.pause_reading_of(up);
@@ -578,7 +595,9 @@ impl Pools {
         let before = self.paused.len();
         self.paused.retain(|&(_, u)| u != up);
         if self.paused.len() != before {
-            io.resume_reading();
+            // Queued as the pause was (`pause_reading_of`), so it lands after a pause
+            // still pending from this turn, not before it.
+            io.resume_reading_of(up);
         }
     }
 

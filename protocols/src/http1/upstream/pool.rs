@@ -16,7 +16,7 @@
 //! upstream connection's callback (it opened, answered, failed) and from the shard (a
 //! connect failed, a connection closed); [`Ops`] is what each of those can do.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -224,6 +224,8 @@ pub(crate) struct Pools {
     /// Upstream connections whose reading is paused while a server connection's output
     /// drains: (server connection, upstream connection).
     pub(crate) paused: Vec<(ConnToken, ConnToken)>,
+    /// Each connected upstream connection's link, by its token.
+    pub(crate) link_of: HashMap<ConnToken, usize>,
 }
 
 impl std::fmt::Debug for Pools {
