@@ -367,6 +367,18 @@ impl<A: App> Http<A> {
         io: &mut Io<'_>,
         f: impl FnOnce(&mut H2Conn<A::Task>, &mut A, &mut IoPort<'_, '_>),
     ) {
+        self.with_h2_port_as(conn, io, false, f);
+    }
+
+    /// [`Self::with_h2_port`]; `writable`: this is the connection's writable event, so
+    /// its output is below the runtime's low-water mark already.
+    fn with_h2_port_as(
+        &mut self,
+        conn: &mut H2Server<A::Task>,
+        io: &mut Io<'_>,
+        writable: bool,
+        f: impl FnOnce(&mut H2Conn<A::Task>, &mut A, &mut IoPort<'_, '_>),
+    ) {
         self.date.refresh(io.now());
         let mut port = IoPort {
             io,
@@ -375,8 +387,20 @@ impl<A: App> Http<A> {
             pools: &mut self.pools,
         };
         f(&mut conn.core, &mut self.app, &mut port);
-        if self.pools.holds_any() && conn.core.upstreams_may_resume(io.backlog()) {
-            self.pools.release(io.token(), io);
+        if self.pools.holds_any() {
+            // On its writable event the output has drained as far as the runtime tells
+            // of: what is left to decide on is the streams' queues.
+            let backlog = if writable { 0 } else { io.backlog() };
+            if conn.core.upstreams_may_resume(backlog) {
+                self.pools.release(io.token(), io);
+            } else if !writable && self.pools.holds_for(io.token()) {
+                // Only this connection's output draining releases them, and its streams
+                // may have nothing left to send that would ask to hear of it (the rest
+                // of their responses is behind the hold): ask here, or nothing wakes
+                // the connection until its next timer. Not from the writable event
+                // itself, which would ask again at once, every turn.
+                io.want_writable();
+            }
         }
         arm_h2(conn, io);
     }
@@ -386,7 +410,7 @@ impl<A: App> Http<A> {
             Event::Eof => self.with_h2_port(conn, io, |core, _app, port| core.peer_closed(port)),
             // Held upstreams resume in `with_h2_port`, once the streams' queues allow.
             Event::Writable => {
-                self.with_h2_port(conn, io, |core, app, port| core.writable(app, port));
+                self.with_h2_port_as(conn, io, true, |core, app, port| core.writable(app, port));
             }
             Event::Timer(tag) => match split_app_tag(tag) {
                 Some((seq, app_tag)) => self.with_h2_port(conn, io, |core, app, port| {

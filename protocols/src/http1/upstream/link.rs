@@ -601,6 +601,11 @@ impl Pools {
         }
     }
 
+    /// Whether server connection `server` holds any upstream connection.
+    pub(crate) fn holds_for(&self, server: ConnToken) -> bool {
+        self.paused.iter().any(|&(s, _)| s == server)
+    }
+
     /// Whether any upstream connection is held for a server connection's sake.
     pub(crate) fn holds_any(&self) -> bool {
         !self.paused.is_empty()
