@@ -33,7 +33,7 @@ use crate::http1::client::{ClientError, ClientEvent};
 const DEADLINE_TIMER: u64 = 1;
 
 /// How long a connection past the pool's `max_idle` stays idle before it is closed.
-const EXCESS_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+const EXCESS_IDLE: Duration = Duration::from_secs(2);
 
 /// Decrypted bytes held past this are given back after use.
 const PLAIN_KEEP: usize = 64 * 1024;
@@ -141,9 +141,12 @@ impl Pools {
                 pace(io, &job.route, false);
             }
         }
-        // The response is timed from the end of the request: an upload may take long.
+        // The response is timed from the end of the request: an upload may take long,
+        // and no deadline stands meanwhile (not the idle one this connection had).
         if body_done {
             set_deadline(link, io, pool.spec.response_timeout);
+        } else {
+            link.deadline = None;
         }
         link.state = LinkState::Busy { job, head: false };
     }
