@@ -604,8 +604,7 @@ impl App for Proxy {
         let target = absolute.as_ref().map_or(req.target(), |(_, path)| path);
         // Values pass as bytes, obs-text included (RFC 9110 section 5.5), borrowed from
         // the request: no copy per field.
-        let mut fields =
-            headers::request_fields(|| req.headers(), client, self.proto, &mut scratch);
+        let mut fields = headers::request_fields(req.headers(), client, self.proto, &mut scratch);
         if let Some(f) = fields.iter_mut().rev().find(|(n, _)| *n == "Via") {
             f.1 = via(req.version());
         }
@@ -690,7 +689,7 @@ impl App for Proxy {
             // `Expect: 100-continue` itself.
             UpstreamEvent::Informational(head) if head.status() != 100 => {
                 let all = head.headers();
-                let mut fields = headers::end_to_end(|| all.iter());
+                let mut fields = headers::end_to_end(all.iter());
                 fields.push(("Via", headers::VIA.as_bytes()));
                 ex.send_informational_bytes(head.status(), &fields);
             }
@@ -711,7 +710,7 @@ impl App for Proxy {
                 self.bal.succeeded(task.up);
                 let all = head.headers();
                 // Values as bytes: obs-text reaches the client as the upstream sent it.
-                let mut fields = headers::end_to_end(|| all.iter());
+                let mut fields = headers::end_to_end(all.iter());
                 // An upstream may answer in HTTP/1.0.
                 fields.push(("Via", via(head.version())));
                 if let Framing::Length(n) = head.framing() {

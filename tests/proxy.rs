@@ -1283,6 +1283,22 @@ Authorization: Basic eA==\r\nX-Two:  a b \r\n\r\n";
     be.stop();
 }
 
+/// Runs an inline Python client `script` with `addr` and `path` as its arguments,
+/// bounded to 30 s; it must succeed. Its standard output.
+fn python_client(script: &str, addr: SocketAddr, path: &str) -> String {
+    let out = common::run_bounded(
+        Command::new("python3").args(["-c", script, &addr.to_string(), path]),
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// An HTTP/2 client (Python `h2`, cleartext with prior knowledge) that GETs `path`
 /// and prints the response's trailer fields (`name=value` lines), then `body:` and
 /// the body. Bounded: 10 s, and a stream that does not end is a failure.
@@ -1321,16 +1337,7 @@ print("body:" + body.decode())
 fn an_http2_client_gets_the_upstreams_trailers_after_the_body() {
     let mut be = backend("trailers", &[]);
     let mut px = proxy(&[be.addr], &[]);
-    let out = Command::new("python3")
-        .args(["-c", H2_GET, &px.addr.to_string(), "/t"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python_client(H2_GET, px.addr, "/t");
     let (trailers, body) = text.split_once("body:").unwrap();
     // HTTP/2 always carries trailers: the upstream is asked for them, and the allowed
     // ones come as a HEADERS frame ending the stream after the DATA.
@@ -1343,16 +1350,7 @@ fn an_http2_client_gets_the_upstreams_trailers_after_the_body() {
     );
     // A body past the stream's first window (64 KiB): the trailers wait for the last
     // DATA, which waits for the client's WINDOW_UPDATEs.
-    let out = Command::new("python3")
-        .args(["-c", H2_GET, &px.addr.to_string(), "/t?pad=300000"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python_client(H2_GET, px.addr, "/t?pad=300000");
     let (trailers, body) = text.split_once("body:").unwrap();
     assert!(body.contains(&format!("\n{}\n", "x".repeat(300_000))));
     let len = body.trim_end_matches('\n').len() + 1;
@@ -1394,16 +1392,7 @@ print("body:" + body.decode())
 fn a_strict_http11_client_reads_the_trailers_the_proxy_passes_on() {
     let mut be = backend("trailers", &[]);
     let mut px = proxy(&[be.addr], &[]);
-    let out = Command::new("python3")
-        .args(["-c", H11_GET, &px.addr.to_string(), "/t"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python_client(H11_GET, px.addr, "/t");
     let (trailers, body) = text.split_once("body:").unwrap();
     let len = body.trim_end_matches('\n').len() + 1;
     // h11 lower-cases names.
@@ -1578,16 +1567,7 @@ fn interim_responses_are_forwarded_without_hop_by_hop_fields_in_order() {
     let mut px = proxy(&[be.addr], &[]);
     // RFC 9110 section 15.2: a proxy forwards 1xx responses (the ones it did not ask
     // for), each cleaned of hop-by-hop fields like any response.
-    let out = Command::new("python3")
-        .args(["-c", H11_INTERIM, &px.addr.to_string(), "/e"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python_client(H11_INTERIM, px.addr, "/e");
     let lines: Vec<&str> = text.lines().collect();
     // Each carries the proxy's Via, as every forwarded message does (section 7.6.3).
     assert_eq!(lines[0], "interim 102 via=1.1 ringmaster", "{text}");
@@ -1605,16 +1585,7 @@ fn interim_responses_are_forwarded_without_hop_by_hop_fields_in_order() {
     assert_eq!(lines[3], "body:hello from /e", "{text}");
 
     // HTTP/2: a HEADERS frame without END_STREAM for each.
-    let out = Command::new("python3")
-        .args(["-c", H2_INTERIM, &px.addr.to_string(), "/e"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python_client(H2_INTERIM, px.addr, "/e");
     assert_eq!(
         text,
         "interim 102 via=1.1 ringmaster\n\
@@ -1751,16 +1722,7 @@ fn via_names_the_protocol_each_request_came_in() {
     let (r, _) = roundtrip(px.addr, b"GET /v HTTP/1.0\r\nHost: x\r\n\r\n", 1);
     let seen = String::from_utf8(r[0].body.clone()).unwrap();
     assert!(seen.contains("\r\nVia: 1.0 ringmaster\r\n"), "{seen}");
-    let out = Command::new("python3")
-        .args(["-c", H2_GET, &px.addr.to_string(), "/v"])
-        .output()
-        .expect("python3");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = python_client(H2_GET, px.addr, "/v");
     assert!(text.contains("\r\nVia: 2 ringmaster\r\n"), "{text}");
     px.stop();
     be.stop();

@@ -105,7 +105,7 @@ impl App for Reframe {
     fn on_request(&mut self, req: &Request<'_>, ex: &mut Exchange<'_>) -> Option<Upload> {
         let mut scratch = Vec::new();
         let ip = Some("127.0.0.1".parse().unwrap());
-        let fields = forward::request_fields(|| req.headers(), ip, "http", &mut scratch);
+        let fields = forward::request_fields(req.headers(), ip, "http", &mut scratch);
         if req.is_body_streamed() {
             // Re-framed as the proxy does: its length if it had one, chunked otherwise.
             let len = req
@@ -157,7 +157,7 @@ impl App for Reframe {
                 .iter()
                 .any(|o| n.eq_ignore_ascii_case(o))
         };
-        let sent: Vec<(&str, &[u8])> = forward::end_to_end(|| req.headers())
+        let sent: Vec<(&str, &[u8])> = forward::end_to_end(req.headers())
             .into_iter()
             .filter(|&(n, _)| !ours(n))
             .collect();

@@ -54,15 +54,14 @@ pub fn names_option(value: &[u8], option: &str) -> bool {
 /// hop-by-hop and framing fields. Values stay bytes: obs-text (0x80-0xFF) passes as
 /// opaque data (RFC 9110 section 5.5), byte for byte; the parser has already refused
 /// CR, LF and NUL in a value, and the encoders refuse them again.
-pub fn end_to_end<'a, I>(fields: impl Fn() -> I) -> Vec<(&'a str, &'a [u8])>
-where
-    I: Iterator<Item = (&'a str, &'a [u8])>,
-{
+pub fn end_to_end<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<(&'a str, &'a [u8])> {
     // One pass: the fields `Connection` names (none, in most messages) are taken out
     // after it, so a message without the field is read once.
     let mut named: Vec<&[u8]> = Vec::new();
     let mut out = Vec::with_capacity(16);
-    for (name, value) in fields() {
+    for (name, value) in fields {
         if name.len() == 10 && name.eq_ignore_ascii_case("connection") {
             named.extend(list(value));
         }
@@ -104,15 +103,12 @@ fn push_ip(buf: &mut Vec<u8>, ip: std::net::IpAddr) {
 /// `Expect` dropped (the body is already here), `X-Forwarded-For` with `client`
 /// appended, `X-Forwarded-Proto` set to `proto`, and `Via`. `scratch` holds the new
 /// `X-Forwarded-For` value.
-pub fn request_fields<'a, I>(
-    fields: impl Fn() -> I,
+pub fn request_fields<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     client: Option<std::net::IpAddr>,
     proto: &'a str,
     scratch: &'a mut Vec<u8>,
-) -> Vec<(&'a str, &'a [u8])>
-where
-    I: Iterator<Item = (&'a str, &'a [u8])>,
-{
+) -> Vec<(&'a str, &'a [u8])> {
     let mut out = end_to_end(fields);
     scratch.clear();
     for (n, v) in &out {
@@ -183,13 +179,8 @@ mod tests {
         }
     }
 
-    type Pairs<'a> = std::iter::Map<
-        std::slice::Iter<'a, (&'a str, &'a str)>,
-        fn(&(&'a str, &'a str)) -> (&'a str, &'a [u8]),
-    >;
-
-    fn f<'a>(list: &'a [(&'a str, &'a str)]) -> impl Fn() -> Pairs<'a> {
-        move || list.iter().map(|(n, v)| (*n, v.as_bytes()))
+    fn f<'a>(list: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        list.iter().map(|(n, v)| (*n, v.as_bytes()))
     }
 
     fn text<'a>(pairs: &[(&'a str, &'a [u8])]) -> Vec<(&'a str, &'a str)> {
@@ -249,7 +240,7 @@ mod tests {
             ("Connection", &b"X-Gone"[..]),
             ("X-Gone", &b"\xe9"[..]),
         ];
-        let out = end_to_end(|| fields.iter().map(|(n, v)| (*n, *v)));
+        let out = end_to_end(fields.iter().map(|(n, v)| (*n, *v)));
         assert_eq!(
             out,
             [("X-A", &b"caf\xe9"[..]), ("X-Bin", &b"\xff\xfe \x80"[..])]

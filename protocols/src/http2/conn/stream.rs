@@ -209,6 +209,16 @@ pub(crate) struct StreamSink<'a> {
 }
 
 impl StreamSink<'_> {
+    /// Starts a header block with `:status`; the digits buffer, for reuse.
+    fn start_block(&mut self, status: u16) -> Vec<u8> {
+        self.block.clear();
+        self.enc.start_block(self.block);
+        let mut digits = Vec::with_capacity(20);
+        put_u64(&mut digits, u64::from(status));
+        self.enc.encode_field(b":status", &digits, self.block);
+        digits
+    }
+
     /// Encodes the allowed fields of `list` into the block; returns how many were not.
     fn fields(&mut self, list: &[(&str, &str)], lower: &mut Vec<u8>) -> usize {
         let mut dropped = 0;
@@ -241,11 +251,7 @@ impl StreamOut for StreamSink<'_> {
         if self.send.head_sent || self.send.reset {
             return 0;
         }
-        self.block.clear();
-        self.enc.start_block(self.block);
-        let mut digits = Vec::with_capacity(20);
-        put_u64(&mut digits, u64::from(status.clamp(100, 999)));
-        self.enc.encode_field(b":status", &digits, self.block);
+        let mut digits = self.start_block(status.clamp(100, 999));
         self.enc.encode_field(b"server", b"ringmaster", self.block);
         let date = *port.date();
         self.enc.encode_field(b"date", &date, self.block);
@@ -283,11 +289,7 @@ impl StreamOut for StreamSink<'_> {
         if self.send.head_sent || self.send.reset {
             return 0;
         }
-        self.block.clear();
-        self.enc.start_block(self.block);
-        let mut digits = Vec::with_capacity(3);
-        put_u64(&mut digits, u64::from(status.clamp(100, 199)));
-        self.enc.encode_field(b":status", &digits, self.block);
+        self.start_block(status.clamp(100, 199));
         let dropped = self.fields(fields, &mut Vec::new());
         encode_headers(port.buf(), self.id, self.block, false, self.max_frame);
         dropped
